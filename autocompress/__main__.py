@@ -1,0 +1,3 @@
+from autocompress.cli import app
+
+app(prog_name="autocompress")

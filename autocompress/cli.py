@@ -1,0 +1,232 @@
+"""The `autocompress` command: parse, validate, call the library; user errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autocompress.errors import AutocompressError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+err = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (model, data, metric, device, search)")]
+ExampleOpt = Annotated[str | None, typer.Option(help="built-in example instead of a config: digits")]
+DeviceOpt = Annotated[str | None, typer.Option(help="hardware profile name, alias or .yaml path")]
+StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-<device>); same name resumes")]
+StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)  # plain: one line however narrow the terminal
+    return typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("autocompress").setLevel(logging.INFO)
+    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "root"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def _experiment(config: Path | None, example: str | None, device: str | None, **search: object):
+    """Merge a config file (if any) with flags; flags win. Returns the validated ExperimentConfig."""
+    from autocompress.config import load_config, validate_config
+
+    if config is not None:
+        if not config.is_file():
+            raise AutocompressError(f"config file '{config}' does not exist")
+        base = load_config(config).model_dump(exclude={"base_dir"})
+        base_dir = config.resolve().parent
+    else:
+        base, base_dir = {"example": example or "digits"}, Path.cwd()
+    if example is not None and config is not None:
+        base.update(example=example, model=None, data=None)
+    if device is not None:
+        base["device"] = device
+    base["search"] = base.get("search", {}) | {k: v for k, v in search.items() if v is not None}
+    return validate_config(base, base_dir=base_dir, source=str(config or "command line"))
+
+
+@app.command()
+def search(
+    config: ConfigArg = None,
+    example: ExampleOpt = None,
+    device: DeviceOpt = None,
+    trials: Annotated[int | None, typer.Option(help="trials to add in this invocation")] = None,
+    timeout: Annotated[str | None, typer.Option(help="stop after this long: seconds, 90m, 8h")] = None,
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: SQLite under home)")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="allowed metric drop, 0.01 = 1 accuracy point")] = None,
+    drop_mode: Annotated[str | None, typer.Option(help="absolute or relative")] = None,
+    max_size_mb: Annotated[float | None, typer.Option(help="reject artifacts larger than this")] = None,
+    size_objective: Annotated[bool | None, typer.Option(help="model size as a third objective")] = None,
+    granularity: Annotated[str | None, typer.Option(help="layer, stage or global knobs")] = None,
+    seed: Annotated[int | None, typer.Option(help="study seed")] = None,
+    out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Search compression strategies for a model on a device; resumes a study of the same name."""
+    _setup_logging(verbose)
+    try:
+        from autocompress.hardware import get_profile
+        from autocompress.search.driver import SearchInterrupted, run_search
+        from autocompress.search.export import export_best
+        from autocompress.tasks import load_task
+
+        experiment = _experiment(
+            config,
+            example,
+            device,
+            trials=trials,
+            timeout=timeout,
+            study=study,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            max_drop=max_drop,
+            drop_mode=drop_mode,
+            max_size_mb=max_size_mb,
+            size_objective=size_objective,
+            granularity=granularity,
+            seed=seed,
+        )
+        profile = get_profile(experiment.device)
+        task = load_task(experiment)
+        name = experiment.search.study or f"{task.name}-{profile.name}"
+        try:
+            result = run_search(task, profile, experiment.search, name, console=err)
+        except SearchInterrupted as interrupted:
+            typer.echo(str(interrupted), err=True)
+            raise typer.Exit(130) from None
+        _print_summary(result, profile.name)
+        if out is not None:
+            target = export_best(result, profile, out, lambda: task, task.metric_name)
+            out.mkdir(parents=True, exist_ok=True)
+            err.print(f"exported the best strategy to {target}")
+    except AutocompressError as error:
+        raise _fail(str(error)) from None
+
+
+def _print_summary(study, device: str) -> None:
+    from autocompress.search.results import METRICS_ATTR, fastest_feasible
+
+    best = fastest_feasible(study)
+    if best is None:
+        err.print("no feasible trial yet: run more trials or relax --max-drop")
+        return
+    m = best.user_attrs[METRICS_ATTR]
+    out.print(
+        f"{device}: best feasible trial {best.number}: metric {m['metric']:.4f} (drop {m['metric_drop']:+.4f}), "
+        f"latency {m['latency_ms']:.3f} ms, speedup {m['speedup']:.2f}x, size {m['size_mb']:.2f} MB"
+    )
+
+
+@app.command()
+def export(
+    config: ConfigArg = None,
+    example: ExampleOpt = None,
+    device: DeviceOpt = None,
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    out: Annotated[Path, typer.Option(help="folder to write <device>/strategy.yaml, artifact, reports")] = Path("best"),
+) -> None:
+    """Export the fastest feasible strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
+    _setup_logging(False)
+    try:
+        import optuna
+
+        from autocompress.hardware import get_profile
+        from autocompress.search.export import export_best
+        from autocompress.search.study import open_storage
+        from autocompress.tasks import load_task
+
+        experiment = _experiment(config, example, device, study=study, storage=storage)
+        profile = get_profile(experiment.device)
+        name = experiment.search.study or f"{experiment.task_name}-{profile.name}"
+        try:
+            stored = optuna.load_study(study_name=name, storage=open_storage(experiment.search.storage))
+        except KeyError:
+            raise AutocompressError(
+                f"no study named '{name}' in the storage: run `autocompress search` first"
+            ) from None
+        target = export_best(stored, profile, out, lambda: load_task(experiment))
+        out_text = (target / "report.json").read_text()
+        out.mkdir(parents=True, exist_ok=True)
+        typer.echo(out_text)
+    except AutocompressError as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
+def apply(
+    strategy: Annotated[Path, typer.Argument(help="strategy.yaml written by search or export")],
+    config: Annotated[Path | None, typer.Option("--config", help="experiment YAML of a user task")] = None,
+    example: ExampleOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Path, typer.Option(help="folder for the rebuilt artifact and its report")] = Path("rebuilt"),
+) -> None:
+    """Rebuild the artifact a strategy describes (no study needed) and measure it on the device."""
+    _setup_logging(False)
+    try:
+        import json
+
+        from autocompress.compress.pipeline import build
+        from autocompress.evaluators import measure_artifact
+        from autocompress.hardware import get_profile
+        from autocompress.spaces.strategy import Strategy
+        from autocompress.tasks import load_task
+
+        if not strategy.is_file():
+            raise AutocompressError(f"strategy file '{strategy}' does not exist")
+        loaded = Strategy.load(strategy)
+        experiment = _experiment(config, example, device)
+        profile = get_profile(experiment.device)
+        task = load_task(experiment)
+        artifact = build(task, loaded, profile, out)
+        measurement = measure_artifact(artifact.path, task, profile)
+        report = {
+            "device": profile.name,
+            "accuracy": measurement.metric,
+            "latency_ms": measurement.latency.median_ms,
+            "latency_ci_ms": [measurement.latency.ci_low_ms, measurement.latency.ci_high_ms],
+            "size_bytes": measurement.size_bytes,
+            "artifact": str(artifact.path),
+        }
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report, indent=2))
+    except AutocompressError as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
+def devices() -> None:
+    """List the hardware profiles: runtime, precisions, host."""
+    try:
+        from autocompress.hardware import all_profiles
+
+        table = Table("name", "runtime", "precisions", "host", "aliases")
+        for profile in all_profiles().values():
+            precisions = sorted({p for choices in profile.precisions.values() for p in choices})
+            table.add_row(
+                profile.name, profile.runtime, ", ".join(precisions), profile.host, ", ".join(profile.aliases)
+            )
+        out.print(table)
+    except AutocompressError as error:
+        raise _fail(str(error)) from None
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m autocompress`
+    app(prog_name="autocompress")
+    sys.exit(0)

@@ -1,0 +1,71 @@
+"""ONNX export with stable layer names, so a strategy's per-layer choices find their nodes in the graph."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from autocompress.errors import TrialError
+from autocompress.spaces.graph import quant_layers
+
+log = logging.getLogger(__name__)
+# torch.onnx warns once per export that torchvision operators are not registered; irrelevant here
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+LAYER_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _scope_layer(node: onnx.NodeProto, layer_names: set[str]) -> str | None:
+    """The deepest torch module scope of a node that is a known layer (fallback when weights were renamed)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = [scope.strip(" '\"") for scope in prop.value.strip("[]").split(",")]
+            matches = [scope for scope in scopes if scope in layer_names]
+            return matches[-1] if matches else None
+    return None
+
+
+def name_layers(model: onnx.ModelProto, layer_names: set[str]) -> dict[str, str]:
+    """Rename Conv/Gemm/MatMul nodes to their torch module names; returns {layer: op_type} of what was found."""
+    found: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type not in LAYER_OPS or len(node.input) < 2:
+            continue
+        weight = node.input[1]
+        layer = weight.removesuffix(".weight") if weight.endswith(".weight") else None
+        if layer not in layer_names:
+            layer = _scope_layer(node, layer_names)
+        if layer is not None and layer not in found:
+            node.name = layer
+            found[layer] = node.op_type
+    return found
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> dict[str, str]:
+    """Export with a dynamic batch axis (accuracy runs batched, latency at the profile's batch size)."""
+    model = model.eval()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example_input,),
+                dynamo=True,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                verbose=False,
+            )
+    except Exception as error:  # the exporter raises many types; all mean "this candidate cannot be exported"
+        raise TrialError(f"ONNX export failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}") from error
+    onnx_model = program.model_proto
+    found = name_layers(onnx_model, {layer.name for layer in quant_layers(model)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(path))
+    return found

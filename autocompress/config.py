@@ -1,0 +1,99 @@
+"""The experiment config: what to compress (a built-in example or the user's own model, data and metric),
+for which device, and how to search. YAML files and CLI flags both end up here, validated by pydantic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autocompress.errors import ConfigError
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """`3600`, `90m`, `8h`, `1.5d` -> seconds; None stays None."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = DURATION.match(text)
+    if not match:
+        raise ConfigError(f"timeout '{text}' is not a duration: use seconds or a number with s, m, h or d (e.g. 8h)")
+    return float(match.group(1)) * SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSettings(_Strict):
+    """Budget, objectives, constraint, storage and tracking of one search."""
+
+    trials: int | None = Field(default=30, ge=1)
+    timeout: float | None = Field(default=None, description="seconds; YAML and CLI also accept 90m, 8h")
+    study: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    max_drop: float = Field(default=0.01, ge=0, description="allowed metric drop (0.01 = 1 point of accuracy)")
+    drop_mode: Literal["absolute", "relative"] = "absolute"
+    max_size_mb: float | None = Field(default=None, gt=0)
+    size_objective: bool = False
+    granularity: Literal["layer", "stage", "global"] = "layer"
+    seed: int = 0
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        return parse_duration(value)  # type: ignore[arg-type]
+
+
+class ExperimentConfig(_Strict):
+    """Either `example` or all of `model` and `data` (`package.module:function`); `metric` defaults to accuracy."""
+
+    name: str | None = None
+    example: str | None = None
+    model: str | None = None
+    data: str | None = None
+    metric: str = "accuracy"
+    device: str = "cpu"
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_task(self) -> ExperimentConfig:
+        if self.example is None and (self.model is None or self.data is None):
+            raise ValueError("name a built-in `example`, or give both `model` and `data` as package.module:function")
+        if self.example is not None and (self.model or self.data):
+            raise ValueError("give either `example` or `model`+`data`, not both")
+        return self
+
+    @property
+    def task_name(self) -> str:
+        return self.name or self.example or (self.model or "task").split(":")[-1]
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; every problem is one line naming the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping (model, data, metric, device, search)")
+    return validate_config(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def validate_config(raw: dict, base_dir: Path, source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig(**raw, base_dir=base_dir)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {where}: {message}") from None

@@ -1,0 +1,217 @@
+"""The search loop: sample a Strategy, build it, measure it on the device, tell Optuna, log to MLflow."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import signal
+from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+from autocompress.compress.pipeline import build
+from autocompress.config import SearchSettings
+from autocompress.errors import AutocompressError
+from autocompress.evaluators import EVALUATORS, measure_artifact
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.home import default_tracking_uri, study_dir
+from autocompress.search.export import trial_dir
+from autocompress.search.progress import SearchProgress
+from autocompress.search.results import (
+    BASELINE_ATTR,
+    METRICS_ATTR,
+    constraint_values,
+    feasible_front,
+    measurement_record,
+    trial_metrics,
+)
+from autocompress.search.study import open_storage, open_study
+from autocompress.search.tracking import MlflowTracker
+from autocompress.spaces.space import SearchSpace, SpaceOptions
+from autocompress.spaces.strategy import Strategy
+from autocompress.task import Task
+
+log = logging.getLogger(__name__)
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the running trial was failed and recorded; the next invocation resumes."""
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    return (study_seed * 1_000_003 + trial_number * 7919) % (2**31 - 1)
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+
+
+@dataclass
+class Objective:
+    """One trial: the Strategy is logged before it is built, so even a crash leaves what was tried."""
+
+    task: Task
+    profile: HardwareProfile
+    settings: SearchSettings
+    space: SearchSpace
+    study_name: str
+    baseline: dict
+    tracker: MlflowTracker
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        strategy = self.space.sample(trial, seed=trial_seed(self.settings.seed, trial.number))
+        trial.set_user_attr("strategy", strategy.model_dump())
+        run_id = self.tracker.start_trial(trial.number, tags={"device": self.profile.name})
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.tracker.log(run_id, params=strategy.summary())
+        self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
+        try:
+            artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
+            measurement = measure_artifact(artifact.path, self.task, self.profile)
+            metrics = trial_metrics(measurement, self.baseline, self.settings)
+            metrics["parameters"] = float(artifact.metadata["parameters"])
+            trial.set_user_attr(METRICS_ATTR, metrics)
+            for key, value in constraint_values(metrics["metric_drop"], measurement.size_bytes, self.settings).items():
+                trial.set_constraint(key, value)
+            named = {self.task.metric_name: metrics["metric"], f"{self.task.metric_name}_drop": metrics["metric_drop"]}
+            self.tracker.log(run_id, metrics=metrics | named, tags={"state": "COMPLETE"})
+            self.tracker.end_trial(run_id, "FINISHED")
+        except KeyboardInterrupt:
+            self._record_failure(trial, run_id, "interrupted by the user (SIGINT/SIGTERM)", "KILLED")
+            raise
+        except Exception as error:
+            self._record_failure(trial, run_id, one_line(error), "FAILED")
+            raise
+        values = [measurement.metric, measurement.latency.median_ms]
+        if self.settings.size_objective:
+            values.append(measurement.size_bytes / 1e6)
+        return tuple(values)
+
+    def _record_failure(self, trial: optuna.Trial, run_id: str, reason: str, status: str) -> None:
+        log.warning("trial %d failed: %s", trial.number, reason)
+        trial.set_user_attr("fail_reason", reason)
+        self.tracker.log(run_id, tags={"state": "FAIL", "error": reason})
+        self.tracker.end_trial(run_id, status)
+        shutil.rmtree(trial_dir(self.study_name, trial.number), ignore_errors=True)
+
+
+class KeepFrontArtifacts:
+    """After each trial: log newly non-dominated artifacts to MLflow; delete local artifacts that were dominated."""
+
+    def __init__(self, tracker: MlflowTracker, study_name: str) -> None:
+        self.tracker = tracker
+        self.study_name = study_name
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        front = {t.number for t in feasible_front(study)}
+        if trial.number in front and "mlflow_run_id" in trial.user_attrs:
+            for path in trial_dir(self.study_name, trial.number).glob("model.*"):
+                self.tracker.log_artifact(trial.user_attrs["mlflow_run_id"], path)
+        trials_root = study_dir(self.study_name) / "trials"
+        for folder in trials_root.glob("*"):
+            if folder.name.isdigit() and int(folder.name) not in front and int(folder.name) != _running(study):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(study: optuna.Study) -> int:
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return running[0].number if running else -1
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same path as Ctrl-C: the trial is failed and recorded, the parent run closed."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def measure_baseline(task: Task, profile: HardwareProfile, study: optuna.Study) -> dict:
+    """The uncompressed model, exported and measured exactly like a candidate; once per study, then stored."""
+    if BASELINE_ATTR in study.user_attrs:
+        return study.user_attrs[BASELINE_ATTR]
+    folder = study_dir(study.study_name) / "baseline"
+    artifact = build(task, Strategy(), profile, folder)
+    record = measurement_record(measure_artifact(artifact.path, task, profile))
+    study.set_user_attr(BASELINE_ATTR, record)
+    shutil.rmtree(folder, ignore_errors=True)
+    return record
+
+
+def run_search(
+    task: Task,
+    profile: HardwareProfile,
+    settings: SearchSettings,
+    study_name: str,
+    console: Console | None = None,
+) -> optuna.Study:
+    """Run (or resume) a study until `trials` more trials or `timeout`; Ctrl-C raises SearchInterrupted."""
+    space = SearchSpace.from_model(
+        task.model, task.example_input, profile, SpaceOptions(granularity=settings.granularity)
+    )
+    study = open_study(study_name, open_storage(settings.storage), settings, space)
+    baseline = measure_baseline(task, profile, study)
+    if not study.trials:
+        study.enqueue_trial(space.fixed_params(0.0, "fp32", 0), user_attrs={"enqueued": "no compression"})
+        study.enqueue_trial(space.fixed_params(0.0, "int8", 0), user_attrs={"enqueued": "uniform int8"})
+    tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
+    tracker.start_parent(
+        run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}",
+        params={
+            "device": profile.name,
+            "task": task.name,
+            "trials": settings.trials or 0,
+            "max_drop": settings.max_drop,
+            "drop_mode": settings.drop_mode,
+            "granularity": settings.granularity,
+            "seed": settings.seed,
+        },
+        tags={
+            "study": study_name,
+            "cpu": platform.processor() or platform.machine(),
+            "threads": str(profile.threads),
+            **{f"version.{k}": v for k, v in EVALUATORS[profile.runtime].versions().items()},
+        },
+    )
+    tracker.log(
+        tracker.parent_id or "",
+        metrics={
+            "baseline_metric": baseline["metric"],
+            "baseline_latency_ms": baseline["latency_ms"],
+            "baseline_size_bytes": float(baseline["size_bytes"]),
+        },
+    )
+    objective = Objective(task, profile, settings, space, study_name, baseline, tracker)
+    callbacks = [KeepFrontArtifacts(tracker, study_name)]
+    try:
+        with sigterm_as_interrupt(), SearchProgress(settings.trials, settings.timeout, console) as progress:
+            study.optimize(
+                objective,
+                n_trials=settings.trials,
+                timeout=settings.timeout,
+                catch=(Exception,),
+                callbacks=[*callbacks, progress],
+                gc_after_trial=True,
+            )
+    except KeyboardInterrupt:
+        tracker.end_parent("KILLED")
+        raise SearchInterrupted(f"search '{study_name}' interrupted; run the same command again to resume") from None
+    except AutocompressError:
+        tracker.end_parent("FAILED")
+        raise
+    tracker.end_parent("FINISHED")
+    return study

@@ -1,0 +1,78 @@
+"""Optuna study set-up: storage (SQLite by default, any Optuna URL), sampler, resume and its safety checks."""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+
+from autocompress.config import SearchSettings
+from autocompress.errors import ConfigError
+from autocompress.home import default_storage
+from autocompress.spaces.space import SearchSpace
+
+log = logging.getLogger(__name__)
+SPACE_ATTR = "space_signature"
+STARTUP_TRIALS = 10
+
+
+def open_storage(url: str | None) -> BaseStorage:
+    """RDB storages get a heartbeat, so a trial left RUNNING by a killed process is failed on the next run."""
+    url = url or default_storage()
+    try:
+        if url.startswith(("sqlite", "postgresql", "mysql")):
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        return optuna.storages.get_storage(url)
+    except Exception as error:  # SQLAlchemy and the journal backends raise many types
+        raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
+
+
+def directions(settings: SearchSettings) -> list[str]:
+    """Maximize the metric, minimize latency; size is an optional third objective."""
+    return ["maximize", "minimize"] + (["minimize"] if settings.size_objective else [])
+
+
+def space_signature(space: SearchSpace) -> str:
+    groups = ",".join(f"{group.name}:{group.channels}" for group in space.groups)
+    layers = ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in space.precision_units().items())
+    return f"groups={groups};precisions={layers};granularity={space.options.granularity}"
+
+
+def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space: SearchSpace) -> optuna.Study:
+    """Create or resume; a stored study built for another model, device or objectives is refused."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    existing = len(_trials_so_far(name, storage))
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed + existing,  # a resumed study must not replay the first run's random draws
+        multivariate=True,
+        n_startup_trials=STARTUP_TRIALS,
+        constant_liar=True,
+    )
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions(settings), sampler=sampler, load_if_exists=True
+        )
+    except ValueError as error:
+        raise ConfigError(f"study '{name}': {error}; use another --study name".splitlines()[0]) from None
+    if len(study.directions) != len(directions(settings)):
+        raise ConfigError(
+            f"study '{name}' was created with {len(study.directions)} objectives; "
+            "keep --size-objective as it was or use another --study name"
+        )
+    signature = space_signature(space)
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None:
+        study.set_user_attr(SPACE_ATTR, signature)
+    elif stored != signature:
+        raise ConfigError(
+            f"study '{name}' was created for a different model, device or granularity; use another --study name"
+        )
+    return study
+
+
+def _trials_so_far(name: str, storage: BaseStorage) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage).trials
+    except KeyError:
+        return []

@@ -1,0 +1,72 @@
+"""MLflow logging, direct through MlflowClient: one experiment per study, one parent run per search
+invocation, one nested run per trial. (optuna-integration's MLflowCallback is deprecated.)"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from autocompress.home import home
+
+log = logging.getLogger(__name__)
+for _quiet in ("alembic", "mlflow"):  # table creation and migrations are not news to the user
+    logging.getLogger(_quiet).setLevel(logging.WARNING)
+
+
+class MlflowTracker:
+    """Owns the parent run of one search invocation and opens a nested run per trial."""
+
+    def __init__(self, tracking_uri: str, study_name: str) -> None:
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is None:
+            artifacts = (home() / "mlartifacts" / study_name).as_uri()
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=artifacts)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id: str | None = None
+
+    def start_parent(self, run_name: str, params: dict[str, str | int | float], tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.parent_id = run.info.run_id
+        self.log(self.parent_id, params=params)
+        return self.parent_id
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_id is not None:
+            self.client.set_terminated(self.parent_id, status=status)
+
+    def start_trial(self, trial_number: int, tags: dict[str, str]) -> str:
+        all_tags = {"optuna.trial_number": str(trial_number), **tags}
+        if self.parent_id is not None:
+            all_tags["mlflow.parentRunId"] = self.parent_id
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=all_tags)
+        return run.info.run_id
+
+    def log(
+        self,
+        run_id: str,
+        params: dict[str, str | int | float] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()],
+            params=[Param(key, str(value)) for key, value in (params or {}).items()],
+            tags=[RunTag(key, str(value)[:5000]) for key, value in (tags or {}).items()],
+        )
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def end_trial(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,76 @@
+"""What in a model can vary: prunable channel groups (torch-pruning's dependency graph) and quantizable layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+LAYER_OP_TYPES = {nn.Conv2d: "Conv", nn.Conv1d: "Conv", nn.Linear: "Gemm"}
+
+
+@dataclass(frozen=True)
+class PruneGroup:
+    """Channels that must be removed together (e.g. every conv feeding one residual sum), named by its root."""
+
+    name: str
+    channels: int
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QuantLayer:
+    """A layer whose precision the strategy chooses; op_type is the ONNX op it exports to."""
+
+    name: str
+    op_type: str
+
+
+def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
+    """Layers whose output is the model's output: pruning them would change what the model predicts."""
+    produced: dict[int, nn.Module] = {}
+    hooks = [
+        module.register_forward_hook(lambda mod, _inp, out: produced.__setitem__(id(out), mod))
+        for module in model.modules()
+        if isinstance(module, PRUNABLE_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            output = model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    outputs = output if isinstance(output, (tuple, list)) else [output]
+    return [produced[id(out)] for out in outputs if id(out) in produced]
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+
+
+def prune_groups(model: nn.Module, example_input: torch.Tensor) -> list[PruneGroup]:
+    """Every coupled channel group whose root is a conv or linear layer, output layers excluded."""
+    names = {module: name for name, module in model.named_modules()}
+    graph = dependency_graph(model, example_input)
+    groups = []
+    ignored = output_layers(model, example_input)
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(PRUNABLE_TYPES)):
+        root = group[0].dep.target.module
+        members = sorted(
+            {names[item.dep.target.module] for item in group if isinstance(item.dep.target.module, PRUNABLE_TYPES)}
+        )
+        groups.append(PruneGroup(name=names[root], channels=len(group[0].idxs), layers=tuple(members)))
+    return sorted(groups, key=lambda group: group.name)
+
+
+def quant_layers(model: nn.Module) -> list[QuantLayer]:
+    """Conv and Linear layers by module name, with the ONNX op type each one exports to."""
+    layers = []
+    for name, module in model.named_modules():
+        op_type = LAYER_OP_TYPES.get(type(module))
+        if op_type is not None:
+            layers.append(QuantLayer(name=name, op_type=op_type))
+    return layers

@@ -1,0 +1,62 @@
+"""Helpers for end-to-end tests: run the real CLI, read the real study and MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+from autocompress.home import default_storage, default_tracking_uri
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The installed command as a user runs it, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "autocompress", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autocompress", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def load_study(name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_storage())
+
+
+def mlflow_runs(study_name: str) -> tuple[list, list]:
+    """(parent runs, nested trial runs) of a study's MLflow experiment."""
+    client = MlflowClient(default_tracking_uri())
+    experiment = client.get_experiment_by_name(study_name)
+    assert experiment is not None, f"no MLflow experiment for {study_name}"
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    return parents, children
+
+
+def artifact_names(run_id: str) -> set[str]:
+    return {item.path for item in MlflowClient(default_tracking_uri()).list_artifacts(run_id)}
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def user_config() -> Path:
+    return Path(__file__).parent / "user_task" / "tiny.yaml"

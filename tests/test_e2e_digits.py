@@ -1,0 +1,96 @@
+"""The whole loop on the built-in example, as a user runs it: search, resume, export, apply, MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from optuna.trial import TrialState
+
+from autocompress.spaces.strategy import Strategy
+from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli
+
+pytestmark = pytest.mark.e2e
+STUDY = "digits-e2e"
+REPORT_FIELDS = {
+    "device", "accuracy", "baseline_accuracy", "latency_ms", "latency_ci_ms", "baseline_latency_ms", "speedup",
+    "size_bytes", "baseline_size_bytes", "trial_number", "study",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, digits_task):
+    out = tmp_path_factory.mktemp("best")
+    result = run_cli("search", "--example", "digits", "--device", "cpu", "--trials", "3", "--study", STUDY,
+                     "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_search_exports_strategy_artifact_and_reports(searched):
+    device_dir = searched / "cpu"
+    report = json.loads((device_dir / "report.json").read_text())
+    assert REPORT_FIELDS <= set(report)
+    assert report["study"] == STUDY and report["device"] == "cpu"
+    assert report["accuracy"] >= report["baseline_accuracy"] - 0.01
+    assert report["latency_ci_ms"][0] <= report["latency_ms"] <= report["latency_ci_ms"][1]
+    assert report["speedup"] == pytest.approx(report["baseline_latency_ms"] / report["latency_ms"])
+    assert (device_dir / "model.onnx").stat().st_size == report["size_bytes"]
+    pareto = json.loads((device_dir / "pareto.json").read_text())
+    assert report["trial_number"] in [entry["trial_number"] for entry in pareto]
+    assert all(REPORT_FIELDS <= set(entry) for entry in pareto)
+    strategy = Strategy.load(device_dir / "strategy.yaml")
+    assert len(strategy.quantize.precisions) == 16 and len(strategy.prune.ratios) == 9
+
+
+def test_study_starts_with_the_enqueued_baselines(searched):
+    study = load_study(STUDY)
+    first, second = study.trials[0], study.trials[1]
+    assert set(first.user_attrs["strategy"]["quantize"]["precisions"].values()) == {"fp32"}
+    assert set(second.user_attrs["strategy"]["quantize"]["precisions"].values()) == {"int8"}
+    assert first.user_attrs["metrics"]["metric"] == pytest.approx(study.user_attrs["baseline"]["metric"])
+    assert all(t.state == TrialState.COMPLETE for t in study.trials[:3])
+
+
+def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
+    parents, children = mlflow_runs(STUDY)
+    assert len(parents) >= 1 and len(children) >= 3
+    parent = parents[-1]  # the first invocation (runs are listed newest first)
+    assert parent.info.status == "FINISHED"
+    assert {"baseline_metric", "baseline_latency_ms"} <= set(parent.data.metrics)
+    nested = [run for run in children if run.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+    assert len(nested) == 3
+    for run in nested:
+        assert run.info.status == "FINISHED"
+        assert {"accuracy", "metric_drop", "latency_ms", "latency_p90_ms", "latency_ci_low_ms", "speedup",
+                "size_bytes", "compression_ratio"} <= set(run.data.metrics)  # fmt: skip
+        assert {"prune.mean_ratio", "quantize.int8_layers", "distill.steps"} <= set(run.data.params)
+        assert "strategy.yaml" in artifact_names(run.info.run_id)
+    assert any("model.onnx" in artifact_names(run.info.run_id) for run in nested)  # the front keeps artifacts
+
+
+def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
+    report = json.loads((searched / "cpu" / "report.json").read_text())
+    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits", "--device", "cpu",
+                     "--out", str(tmp_path / "rebuilt"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rebuilt = json.loads((tmp_path / "rebuilt" / "report.json").read_text())
+    assert rebuilt["accuracy"] == report["accuracy"]
+    assert rebuilt["size_bytes"] == report["size_bytes"]
+
+
+def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path):
+    result = run_cli("search", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = load_study(STUDY)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    parents, _ = mlflow_runs(STUDY)
+    assert len(parents) == 2
+    exported = run_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    report = json.loads((tmp_path / "cpu" / "report.json").read_text())
+    best = min(
+        (t for t in study.best_trials),
+        key=lambda t: t.user_attrs["metrics"]["latency_ms"],
+    )
+    assert report["trial_number"] == best.number

@@ -1,0 +1,77 @@
+"""A user's own task, as an experiment YAML would reference it: a tiny CNN on 8x8 digits.
+
+Used by the end-to-end tests because it trains in a second; `flaky_accuracy` lets a test inject a
+failing trial (its Nth call returns NaN, as a broken artifact would).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+_calls = {"metric": 0}
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)) + x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _split() -> dict[str, TensorDataset]:
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target)
+    order = np.random.default_rng(0).permutation(len(labels))
+    parts = {"train": order[:1000], "calibration": order[1000:1200], "validation": order[1200:]}
+    return {name: TensorDataset(images[idx], labels[idx]) for name, idx in parts.items()}
+
+
+def build_model() -> tuple[nn.Module, torch.Tensor]:
+    """Trained for two quick epochs so accuracy is meaningful (about 0.9)."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = DataLoader(_split()["train"], batch_size=64, shuffle=True)
+    for _ in range(3):
+        for images, labels in loader:
+            loss = nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval(), torch.zeros(1, 1, 8, 8)
+
+
+def loaders() -> dict[str, DataLoader]:
+    split = _split()
+    return {
+        "train": DataLoader(split["train"], batch_size=64, shuffle=True),
+        "calibration": DataLoader(split["calibration"], batch_size=50),
+        "validation": DataLoader(split["validation"], batch_size=200),
+    }
+
+
+def flaky_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy, except that call number $TINY_FAIL_CALL (1 = the baseline) returns NaN."""
+    _calls["metric"] += 1
+    if str(_calls["metric"]) == os.environ.get("TINY_FAIL_CALL"):
+        return float("nan")
+    return float(np.mean(outputs.argmax(axis=1) == labels))
+
+
+def not_a_model() -> str:
+    return "this is not a model"
