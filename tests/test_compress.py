@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from autocompress.compress.distill import distillation_loss
 from autocompress.compress.pipeline import build
-from autocompress.evaluators import EVALUATORS
+from autocompress.evaluators.device.runner import open_session
 from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy
 
 LAYERS = [
@@ -64,7 +64,9 @@ def test_calibration_method_changes_activation_scales(digits_task, cpu_profile, 
     int8 = dict.fromkeys(LAYERS, "int8")
     scales = {}
     for method in ("minmax", "percentile"):
-        model = _built(digits_task, cpu_profile, tmp_path, method, quantize=QuantizeSettings(calibration=method, precisions=int8))
+        model = _built(
+            digits_task, cpu_profile, tmp_path, method, quantize=QuantizeSettings(calibration=method, precisions=int8)
+        )
         scales[method] = {k: v for k, v in _weights(model).items() if k.endswith("_scale") and v.ndim == 0}
     assert scales["minmax"].keys() == scales["percentile"].keys()
     assert any(not np.isclose(scales["minmax"][k], scales["percentile"][k]) for k in scales["minmax"])
@@ -79,7 +81,9 @@ def test_distillation_settings_change_the_student(digits_task, cpu_profile, tmp_
         "hard": DistillSettings(steps=4, temperature=4.0, alpha=0.0, lr=1e-3),
     }
     weights = {
-        name: _weights(_built(digits_task, cpu_profile, tmp_path, name, prune=prune, distill=d))["stage3.1.conv1.weight"]
+        name: _weights(_built(digits_task, cpu_profile, tmp_path, name, prune=prune, distill=d))[
+            "stage3.1.conv1.weight"
+        ]
         for name, d in variants.items()
     }
     names = list(weights)
@@ -108,7 +112,8 @@ def test_building_twice_gives_the_same_artifact_outputs(digits_task, cpu_profile
     inputs = next(iter(digits_task.data.validation))[0].numpy()
     for name in ("a", "b"):
         artifact = build(digits_task, strategy, cpu_profile, tmp_path / name)
-        outputs.append(EVALUATORS["onnxruntime"].load(artifact.path, cpu_profile).run(inputs))
+        session = open_session(str(artifact.path), "onnxruntime", cpu_profile.runtime_options, cpu_profile.threads)
+        outputs.append(session.run(inputs))
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 

@@ -30,7 +30,7 @@ def searched(tmp_path_factory, digits_task):
 def test_search_exports_strategy_artifact_and_reports(searched):
     device_dir = searched / "cpu"
     report = json.loads((device_dir / "report.json").read_text())
-    assert REPORT_FIELDS <= set(report)
+    assert set(report) >= REPORT_FIELDS
     assert report["study"] == STUDY and report["device"] == "cpu"
     assert report["accuracy"] >= report["baseline_accuracy"] - 0.01
     assert report["latency_ci_ms"][0] <= report["latency_ms"] <= report["latency_ci_ms"][1]
@@ -38,7 +38,7 @@ def test_search_exports_strategy_artifact_and_reports(searched):
     assert (device_dir / "model.onnx").stat().st_size == report["size_bytes"]
     pareto = json.loads((device_dir / "pareto.json").read_text())
     assert report["trial_number"] in [entry["trial_number"] for entry in pareto]
-    assert all(REPORT_FIELDS <= set(entry) for entry in pareto)
+    assert all(set(entry) >= REPORT_FIELDS for entry in pareto)
     strategy = Strategy.load(device_dir / "strategy.yaml")
     assert len(strategy.quantize.precisions) == 16 and len(strategy.prune.ratios) == 9
 

@@ -78,7 +78,10 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
         (["search", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["search", "--example", "digits", "--timeout", "8 parsecs"], "is not a duration"),
         (["search", "--example", "digits", "--drop-mode", "sideways"], "drop_mode"),
-        (["apply", "nowhere/strategy.yaml", "--example", "digits"], "strategy file 'nowhere/strategy.yaml' does not exist"),
+        (
+            ["apply", "nowhere/strategy.yaml", "--example", "digits"],
+            "strategy file 'nowhere/strategy.yaml' does not exist",
+        ),
         (["export", "--example", "digits", "--study", "never-ran"], "no study named 'never-ran'"),
     ],
 )

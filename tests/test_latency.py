@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from autocompress.evaluators.latency import TimingPolicy, measure, median_ci, summarize
+from autocompress.evaluators.device.latency import TimingPolicy, measure, median_ci, summarize
 
 
 def test_median_ci_uses_order_statistics():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from pydantic import ValidationError
 
 from autocompress.errors import ConfigError
 from autocompress.examples.digits_model import DigitsResNet
@@ -26,7 +27,7 @@ def test_strategy_yaml_round_trip_is_exact():
         distill=DistillSettings(steps=50, temperature=3.5, alpha=0.25, lr=2e-3),
     )
     assert Strategy.from_yaml(strategy.to_yaml()) == strategy
-    with pytest.raises(Exception):  # frozen: a strategy cannot be edited after sampling
+    with pytest.raises(ValidationError):  # frozen: a strategy cannot be edited after sampling
         strategy.seed = 6  # type: ignore[misc]
 
 

@@ -6,16 +6,16 @@ what lets `autocompress apply strategy.yaml` rebuild a search result without the
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from autocompress.compress import quantize_onnxruntime
 from autocompress.compress.distill import distill
-from autocompress.compress.export import export_onnx
 from autocompress.compress.prune import parameter_count, prune
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.strategy import QuantizeSettings, Strategy
@@ -23,9 +23,17 @@ from autocompress.task import Batches, Task
 
 log = logging.getLogger(__name__)
 
-Quantizer = Callable[[Path, Path, QuantizeSettings, Batches], None]
-QUANTIZERS: dict[str, Quantizer] = {"onnxruntime": quantize_onnxruntime.quantize}
-ARTIFACT_NAMES = {"onnx": "model.onnx"}
+# One module per runtime, each with build_artifact(model, example_input, quantize_settings, calibration, workdir)
+# -> path of the artifact. Imported on use, so a runtime's packages are needed only when it is used.
+ARTIFACT_BUILDERS = {
+    "onnxruntime": "autocompress.compress.quantize_onnxruntime",
+    "openvino": "autocompress.compress.quantize_openvino",
+    "tflite": "autocompress.compress.quantize_tflite",
+}
+
+
+def artifact_builder(runtime: str) -> Callable[[nn.Module, torch.Tensor, QuantizeSettings, Batches, Path], Path]:
+    return importlib.import_module(ARTIFACT_BUILDERS[runtime]).build_artifact
 
 
 @dataclass(frozen=True)
@@ -43,11 +51,8 @@ def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pat
     torch.manual_seed(strategy.seed)
     student = prune(task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to)
     student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed)
-    float_path = workdir / "float.onnx"
-    export_onnx(student, task.example_input, float_path)
-    artifact_path = workdir / ARTIFACT_NAMES[profile.export_format]
-    QUANTIZERS[profile.runtime](float_path, artifact_path, strategy.quantize, task.data.calibration)
-    float_path.unlink()
+    build_artifact = artifact_builder(profile.runtime)
+    artifact_path = build_artifact(student, task.example_input, strategy.quantize, task.data.calibration, workdir)
     return Artifact(
         path=artifact_path,
         format=profile.export_format,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -25,7 +26,9 @@ from onnxruntime.quantization import (
     quant_pre_process,
     quantize_static,
 )
+from torch import nn
 
+from autocompress.compress.export import export_onnx
 from autocompress.errors import TrialError
 from autocompress.spaces.strategy import QuantizeSettings
 from autocompress.task import Batches
@@ -76,6 +79,18 @@ def nodes_to_quantize(model: onnx.ModelProto, int8_layers: set[str]) -> list[str
             selected.append(node.name)
             quantized_tensors.update(node.output)
     return selected
+
+
+def build_artifact(
+    model: nn.Module, example_input: torch.Tensor, settings: QuantizeSettings, calibration: Batches, workdir: Path
+) -> Path:
+    """The runtime's artifact for a (pruned, distilled) model: ONNX export, then per-layer quantization."""
+    float_path = workdir / "float.onnx"
+    export_onnx(model, example_input, float_path)
+    target = workdir / "model.onnx"
+    quantize(float_path, target, settings, calibration)
+    float_path.unlink()
+    return target
 
 
 def quantize(source: Path, target: Path, settings: QuantizeSettings, calibration: Batches) -> None:

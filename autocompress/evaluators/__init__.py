@@ -1,30 +1,57 @@
-"""Evaluators: one module per runtime behind one small interface; latency statistics shared by all."""
+"""Evaluators: accuracy, latency and size of an artifact, always measured in the device's own runtime.
+
+The device-side code (`device/`) is shared by local and remote measurement; this module feeds it the
+validation inputs, scores the returned outputs with the task's metric, and adds the size on disk.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 
-from autocompress.evaluators.base import Evaluator, Measurement, evaluate_metric
-from autocompress.evaluators.latency import TimingPolicy, measure
-from autocompress.evaluators.onnxruntime import OnnxRuntimeEvaluator
+from autocompress.errors import TrialError
+from autocompress.evaluators.base import Measurement
+from autocompress.evaluators.device.latency import TimingPolicy
+from autocompress.evaluators.device.runner import run_measurement
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.task import Task
 
-EVALUATORS: dict[str, Evaluator] = {"onnxruntime": OnnxRuntimeEvaluator()}
+
+def artifact_size(artifact: Path) -> int:
+    """Bytes on disk, weights files included (OpenVINO keeps them in a .bin beside the .xml)."""
+    size = artifact.stat().st_size
+    weights = artifact.with_suffix(".bin")
+    if artifact.suffix == ".xml" and weights.exists():
+        size += weights.stat().st_size
+    return size
+
+
+def timing_sample(task: Task, profile: HardwareProfile) -> np.ndarray:
+    repeats = [1] * task.example_input.dim()
+    repeats[0] = profile.batch_size
+    return task.example_input.repeat(*repeats).numpy()
 
 
 def measure_artifact(
     artifact: Path, task: Task, profile: HardwareProfile, policy: TimingPolicy | None = None
 ) -> Measurement:
     """The metric on the validation split, latency at the profile's batch size, and the size on disk."""
-    session = EVALUATORS[profile.runtime].load(artifact, profile)
-    value = evaluate_metric(session, task.data.validation, task.metric)
-    repeats = [1] * task.example_input.dim()
-    repeats[0] = profile.batch_size
-    sample = task.example_input.repeat(*repeats).numpy()
-    latency = measure(lambda: session.run(sample), policy)
-    return Measurement(metric=value, latency=latency, size_bytes=artifact.stat().st_size)
+    policy = policy or TimingPolicy()
+    batches = [inputs.numpy() for inputs, _ in task.data.validation]
+    labels = np.concatenate([labels.numpy() for _, labels in task.data.validation])
+    sample = timing_sample(task, profile)
+    try:
+        result = run_measurement(
+            str(artifact), profile.runtime, profile.runtime_options, profile.threads, batches, sample, policy
+        )
+    except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
+        raise TrialError(f"{profile.runtime} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+    value = float(task.metric(np.concatenate(result.outputs), labels))
+    if not np.isfinite(value):
+        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
+    return Measurement(value, result.latency, artifact_size(artifact), result.environment)
 
 
-__all__ = ["EVALUATORS", "Measurement", "measure_artifact"]
+__all__ = ["Measurement", "TimingPolicy", "artifact_size", "asdict", "measure_artifact"]

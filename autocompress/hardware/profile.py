@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,22 @@ from autocompress.errors import DeviceError
 from autocompress.home import home
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
+SSH_HOST = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.:\[\]_-]+?(:\d{1,5})?$")
 Precision = Literal["fp32", "fp16", "int8", "int16", "int4"]
+
+
+class RemoteSettings(BaseModel):
+    """How to reach and use a device over SSH (key-based auth only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    python: str = Field(default="python3", description="Python on the device with numpy and the runtime package")
+    workdir: str = Field(default=".autocompress-device", description="working folder on the device")
+    identity_file: str | None = Field(default=None, description="private key; default: the SSH agent / ~/.ssh keys")
+    known_hosts: str | None = Field(default=None, description="known_hosts file; unknown host keys are refused")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    command_timeout_s: float = Field(default=900.0, gt=0)
+    retries: int = Field(default=2, ge=0)
 
 
 class HardwareProfile(BaseModel):
@@ -23,16 +39,28 @@ class HardwareProfile(BaseModel):
     name: str
     description: str = ""
     aliases: list[str] = Field(default_factory=list)
-    runtime: Literal["onnxruntime"]
+    runtime: Literal["onnxruntime", "openvino", "tflite"]
     runtime_options: dict[str, Any] = Field(default_factory=dict)
     threads: int = Field(default=2, ge=1)
     precisions: dict[str, list[Precision]] = Field(
         description="layer type (Conv, Gemm, MatMul) -> precisions it may take on this device"
     )
-    export_format: Literal["onnx"] = "onnx"
+    export_format: Literal["onnx", "openvino", "tflite"] = "onnx"
     batch_size: int = Field(default=1, ge=1)
     channel_round_to: int = Field(default=1, ge=1, description="keep pruned channel counts multiples of this")
-    host: str = "local"
+    host: str = Field(default="local", description="local, or ssh://user@host[:port]")
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+
+    @field_validator("host")
+    @classmethod
+    def _host_form(cls, value: str) -> str:
+        if value != "local" and not SSH_HOST.match(value):
+            raise ValueError(f"host '{value}' must be 'local' or ssh://user@host[:port]")
+        return value
+
+    @property
+    def is_remote(self) -> bool:
+        return self.host != "local"
 
     @field_validator("precisions")
     @classmethod

@@ -6,10 +6,10 @@ import logging
 import platform
 import shutil
 import signal
-from datetime import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 
 import optuna
@@ -19,7 +19,7 @@ from rich.console import Console
 from autocompress.compress.pipeline import build
 from autocompress.config import SearchSettings
 from autocompress.errors import AutocompressError
-from autocompress.evaluators import EVALUATORS, measure_artifact
+from autocompress.evaluators import measure_artifact
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri, study_dir
 from autocompress.search.export import trial_dir
@@ -82,7 +82,8 @@ class Objective:
             for key, value in constraint_values(metrics["metric_drop"], measurement.size_bytes, self.settings).items():
                 trial.set_constraint(key, value)
             named = {self.task.metric_name: metrics["metric"], f"{self.task.metric_name}_drop": metrics["metric_drop"]}
-            self.tracker.log(run_id, metrics=metrics | named, tags={"state": "COMPLETE"})
+            environment = {f"env.{key}": value for key, value in measurement.environment.items()}
+            self.tracker.log(run_id, metrics=metrics | named, tags={"state": "COMPLETE", **environment})
             self.tracker.end_trial(run_id, "FINISHED")
         except KeyboardInterrupt:
             self._record_failure(trial, run_id, "interrupted by the user (SIGINT/SIGTERM)", "KILLED")
@@ -182,9 +183,9 @@ def run_search(
         },
         tags={
             "study": study_name,
-            "cpu": platform.processor() or platform.machine(),
-            "threads": str(profile.threads),
-            **{f"version.{k}": v for k, v in EVALUATORS[profile.runtime].versions().items()},
+            "host": profile.host,
+            "runtime": profile.runtime,
+            "controller": platform.node(),
         },
     )
     tracker.log(

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from autocompress.compress.pipeline import ARTIFACT_NAMES, build
+from autocompress.compress.pipeline import build
 from autocompress.errors import AutocompressError
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import study_dir
@@ -57,15 +57,16 @@ def export_best(
     target.mkdir(parents=True, exist_ok=True)
     strategy = Strategy(**best.user_attrs["strategy"])
     strategy.save(target / "strategy.yaml")
-    artifact_name = ARTIFACT_NAMES[profile.export_format]
-    kept = trial_dir(study.study_name, best.number) / artifact_name
-    if kept.exists():
-        shutil.copyfile(kept, target / artifact_name)
-    else:
+    for stale in target.glob("model.*"):
+        stale.unlink()
+    kept = sorted(trial_dir(study.study_name, best.number).glob("model.*"))
+    if not kept:  # the trial's folder was cleaned up: rebuild (deterministic) from the strategy
         task: Task = load_task()
-        built = build(task, strategy, profile, target / "build")
-        shutil.move(built.path, target / artifact_name)
-        shutil.rmtree(target / "build", ignore_errors=True)
+        build(task, strategy, profile, target / "build")
+        kept = sorted((target / "build").glob("model.*"))
+    for path in kept:  # an artifact may be several files (OpenVINO: .xml + .bin)
+        shutil.copyfile(path, target / path.name)
+    shutil.rmtree(target / "build", ignore_errors=True)
     report = report_entry(study, best, profile.name) | {"metric": metric_name, "strategy": "strategy.yaml"}
     (target / "report.json").write_text(json.dumps(report, indent=2))
     front = sorted(feasible_front(study), key=lambda trial: trial.user_attrs[METRICS_ATTR]["latency_ms"])
