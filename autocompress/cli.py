@@ -25,6 +25,19 @@ StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
 
 
+def usable_profile(device: str):
+    """The profile, or a DeviceError with the one-line reason it cannot run from here (before any training)."""
+    from autocompress.errors import DeviceError
+    from autocompress.hardware import get_profile
+    from autocompress.hardware.availability import availability
+
+    profile = get_profile(device)
+    problem = availability(profile)
+    if problem is not None:
+        raise DeviceError(f"device '{profile.name}' is not usable here: {problem}")
+    return profile
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)  # plain: one line however narrow the terminal
     return typer.Exit(code)
@@ -81,7 +94,6 @@ def search(
     """Search compression strategies for a model on a device; resumes a study of the same name."""
     _setup_logging(verbose)
     try:
-        from autocompress.hardware import get_profile
         from autocompress.search.driver import SearchInterrupted, run_search
         from autocompress.search.export import export_best
         from autocompress.tasks import load_task
@@ -102,7 +114,7 @@ def search(
             granularity=granularity,
             seed=seed,
         )
-        profile = get_profile(experiment.device)
+        profile = usable_profile(experiment.device)
         task = load_task(experiment)
         name = experiment.search.study or f"{task.name}-{profile.name}"
         try:
@@ -184,7 +196,6 @@ def apply(
 
         from autocompress.compress.pipeline import build
         from autocompress.evaluators import measure_artifact
-        from autocompress.hardware import get_profile
         from autocompress.spaces.strategy import Strategy
         from autocompress.tasks import load_task
 
@@ -192,7 +203,7 @@ def apply(
             raise AutocompressError(f"strategy file '{strategy}' does not exist")
         loaded = Strategy.load(strategy)
         experiment = _experiment(config, example, device)
-        profile = get_profile(experiment.device)
+        profile = usable_profile(experiment.device)
         task = load_task(experiment)
         artifact = build(task, loaded, profile, out)
         measurement = measure_artifact(artifact.path, task, profile)
@@ -211,17 +222,20 @@ def apply(
 
 
 @app.command()
-def devices() -> None:
-    """List the hardware profiles: runtime, precisions, host."""
+def devices(
+    probe_remote: Annotated[bool, typer.Option(help="connect to remote devices to check them")] = True,
+) -> None:
+    """List the hardware profiles: runtime, precisions, host, and whether each is usable here (and if not, why)."""
     try:
         from autocompress.hardware import all_profiles
+        from autocompress.hardware.availability import availability
 
-        table = Table("name", "runtime", "precisions", "host", "aliases")
+        table = Table("name", "runtime", "precisions", "host", "usable here", "why not", show_lines=False)
         for profile in all_profiles().values():
             precisions = sorted({p for choices in profile.precisions.values() for p in choices})
-            table.add_row(
-                profile.name, profile.runtime, ", ".join(precisions), profile.host, ", ".join(profile.aliases)
-            )
+            problem = None if (profile.is_remote and not probe_remote) else availability(profile)
+            usable = "unchecked" if profile.is_remote and not probe_remote else ("yes" if problem is None else "no")
+            table.add_row(profile.name, profile.runtime, ", ".join(precisions), profile.host, usable, problem or "")
         out.print(table)
     except AutocompressError as error:
         raise _fail(str(error)) from None
