@@ -43,9 +43,14 @@ def measure_artifact(
     labels = np.concatenate([labels.numpy() for _, labels in task.data.validation])
     sample = timing_sample(task, profile)
     try:
-        result = run_measurement(
-            str(artifact), profile.runtime, profile.runtime_options, profile.threads, batches, sample, policy
-        )
+        if profile.is_remote:
+            from autocompress.hardware.remote import run_remote  # imported on use: paramiko only for SSH devices
+
+            result = run_remote(artifact, profile, batches, sample, policy)
+        else:
+            result = run_measurement(
+                str(artifact), profile.runtime, profile.runtime_options, profile.threads, batches, sample, policy
+            )
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
         raise TrialError(f"{profile.runtime} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
     value = float(task.metric(np.concatenate(result.outputs), labels))
