@@ -48,7 +48,7 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("autocompress").setLevel(logging.INFO)
-    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "root"):
+    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 

@@ -36,6 +36,7 @@ def test_stable_work_converges_and_reports_a_tight_ci():
     stats = measure(busy, TimingPolicy(warmup_runs=5, min_runs=50, time_cap_s=2.0))
     assert stats.ci_low_ms <= stats.median_ms <= stats.ci_high_ms
     assert stats.n >= 50
+    assert stats.n * stats.mean_ms / 1e3 >= 0.5  # at least min_time_s of samples, not just min_runs
     assert 0.19 < stats.median_ms < 2.0
     if not stats.noisy:
         assert stats.ci_half_width_ms <= 0.02 * stats.median_ms

@@ -42,6 +42,7 @@ class TimingPolicy:
 
     warmup_runs: int = 20
     min_runs: int = 50
+    min_time_s: float = 0.5  # a burst of contention on a shared machine must not be the whole sample
     max_runs: int = 5000
     chunk_runs: int = 25
     target_rel_ci: float = 0.02
@@ -74,7 +75,7 @@ def summarize(samples_s: np.ndarray, noisy: bool) -> LatencyStats:
 
 
 def _converged(samples: list[float], policy: TimingPolicy) -> bool:
-    if len(samples) < policy.min_runs:
+    if len(samples) < policy.min_runs or sum(samples) < policy.min_time_s:
         return False
     low, high = median_ci(np.asarray(samples))
     median = float(np.median(samples))

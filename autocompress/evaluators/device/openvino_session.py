@@ -1,0 +1,58 @@
+"""OpenVINO compiled model from a profile's runtime options: device, pinned threads, one stream, f32 math.
+
+INFERENCE_PRECISION_HINT defaults to f32 because the CPU plugin otherwise runs fp32 layers in bf16 on
+CPUs that have it, which would silently change the accuracy the search measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def _check_device(core: ov.Core, device: str) -> None:
+    """A physical device the runtime does not see is one clear line, not a plugin traceback."""
+    base = device.split(":")[0].split(".")[0]
+    available = core.available_devices
+    if base not in VIRTUAL_DEVICES and not any(name.split(".")[0] == base for name in available):
+        raise RuntimeError(f"OpenVINO device {device} not available (found {', '.join(available) or 'none'})")
+
+
+def reason(error: Exception) -> str:
+    """The line of an OpenVINO error that says what went wrong (it is preceded by a stack of source locations)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith("Exception from ")]
+    return (meaningful or lines or [type(error).__name__])[-1]
+
+
+class Session:
+    """One compiled model and one reused InferRequest; `run` maps a batch to the model's first output."""
+
+    def __init__(self, artifact: str, options: dict[str, Any], threads: int) -> None:
+        core = ov.Core()
+        device = options.get("device", "CPU")
+        _check_device(core, device)
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
+            "NUM_STREAMS": 1,
+            "INFERENCE_PRECISION_HINT": options.get("inference_precision_hint", "f32"),
+            **options.get("config", {}),
+        }
+        try:
+            self._compiled = core.compile_model(artifact, device, config)
+        except RuntimeError as error:
+            raise RuntimeError(f"OpenVINO cannot compile {artifact} for {device}: {reason(error)}") from error
+        self._request = self._compiled.create_infer_request()
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        self._request.infer({0: np.ascontiguousarray(inputs, dtype=np.float32)}, share_inputs=True, share_outputs=True)
+        return self._request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next call
+
+
+def versions() -> dict[str, str]:
+    return {"openvino": ov.__version__}
