@@ -111,8 +111,10 @@ class Strategy(_Frozen):
             "prune.mean_ratio": round(self.prune.mean_ratio, 4),
             "prune.max_ratio": max(self.prune.ratios.values(), default=0.0),
             "prune.importance": self.prune.importance,
-            "quantize.int8_layers": len(self.quantize.layers_at("int8")),
-            "quantize.fp32_layers": len(self.quantize.layers_at("fp32")),
+            **{
+                f"quantize.{p}_layers": len(self.quantize.layers_at(p))
+                for p in ("int8", "int16", "fp16", "int4", "fp32")
+            },
             "quantize.calibration": self.quantize.calibration,
             "distill.steps": self.distill.steps,
             "distill.temperature": self.distill.temperature,
