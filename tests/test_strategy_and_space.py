@@ -83,3 +83,12 @@ def test_enqueued_baselines_sample_to_uniform_strategies(model_and_input, cpu_pr
     assert plain.distill.steps == 0
     assert set(compressed.quantize.precisions.values()) == {"int8"} and compressed.prune.mean_ratio == 0.5
     assert compressed.distill.steps == 50
+
+
+def test_pruned_candidates_are_always_fine_tuned(model_and_input, cpu_profile):
+    space = SearchSpace.from_model(*model_and_input, cpu_profile, SpaceOptions(granularity="global"))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    strategies = [space.sample(study.ask(), seed=0) for _ in range(40)]
+    pruned = [s for s in strategies if s.prune.mean_ratio > 0]
+    assert pruned and all(s.distill.steps > 0 for s in pruned)
+    assert any(s.distill.steps == 0 for s in strategies if s.prune.mean_ratio == 0)

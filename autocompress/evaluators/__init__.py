@@ -6,7 +6,6 @@ validation inputs, scores the returned outputs with the task's metric, and adds 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -59,4 +58,4 @@ def measure_artifact(
     return Measurement(value, result.latency, artifact_size(artifact), result.environment)
 
 
-__all__ = ["Measurement", "TimingPolicy", "artifact_size", "asdict", "measure_artifact"]
+__all__ = ["Measurement", "TimingPolicy", "artifact_size", "measure_artifact"]

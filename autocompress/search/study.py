@@ -46,6 +46,7 @@ def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space:
     sampler = optuna.samplers.TPESampler(
         seed=settings.seed + existing,  # a resumed study must not replay the first run's random draws
         multivariate=True,
+        group=True,  # the space is conditional (distillation steps depend on whether anything is pruned)
         n_startup_trials=STARTUP_TRIALS,
         constant_liar=True,
     )

@@ -36,6 +36,7 @@ class SpaceOptions:
     temperature: tuple[float, float] = (1.0, 8.0)
     alpha: tuple[float, float] = (0.0, 1.0)
     lr: tuple[float, float] = (1e-4, 1e-2)
+    finetune_after_pruning: bool = True
 
 
 def _unit(name: str, granularity: Granularity) -> str:
@@ -96,7 +97,7 @@ class SearchSpace:
             layer.name: unit_precision.get(_unit(layer.name, granularity), self.precision_choices[layer.name][0])
             for layer in self.layers
         }
-        steps = trial.suggest_categorical("distill/steps", list(opts.distill_steps))
+        steps = trial.suggest_categorical(*self._steps_knob(any(ratio > 0 for ratio in unit_ratio.values())))
         return Strategy(
             seed=seed,
             prune=PruneSettings(
@@ -115,16 +116,25 @@ class SearchSpace:
             ),
         )
 
+    def _steps_knob(self, pruned: bool) -> tuple[str, list[int]]:
+        """Distillation steps; a pruned candidate always gets some (`finetune_after_pruning`), because pruning
+        with no recovery is nearly always useless and would waste trials the sampler has to unlearn."""
+        steps = list(self.options.distill_steps)
+        if pruned and self.options.finetune_after_pruning and any(step > 0 for step in steps):
+            return "distill/steps_after_pruning", [step for step in steps if step > 0]
+        return "distill/steps", steps
+
     def fixed_params(self, prune_ratio: float, precision: str, distill_steps: int) -> dict[str, Any]:
         """Optuna parameters of a uniform candidate, for enqueueing baselines and warm starts."""
         params: dict[str, Any] = {f"prune/{unit}": prune_ratio for unit in self.prune_units()}
         for unit, choices in self.precision_units().items():
             params[f"precision/{unit}"] = precision if precision in choices else "fp32"
+        steps_name, _ = self._steps_knob(prune_ratio > 0)
         params.update(
             {
                 "prune/importance": "l2",
                 "quantize/calibration": "minmax",
-                "distill/steps": distill_steps,
+                steps_name: distill_steps,
                 "distill/temperature": 4.0,
                 "distill/alpha": 0.7,
                 "distill/lr": 1e-3,
