@@ -102,6 +102,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
         ("model: tiny_task", "is not of the form package.module:function"),
         ("metric: tiny_task:_split_nowhere", "has no attribute"),
         ("colour: blue", "colour: Extra inputs are not permitted"),
+        ("model: tiny_task:unexportable_model", "ONNX export failed"),
     ],
 )
 def test_bad_user_configs_are_one_line_and_exit_2(tmp_path, override, message):

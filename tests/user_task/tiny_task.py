@@ -75,3 +75,20 @@ def flaky_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def not_a_model() -> str:
     return "this is not a model"
+
+
+class _NumpyInside(nn.Module):
+    """Leaves torch for numpy mid-forward: runs eagerly, cannot be exported to a graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.from_numpy(self.conv(x).mean(dim=(2, 3)).detach().numpy())
+        return self.fc(pooled)
+
+
+def unexportable_model() -> tuple[nn.Module, torch.Tensor]:
+    return _NumpyInside().eval(), torch.zeros(1, 1, 8, 8)
