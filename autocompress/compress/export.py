@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 # torch.onnx warns once per export that torchvision operators are not registered; irrelevant here
 logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
+ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")  # the exporter colours its messages for terminals
 
 
 def _scope_layer(node: onnx.NodeProto, layer_names: set[str]) -> str | None:
@@ -63,7 +65,8 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> di
                 verbose=False,
             )
     except Exception as error:  # the exporter raises many types; all mean "this candidate cannot be exported"
-        raise TrialError(f"ONNX export failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}") from error
+        message = ANSI_ESCAPES.sub("", str(error)).strip().splitlines() or [""]
+        raise TrialError(f"ONNX export failed: {type(error).__name__}: {message[0][:200]}") from error
     onnx_model = program.model_proto
     found = name_layers(onnx_model, {layer.name for layer in quant_layers(model)})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,8 @@ def not_a_model() -> str:
     return "this is not a model"
 
 
-class _NumpyInside(nn.Module):
-    """Leaves torch for numpy mid-forward: runs eagerly, cannot be exported to a graph."""
+class _BranchOnData(nn.Module):
+    """Branches in Python on a tensor's value: runs eagerly, cannot be exported to a static graph."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,9 +86,11 @@ class _NumpyInside(nn.Module):
         self.fc = nn.Linear(4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.from_numpy(self.conv(x).mean(dim=(2, 3)).detach().numpy())
-        return self.fc(pooled)
+        pooled = self.conv(x).mean(dim=(2, 3))
+        if pooled.sum() > 0:
+            return self.fc(pooled)
+        return -self.fc(pooled)
 
 
 def unexportable_model() -> tuple[nn.Module, torch.Tensor]:
-    return _NumpyInside().eval(), torch.zeros(1, 1, 8, 8)
+    return _BranchOnData().eval(), torch.zeros(1, 1, 8, 8)
