@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -239,8 +238,3 @@ def devices(
         out.print(table)
     except AutocompressError as error:
         raise _fail(str(error)) from None
-
-
-def main() -> None:  # pragma: no cover - console entry for `python -m autocompress`
-    app(prog_name="autocompress")
-    sys.exit(0)
