@@ -13,7 +13,11 @@ from rich.table import Table
 
 from autocompress.errors import AutocompressError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Search, per device, how to make a trained PyTorch model smaller and faster while keeping its accuracy.",
+)
 err = Console(stderr=True)
 out = Console()
 
