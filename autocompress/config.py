@@ -43,6 +43,9 @@ class SearchSettings(_Strict):
     max_size_mb: float | None = Field(default=None, gt=0)
     size_objective: bool = False
     granularity: Literal["layer", "stage", "global"] = "layer"
+    sampler: Literal["tpe", "random"] = Field(
+        default="tpe", description="tpe (with enqueued uniform baselines) or random (plain, for comparisons)"
+    )
     seed: int = 0
 
     @field_validator("timeout", mode="before")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,8 +13,14 @@ from torch import nn
 
 from autocompress.errors import ConfigError
 
+if TYPE_CHECKING:
+    from autocompress.spaces.space import SpaceOptions
+
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Metric = Callable[[np.ndarray, np.ndarray], float]
+# axis -> (name, min, max): the exported graph accepts any size in range on that axis
+DynamicAxes = Mapping[int, tuple[str, int, int]]
+BATCH_AXIS: DynamicAxes = {0: ("batch", 1, 4096)}
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,28 @@ class DataSplits:
 
 
 @dataclass(frozen=True)
+class PruneHints:
+    """What the dependency graph cannot know about a model: attention heads and layers that must keep their width.
+
+    `num_heads` maps each query/key/value Linear to its head count, so whole heads are removed together;
+    `keep_width` names layers whose output channels stay (those writing a transformer's residual stream);
+    `after_prune` fixes attributes that cache sizes (e.g. HF attention's `num_attention_heads`).
+    """
+
+    num_heads: Mapping[str, int] = field(default_factory=dict)
+    keep_width: tuple[str, ...] = ()
+    after_prune: Callable[[nn.Module], None] | None = None
+
+
+@dataclass(frozen=True)
 class Task:
-    """The trained model to compress, an example input for tracing, the data and the metric (higher is better)."""
+    """The trained model to compress, an example input for tracing, the data and the metric (higher is better).
+
+    The optional fields describe models beyond plain classifiers: `dynamic_axes` exports e.g. a variable
+    sequence length, `prune_hints` prunes attention by whole heads, `distill_layers` names modules whose
+    outputs the student matches (hidden states), `extra_metrics` are reported but not optimised, `space` narrows
+    the search to what the model can afford, and `runtimes` lists the runtimes the model can be exported to.
+    """
 
     name: str
     model: nn.Module
@@ -36,6 +62,12 @@ class Task:
     data: DataSplits
     metric: Metric
     metric_name: str = "accuracy"
+    dynamic_axes: DynamicAxes = field(default_factory=lambda: dict(BATCH_AXIS))
+    prune_hints: PruneHints | None = None
+    distill_layers: tuple[str, ...] = ()
+    extra_metrics: Mapping[str, Metric] = field(default_factory=dict)
+    space: SpaceOptions | None = None
+    runtimes: tuple[str, ...] | None = None
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:

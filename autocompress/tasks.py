@@ -13,7 +13,10 @@ from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
 
-EXAMPLES: dict[str, str] = {"digits": "autocompress.examples.digits:load_task"}
+EXAMPLES: dict[str, str] = {
+    "digits": "autocompress.examples.digits:load_task",
+    "minilm": "autocompress.examples.minilm:load_task",
+}
 
 
 def _call(function: Callable[..., Any], reference: str, what: str) -> Any:

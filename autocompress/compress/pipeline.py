@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from autocompress.compress.distill import distill
 from autocompress.compress.prune import parameter_count, prune
+from autocompress.errors import ConfigError
 from autocompress.hardware.profile import HardwareProfile
-from autocompress.spaces.strategy import QuantizeSettings, Strategy
-from autocompress.task import Batches, Task
+from autocompress.spaces.strategy import Strategy
+from autocompress.task import Task
 
 log = logging.getLogger(__name__)
 
-# One module per runtime, each with build_artifact(model, example_input, quantize_settings, calibration, workdir)
-# -> path of the artifact. Imported on use, so a runtime's packages are needed only when it is used.
+# One module per runtime, each with build_artifact(model, example_input, quantize_settings, calibration, workdir,
+# dynamic_axes=...) -> path of the artifact. Imported on use, so a runtime's packages are needed only when it is used.
 ARTIFACT_BUILDERS = {
     "onnxruntime": "autocompress.compress.quantize_onnxruntime",
     "openvino": "autocompress.compress.quantize_openvino",
@@ -32,7 +32,7 @@ ARTIFACT_BUILDERS = {
 }
 
 
-def artifact_builder(runtime: str) -> Callable[[nn.Module, torch.Tensor, QuantizeSettings, Batches, Path], Path]:
+def artifact_builder(runtime: str) -> Callable[..., Path]:
     return importlib.import_module(ARTIFACT_BUILDERS[runtime]).build_artifact
 
 
@@ -48,11 +48,20 @@ class Artifact:
 def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
     """Build the artifact a strategy describes for one device, under `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if task.runtimes is not None and profile.runtime not in task.runtimes:
+        raise ConfigError(
+            f"task '{task.name}' cannot run on {profile.runtime} (device '{profile.name}'): "
+            f"it supports {', '.join(task.runtimes)}; pick a device with one of those runtimes"
+        )
     torch.manual_seed(strategy.seed)
-    student = prune(task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to)
-    student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed)
+    student = prune(
+        task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints
+    )
+    student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, task.distill_layers)
     build_artifact = artifact_builder(profile.runtime)
-    artifact_path = build_artifact(student, task.example_input, strategy.quantize, task.data.calibration, workdir)
+    artifact_path = build_artifact(
+        student, task.example_input, strategy.quantize, task.data.calibration, workdir, dynamic_axes=task.dynamic_axes
+    )
     return Artifact(
         path=artifact_path,
         format=profile.export_format,

@@ -33,7 +33,7 @@ from torch import nn
 from autocompress.compress.export import export_onnx
 from autocompress.errors import TrialError
 from autocompress.spaces.strategy import QuantizeSettings
-from autocompress.task import Batches
+from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,21 @@ FOLLOWER_OPS = ("Relu", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "F
 
 
 class _Reader(CalibrationDataReader):
-    """Feeds the calibration split to the ORT calibrator in equal-sized chunks.
+    """Feeds the calibration split to the ORT calibrator.
 
-    ORT's histogram calibrators (entropy, percentile) stack per-run outputs, so every run must have the same
-    batch size: the split is re-chunked by the largest divisor of its length that is at most `max_chunk`.
+    ORT's histogram calibrators (entropy, percentile) stack per-run outputs, so when every batch has the same
+    shape the split is re-chunked into equal chunks (the largest divisor of its length that is at most
+    `max_chunk`). Inputs of different shapes (sentences at their real token lengths) run one batch per run.
     """
 
     def __init__(self, input_name: str, batches: Batches, max_chunk: int = 64) -> None:
-        inputs = np.concatenate([batch.numpy() for batch, _ in batches])
-        size = max(d for d in range(1, min(max_chunk, len(inputs)) + 1) if len(inputs) % d == 0)
-        self._chunks = [{input_name: chunk} for chunk in np.split(inputs, len(inputs) // size)]
+        arrays = [batch.numpy() for batch, _ in batches]
+        if len({array.shape[1:] for array in arrays}) > 1:
+            self._chunks = [{input_name: array} for array in arrays]
+        else:
+            inputs = np.concatenate(arrays)
+            size = max(d for d in range(1, min(max_chunk, len(inputs)) + 1) if len(inputs) % d == 0)
+            self._chunks = [{input_name: chunk} for chunk in np.split(inputs, len(inputs) // size)]
         self._iterator: Iterator[dict[str, np.ndarray]] = iter(self._chunks)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -84,11 +89,16 @@ def nodes_to_quantize(model: onnx.ModelProto, int8_layers: set[str]) -> list[str
 
 
 def build_artifact(
-    model: nn.Module, example_input: torch.Tensor, settings: QuantizeSettings, calibration: Batches, workdir: Path
+    model: nn.Module,
+    example_input: torch.Tensor,
+    settings: QuantizeSettings,
+    calibration: Batches,
+    workdir: Path,
+    dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact for a (pruned, distilled) model: ONNX export, then per-layer quantization."""
     float_path = workdir / "float.onnx"
-    export_onnx(model, example_input, float_path)
+    export_onnx(model, example_input, float_path, dynamic_axes)
     target = workdir / "model.onnx"
     quantize(float_path, target, settings, calibration)
     float_path.unlink()
@@ -143,6 +153,17 @@ def to_fp16(model: onnx.ModelProto, fp16_layers: set[str]) -> onnx.ModelProto:
     return model
 
 
+def _pre_process(source: Path, prepared: Path) -> None:
+    """ORT's recommended pre-processing (shape inference); its symbolic pass gives up on some dynamic sequence
+    graphs (`Min(512, sequence)` broadcasts), and ONNX's own shape inference is enough for QDQ placement there."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(source), str(prepared), skip_optimization=True)
+    except Exception:  # noqa: BLE001 - "Incomplete symbolic shape inference" is a bare Exception
+        log.debug("symbolic shape inference failed on %s; using ONNX shape inference only", source)
+        quant_pre_process(str(source), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
+
+
 def quantize(source: Path, target: Path, settings: QuantizeSettings, calibration: Batches) -> None:
     """Write `target`: `source` with exactly the strategy's int8 layers quantized (a copy if there are none)."""
     int8_layers = set(settings.layers_at("int8"))
@@ -157,7 +178,7 @@ def quantize(source: Path, target: Path, settings: QuantizeSettings, calibration
     op_types = sorted({node.op_type for node in model.graph.node if node.name in selected})
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_optimization=True)
+        _pre_process(source, prepared)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(

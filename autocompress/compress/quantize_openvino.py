@@ -36,7 +36,7 @@ from torch import nn
 from autocompress.compress.export import export_onnx
 from autocompress.errors import TrialError
 from autocompress.spaces.strategy import QuantizeSettings
-from autocompress.task import Batches
+from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
 # NNCF logs every ignored node at INFO; per-trial noise in a search
@@ -97,11 +97,16 @@ def ignored_ops(model: ov.Model, int8_ops: set[str]) -> list[str]:
 
 
 def build_artifact(
-    model: nn.Module, example_input: torch.Tensor, settings: QuantizeSettings, calibration: Batches, workdir: Path
+    model: nn.Module,
+    example_input: torch.Tensor,
+    settings: QuantizeSettings,
+    calibration: Batches,
+    workdir: Path,
+    dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact: ONNX export, conversion to OpenVINO, per-layer quantization, IR on disk."""
     float_path = workdir / "float.onnx"
-    export_onnx(model, example_input, float_path)
+    export_onnx(model, example_input, float_path, dynamic_axes)
     try:
         ov_model = ov.convert_model(float_path)
     except Exception as error:  # the frontend raises assorted types; each fails only this candidate

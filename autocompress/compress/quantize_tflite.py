@@ -43,10 +43,10 @@ from ai_edge_quantizer import qtyping, quantizer
 from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
-from autocompress.errors import TrialError
+from autocompress.errors import ConfigError, TrialError
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.strategy import QuantizeSettings
-from autocompress.task import Batches
+from autocompress.task import Batches, DynamicAxes
 
 Algorithm = quantizer.AlgorithmName
 OpName = qtyping.TFLOperationName
@@ -74,9 +74,23 @@ class GraphOp:
 
 
 def build_artifact(
-    model: nn.Module, example_input: torch.Tensor, settings: QuantizeSettings, calibration: Batches, workdir: Path
+    model: nn.Module,
+    example_input: torch.Tensor,
+    settings: QuantizeSettings,
+    calibration: Batches,
+    workdir: Path,
+    dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
-    """The runtime's artifact for a (pruned, distilled) model: LiteRT conversion, then per-layer quantization."""
+    """The runtime's artifact for a (pruned, distilled) model: LiteRT conversion, then per-layer quantization.
+
+    TFLite graphs have static shapes (the example input's); a task needing other dynamic axes than the batch
+    (evaluated sample by sample) cannot be served by them.
+    """
+    if dynamic_axes is not None and set(dynamic_axes) - {0}:
+        raise ConfigError(
+            "TFLite artifacts have static shapes, but this task needs dynamic axes "
+            f"{sorted(set(dynamic_axes) - {0})}: use an ONNX Runtime or OpenVINO device"
+        )
     float_path = workdir / "float.tflite"
     target = workdir / "model.tflite"
     convert(model, example_input, float_path)

@@ -52,10 +52,12 @@ def measure_artifact(
             )
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
         raise TrialError(f"{profile.runtime} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
-    value = float(task.metric(np.concatenate(result.outputs), labels))
+    outputs = np.concatenate(result.outputs)
+    value = float(task.metric(outputs, labels))
     if not np.isfinite(value):
         raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
-    return Measurement(value, result.latency, artifact_size(artifact), result.environment)
+    extras = {name: float(metric(outputs, labels)) for name, metric in task.extra_metrics.items()}
+    return Measurement(value, result.latency, artifact_size(artifact), result.environment, extras)
 
 
 __all__ = ["Measurement", "TimingPolicy", "artifact_size", "measure_artifact"]

@@ -9,9 +9,10 @@ from autocompress.evaluators.device.latency import LatencyStats
 
 @dataclass(frozen=True)
 class Measurement:
-    """The metric on the runtime's own outputs, latency, size on disk, and the environment it ran in."""
+    """The metric (and any extra ones) on the runtime's own outputs, latency, size on disk, and the environment."""
 
     metric: float
     latency: LatencyStats
     size_bytes: int
     environment: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)  # the task's reported-only metrics

@@ -34,6 +34,8 @@ from torch import nn
 
 from autocompress.errors import ConfigError
 from autocompress.home import home
+from autocompress.spaces.space import SpaceOptions
+from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import DataSplits, Task
 
 if TYPE_CHECKING:
@@ -280,15 +282,43 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
     )
 
 
+# What a CPU can afford to search on a pretrained transformer. Measured (experiments/minilm_notes.md): FFN pruning
+# costs far more fidelity per parameter than head pruning, and recovering it takes hundreds of distillation steps
+# at 1-3 s each on 2 cores, so pruning stays mild and per-layer precision does most of the work.
+SPACE = SpaceOptions(
+    max_prune_ratio=0.25,
+    prune_step=0.125,
+    max_head_ratio=2 / 12,
+    importances=("l1", "l2"),
+    calibrations=("minmax",),  # ORT's histogram calibrators cannot take sentences of different lengths
+    distill_steps=(0, 50, 100),
+    lr=(1e-5, 5e-4),
+    distill_losses=("cosine", "mse"),
+    hidden_weight=(0.0, 1.0),
+)
+TRAIN_BATCH_SIZE = 8
+
+
 def load_task() -> Task:
-    """all-MiniLM-L6-v2 as a Task: fp32 model, stdlib-sentence splits with cached references, fidelity metric."""
+    """all-MiniLM-L6-v2 as a Task: fp32 model, stdlib-sentence splits with cached references, fidelity metric.
+
+    Sentences run at their real lengths (dynamic sequence axis); heads and FFN channels are pruned with HF
+    attention hints; distillation matches the embedding and the six encoder layers' hidden states.
+    """
     model = load_model()
     reference = _reference(model)
+    layers = [name for name, _ in model.named_modules() if re.fullmatch(r"encoder\.encoder\.layer\.\d+", name)]
     return Task(
         name="minilm",
         model=model,
         example_input=timing_input(reference["validation"]["sentences"]),  # type: ignore[arg-type]
-        data=data_splits(reference),
+        data=data_splits(reference, train_batch_size=TRAIN_BATCH_SIZE),
         metric=fidelity,
         metric_name="fidelity",
+        dynamic_axes={0: ("batch", 1, 4096), 1: ("sequence", 2, 512)},
+        prune_hints=hf_attention_hints(model),
+        distill_layers=tuple(layers),
+        extra_metrics={"min_fidelity": min_fidelity},
+        space=SPACE,
+        runtimes=("onnxruntime", "openvino"),
     )

@@ -34,7 +34,7 @@ from autocompress.search.results import (
 )
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import MlflowTracker
-from autocompress.spaces.space import SearchSpace, SpaceOptions
+from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
@@ -161,12 +161,10 @@ def run_search(
     console: Console | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until `trials` more trials or `timeout`; Ctrl-C raises SearchInterrupted."""
-    space = SearchSpace.from_model(
-        task.model, task.example_input, profile, SpaceOptions(granularity=settings.granularity)
-    )
+    space = SearchSpace.for_task(task, profile, settings.granularity)
     study = open_study(study_name, open_storage(settings.storage), settings, space)
     baseline = measure_baseline(task, profile, study)
-    if not study.trials:
+    if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
         study.enqueue_trial(space.fixed_params(0.0, "fp32", 0), user_attrs={"enqueued": "no compression"})
         study.enqueue_trial(space.fixed_params(0.0, "int8", 0), user_attrs={"enqueued": "uniform int8"})
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
@@ -179,6 +177,7 @@ def run_search(
             "max_drop": settings.max_drop,
             "drop_mode": settings.drop_mode,
             "granularity": settings.granularity,
+            "sampler": settings.sampler,
             "seed": settings.seed,
         },
         tags={

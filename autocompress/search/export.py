@@ -14,7 +14,7 @@ from autocompress.compress.pipeline import build
 from autocompress.errors import AutocompressError
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import study_dir
-from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, fastest_feasible, feasible_front
+from autocompress.search.results import BASELINE_ATTR, EXTRA_PREFIX, METRICS_ATTR, fastest_feasible, feasible_front
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
@@ -41,6 +41,9 @@ def report_entry(study: optuna.Study, trial: FrozenTrial, device: str) -> dict[s
         "size_bytes": int(metrics["size_bytes"]),
         "baseline_size_bytes": baseline["size_bytes"],
         "compression_ratio": metrics["compression_ratio"],
+        "extra_metrics": {
+            name.removeprefix(EXTRA_PREFIX): value for name, value in metrics.items() if name.startswith(EXTRA_PREFIX)
+        },
     }
 
 

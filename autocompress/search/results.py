@@ -12,6 +12,7 @@ from autocompress.evaluators.base import Measurement
 
 BASELINE_ATTR = "baseline"
 METRICS_ATTR = "metrics"
+EXTRA_PREFIX = "extra."  # the task's reported-only metrics, e.g. extra.min_fidelity
 
 
 def measurement_record(measurement: Measurement) -> dict[str, Any]:
@@ -21,6 +22,7 @@ def measurement_record(measurement: Measurement) -> dict[str, Any]:
         "latency_ms": measurement.latency.median_ms,
         "latency": measurement.latency.as_dict(),
         "size_bytes": measurement.size_bytes,
+        **{EXTRA_PREFIX + name: value for name, value in measurement.extras.items()},
     }
 
 
@@ -52,6 +54,7 @@ def trial_metrics(measurement: Measurement, baseline: dict[str, Any], settings: 
         "size_mb": measurement.size_bytes / 1e6,
         "compression_ratio": baseline["size_bytes"] / measurement.size_bytes,
         "feasible": float(is_within_bounds(drop, measurement.size_bytes, settings)),
+        **{EXTRA_PREFIX + name: value for name, value in measurement.extras.items()},
     }
 
 

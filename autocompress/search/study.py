@@ -39,17 +39,23 @@ def space_signature(space: SearchSpace) -> str:
     return f"groups={groups};precisions={layers};granularity={space.options.granularity}"
 
 
-def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space: SearchSpace) -> optuna.Study:
-    """Create or resume; a stored study built for another model, device or objectives is refused."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    existing = len(_trials_so_far(name, storage))
-    sampler = optuna.samplers.TPESampler(
-        seed=settings.seed + existing,  # a resumed study must not replay the first run's random draws
+def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(
+        seed=seed,
         multivariate=True,
         group=True,  # the space is conditional (distillation steps depend on whether anything is pruned)
         n_startup_trials=STARTUP_TRIALS,
         constant_liar=True,
     )
+
+
+def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space: SearchSpace) -> optuna.Study:
+    """Create or resume; a stored study built for another model, device or objectives is refused."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    existing = len(_trials_so_far(name, storage))
+    sampler = make_sampler(settings, seed=settings.seed + existing)  # a resumed study must not replay its draws
     try:
         study = optuna.create_study(
             study_name=name, storage=storage, directions=directions(settings), sampler=sampler, load_if_exists=True

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch_pruning as tp
 from torch import nn
+
+if TYPE_CHECKING:
+    from autocompress.task import PruneHints
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 LAYER_OP_TYPES = {nn.Conv2d: "Conv", nn.Conv1d: "Conv", nn.Linear: "Gemm"}
@@ -19,6 +23,7 @@ class PruneGroup:
     name: str
     channels: int
     layers: tuple[str, ...]
+    heads: int = 0  # > 0: an attention group, pruned by whole heads (ratio = heads removed / heads)
 
 
 @dataclass(frozen=True)
@@ -51,18 +56,30 @@ def dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.Depend
     return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
 
 
-def prune_groups(model: nn.Module, example_input: torch.Tensor) -> list[PruneGroup]:
-    """Every coupled channel group whose root is a conv or linear layer, output layers excluded."""
+def fixed_width_layers(model: nn.Module, example_input: torch.Tensor, hints: PruneHints | None) -> list[nn.Module]:
+    """Layers whose output channels must stay: the model's output layers and those the task names."""
+    modules = dict(model.named_modules())
+    kept = [modules[name] for name in (hints.keep_width if hints else ()) if name in modules]
+    return output_layers(model, example_input) + kept
+
+
+def prune_groups(model: nn.Module, example_input: torch.Tensor, hints: PruneHints | None = None) -> list[PruneGroup]:
+    """Every coupled channel group whose root is a conv or linear layer, fixed-width layers excluded.
+
+    A group holding a layer of `hints.num_heads` is an attention group: it is pruned by whole heads.
+    """
     names = {module: name for name, module in model.named_modules()}
+    num_heads = dict(hints.num_heads) if hints else {}
     graph = dependency_graph(model, example_input)
     groups = []
-    ignored = output_layers(model, example_input)
+    ignored = fixed_width_layers(model, example_input, hints)
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(PRUNABLE_TYPES)):
         root = group[0].dep.target.module
         members = sorted(
             {names[item.dep.target.module] for item in group if isinstance(item.dep.target.module, PRUNABLE_TYPES)}
         )
-        groups.append(PruneGroup(name=names[root], channels=len(group[0].idxs), layers=tuple(members)))
+        heads = max((num_heads.get(member, 0) for member in members), default=0)
+        groups.append(PruneGroup(name=names[root], channels=len(group[0].idxs), layers=tuple(members), heads=heads))
     return sorted(groups, key=lambda group: group.name)
 
 

@@ -9,8 +9,9 @@ top-level module (`stem`, `stage1`, ...); `"global"` shares one of each for the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import torch
@@ -18,24 +19,30 @@ from torch import nn
 
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.graph import PruneGroup, QuantLayer, prune_groups, quant_layers
-from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy
+from autocompress.spaces.strategy import DistillLoss, DistillSettings, PruneSettings, QuantizeSettings, Strategy
+
+if TYPE_CHECKING:
+    from autocompress.task import PruneHints, Task
 
 Granularity = Literal["layer", "stage", "global"]
 
 
 @dataclass(frozen=True)
 class SpaceOptions:
-    """Ranges of the knobs; defaults suit small CNNs trained in seconds."""
+    """Ranges of the knobs; defaults suit small CNNs trained in seconds (a Task may carry its own)."""
 
     granularity: Granularity = "layer"
     max_prune_ratio: float = 0.75
     prune_step: float = 0.125
+    max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
     importances: tuple[str, ...] = ("l1", "l2", "fpgm", "bn_scale")
     calibrations: tuple[str, ...] = ("minmax", "entropy", "percentile")
     distill_steps: tuple[int, ...] = (0, 25, 50, 100, 150)
     temperature: tuple[float, float] = (1.0, 8.0)
     alpha: tuple[float, float] = (0.0, 1.0)
     lr: tuple[float, float] = (1e-4, 1e-2)
+    distill_losses: tuple[DistillLoss, ...] = ("kl",)
+    hidden_weight: tuple[float, float] | None = None  # searched when the task names layers to match
     finetune_after_pruning: bool = True
 
 
@@ -64,13 +71,35 @@ class SearchSpace:
         example_input: torch.Tensor,
         profile: HardwareProfile,
         options: SpaceOptions | None = None,
+        hints: PruneHints | None = None,
     ) -> SearchSpace:
         layers = quant_layers(model)
         choices = {layer.name: profile.precision_choices(layer.op_type) for layer in layers}
-        return cls(prune_groups(model, example_input), layers, choices, options or SpaceOptions())
+        return cls(prune_groups(model, example_input, hints), layers, choices, options or SpaceOptions())
+
+    @classmethod
+    def for_task(cls, task: Task, profile: HardwareProfile, granularity: Granularity = "layer") -> SearchSpace:
+        """The space of a task on a device: the task's own ranges if it has them, at the requested granularity."""
+        options = replace(task.space or SpaceOptions(), granularity=granularity)
+        return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints)
 
     def prune_units(self) -> list[str]:
-        return sorted({_unit(group.name, self.options.granularity) for group in self.groups})
+        """Knobs of channel groups, `prune/<unit>` (a ratio)."""
+        return sorted({_unit(group.name, self.options.granularity) for group in self.groups if not group.heads})
+
+    def head_units(self) -> dict[str, int]:
+        """Knobs of attention groups, `heads/<unit>` (heads removed), with the most each may remove."""
+        units: dict[str, int] = {}
+        for group in self.groups:
+            if group.heads:
+                most = math.floor(group.heads * self.options.max_head_ratio + 1e-9)
+                unit = _unit(group.name, self.options.granularity)
+                units[unit] = min(units.get(unit, most), most)
+        return units
+
+    def _group_ratio(self, group: PruneGroup, ratios: dict[str, float], heads: dict[str, int]) -> float:
+        unit = _unit(group.name, self.options.granularity)
+        return heads[unit] / group.heads if group.heads else ratios[unit]
 
     def precision_units(self) -> dict[str, list[str]]:
         """Each shared precision knob with the choices every layer in it supports."""
@@ -89,6 +118,7 @@ class SearchSpace:
             unit: trial.suggest_float(f"prune/{unit}", 0.0, opts.max_prune_ratio, step=opts.prune_step)
             for unit in self.prune_units()
         }
+        unit_heads = {unit: trial.suggest_int(f"heads/{unit}", 0, most) for unit, most in self.head_units().items()}
         unit_precision = {
             unit: trial.suggest_categorical(f"precision/{unit}", choices)
             for unit, choices in self.precision_units().items()
@@ -97,12 +127,14 @@ class SearchSpace:
             layer.name: unit_precision.get(_unit(layer.name, granularity), self.precision_choices[layer.name][0])
             for layer in self.layers
         }
-        steps = trial.suggest_categorical(*self._steps_knob(any(ratio > 0 for ratio in unit_ratio.values())))
+        pruned = any(ratio > 0 for ratio in unit_ratio.values()) or any(unit_heads.values())
+        steps = trial.suggest_categorical(*self._steps_knob(pruned))
+        loss = trial.suggest_categorical("distill/loss", list(opts.distill_losses))
         return Strategy(
             seed=seed,
             prune=PruneSettings(
                 importance=trial.suggest_categorical("prune/importance", list(opts.importances)),
-                ratios={group.name: unit_ratio[_unit(group.name, granularity)] for group in self.groups},
+                ratios={group.name: self._group_ratio(group, unit_ratio, unit_heads) for group in self.groups},
             ),
             quantize=QuantizeSettings(
                 calibration=trial.suggest_categorical("quantize/calibration", list(opts.calibrations)),
@@ -110,9 +142,13 @@ class SearchSpace:
             ),
             distill=DistillSettings(
                 steps=steps,
-                temperature=trial.suggest_float("distill/temperature", *opts.temperature),
+                loss=loss,
+                temperature=trial.suggest_float("distill/temperature", *opts.temperature) if loss == "kl" else 1.0,
                 alpha=trial.suggest_float("distill/alpha", *opts.alpha),
                 lr=trial.suggest_float("distill/lr", *opts.lr, log=True),
+                hidden_weight=trial.suggest_float("distill/hidden_weight", *opts.hidden_weight)
+                if opts.hidden_weight
+                else 0.0,
             ),
         )
 
@@ -127,6 +163,7 @@ class SearchSpace:
     def fixed_params(self, prune_ratio: float, precision: str, distill_steps: int) -> dict[str, Any]:
         """Optuna parameters of a uniform candidate, for enqueueing baselines and warm starts."""
         params: dict[str, Any] = {f"prune/{unit}": prune_ratio for unit in self.prune_units()}
+        params.update({f"heads/{unit}": 0 for unit in self.head_units()})
         for unit, choices in self.precision_units().items():
             params[f"precision/{unit}"] = precision if precision in choices else "fp32"
         steps_name, _ = self._steps_knob(prune_ratio > 0)
@@ -135,9 +172,13 @@ class SearchSpace:
                 "prune/importance": "l2",
                 "quantize/calibration": "minmax",
                 steps_name: distill_steps,
-                "distill/temperature": 4.0,
+                "distill/loss": self.options.distill_losses[0],
                 "distill/alpha": 0.7,
-                "distill/lr": 1e-3,
+                "distill/lr": min(max(1e-3, self.options.lr[0]), self.options.lr[1]),
             }
         )
+        if self.options.distill_losses[0] == "kl":
+            params["distill/temperature"] = 4.0
+        if self.options.hidden_weight:
+            params["distill/hidden_weight"] = self.options.hidden_weight[0]
         return params

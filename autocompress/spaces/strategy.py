@@ -11,7 +11,7 @@ no study at all. Example (digits, abridged)::
     quantize:
       calibration: minmax
       precisions: {stem.0: fp32, stage1.0.conv1: int8, fc: int8}
-    distill: {steps: 100, temperature: 4.0, alpha: 0.7, lr: 0.001}
+    distill: {steps: 100, loss: kl, temperature: 4.0, alpha: 0.7, lr: 0.001, hidden_weight: 0.0}
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from autocompress.errors import ConfigError
 SCHEMA_VERSION = 1
 Importance = Literal["l1", "l2", "fpgm", "bn_scale"]
 Calibration = Literal["minmax", "entropy", "percentile"]
+DistillLoss = Literal["kl", "mse", "cosine"]
 
 
 class _Frozen(BaseModel):
@@ -55,12 +56,16 @@ class QuantizeSettings(_Frozen):
 
 
 class DistillSettings(_Frozen):
-    """Knowledge distillation from the original model: steps (0 = none), temperature, teacher weight, lr."""
+    """Knowledge distillation from the original model: steps (0 = none), the loss on the outputs (kl on softened
+    logits with a temperature; mse or cosine for embeddings), teacher weight alpha, lr, and the weight of
+    matching the task's hidden states (0 = outputs only)."""
 
     steps: int = Field(default=0, ge=0)
+    loss: DistillLoss = "kl"
     temperature: float = Field(default=4.0, gt=0)
     alpha: float = Field(default=0.5, ge=0, le=1)
     lr: float = Field(default=1e-3, gt=0)
+    hidden_weight: float = Field(default=0.0, ge=0)
 
 
 class Strategy(_Frozen):
@@ -117,6 +122,8 @@ class Strategy(_Frozen):
             },
             "quantize.calibration": self.quantize.calibration,
             "distill.steps": self.distill.steps,
+            "distill.loss": self.distill.loss,
+            "distill.hidden_weight": self.distill.hidden_weight,
             "distill.temperature": self.distill.temperature,
             "distill.alpha": self.distill.alpha,
             "distill.lr": self.distill.lr,

@@ -48,9 +48,10 @@ class Session:
         except RuntimeError as error:
             raise RuntimeError(f"OpenVINO cannot compile {artifact} for {device}: {reason(error)}") from error
         self._request = self._compiled.create_infer_request()
+        self._dtype = self._compiled.input(0).get_element_type().to_dtype()  # token ids stay integers
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(inputs, dtype=np.float32)}, share_inputs=True, share_outputs=True)
+        self._request.infer({0: np.ascontiguousarray(inputs, dtype=self._dtype)}, share_inputs=True, share_outputs=True)
         return self._request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next call
 
 
