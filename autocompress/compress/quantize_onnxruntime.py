@@ -100,7 +100,8 @@ def build_artifact(
     float_path = workdir / "float.onnx"
     export_onnx(model, example_input, float_path, dynamic_axes)
     target = workdir / "model.onnx"
-    quantize(float_path, target, settings, calibration)
+    symbolic_shapes = not (dynamic_axes and set(dynamic_axes) - {0})  # only the batch axis is dynamic
+    quantize(float_path, target, settings, calibration, symbolic_shapes)
     float_path.unlink()
     fp16_layers = set(settings.layers_at("fp16"))
     if fp16_layers:
@@ -153,18 +154,17 @@ def to_fp16(model: onnx.ModelProto, fp16_layers: set[str]) -> onnx.ModelProto:
     return model
 
 
-def _pre_process(source: Path, prepared: Path) -> None:
-    """ORT's recommended pre-processing (shape inference); its symbolic pass gives up on some dynamic sequence
-    graphs (`Min(512, sequence)` broadcasts), and ONNX's own shape inference is enough for QDQ placement there."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            quant_pre_process(str(source), str(prepared), skip_optimization=True)
-    except Exception:  # noqa: BLE001 - "Incomplete symbolic shape inference" is a bare Exception
-        log.debug("symbolic shape inference failed on %s; using ONNX shape inference only", source)
-        quant_pre_process(str(source), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
+def _pre_process(source: Path, prepared: Path, symbolic_shapes: bool) -> None:
+    """ORT's recommended pre-processing (shape inference). Its symbolic pass gives up on graphs with a dynamic
+    sequence axis (`Min(512, sequence)` broadcasts) and then dumps a debug model into the working directory, so
+    such graphs get ONNX's own shape inference only, which is enough for QDQ placement."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        quant_pre_process(str(source), str(prepared), skip_optimization=True, skip_symbolic_shape=not symbolic_shapes)
 
 
-def quantize(source: Path, target: Path, settings: QuantizeSettings, calibration: Batches) -> None:
+def quantize(
+    source: Path, target: Path, settings: QuantizeSettings, calibration: Batches, symbolic_shapes: bool = True
+) -> None:
     """Write `target`: `source` with exactly the strategy's int8 layers quantized (a copy if there are none)."""
     int8_layers = set(settings.layers_at("int8"))
     if not int8_layers:
@@ -178,7 +178,7 @@ def quantize(source: Path, target: Path, settings: QuantizeSettings, calibration
     op_types = sorted({node.op_type for node in model.graph.node if node.name in selected})
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        _pre_process(source, prepared)
+        _pre_process(source, prepared, symbolic_shapes)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(

@@ -214,7 +214,7 @@ def _samples(calibration: Batches, shape: tuple[int, ...]) -> Iterator[np.ndarra
             yield array[start : start + shape[0]]
 
 
-def _calibration_data(path: Path, calibration: Batches) -> dict[str, list[dict[str, Any]]]:
+def calibration_data(path: Path, calibration: Batches) -> dict[str, list[dict[str, Any]]]:
     interpreter = Interpreter(model_path=str(path))
     (signature, io_names), *_ = interpreter.get_signature_list().items()
     shape = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"])
@@ -250,7 +250,7 @@ def quantize(
     try:
         result = None
         if qt.need_calibration:
-            data = _calibration_data(source, calibration)
+            data = calibration_data(source, calibration)
             with contextlib.redirect_stderr(io.StringIO()):  # the calibrator draws a tqdm bar
                 result = qt.calibrate(data, num_threads=torch.get_num_threads())
         qt.quantize(result, enable_progress_report=False).export_model(str(target), overwrite=True)

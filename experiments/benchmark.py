@@ -1,0 +1,262 @@
+"""Benchmark: the search against what a user would try first, in one run, on one machine, for one device.
+
+    python -m experiments.benchmark --example digits --device cpu --trials 30 [--out experiments/results/benchmark]
+                                    [--seed 0] [--max-drop 0.01] [--home autocompress-runs/benchmark]
+
+Measured, all with `measure_artifact` on the device's profile:
+  fp32          (baseline)     the uncompressed model, built and measured like a candidate; it sets the bound
+  one-click     (one-click)    each runtime's quantizer with its defaults and uniform pruning (benchmark_methods)
+  random        (random)       the search space sampled at random, N trials
+  autocompress  (autocompress) the product's search (TPE with its enqueued baselines), same N and seed
+
+Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report. Studies go to a
+separate home (--home), each under a unique name, so they never mix with the user's or resume each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from experiments.benchmark_methods import LABELS, one_click_methods
+from experiments.benchmark_report import headline, markdown, plot, score_method, write_json
+
+SEARCH_METHODS = {"random": "random", "autocompress": "tpe"}  # method name -> sampler
+PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "optuna")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--example", default="digits", help="built-in example")
+    parser.add_argument("--device", default="cpu", help="hardware profile name, alias or .yaml path")
+    parser.add_argument("--trials", type=int, default=30, help="trials per search method")
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/benchmark"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-drop", type=float, default=0.01, help="allowed absolute metric drop from fp32")
+    parser.add_argument("--home", type=Path, default=Path("autocompress-runs/benchmark"), help="AUTOCOMPRESS_HOME")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error("--trials must be at least 1")
+    return args
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with_model = [line for line in _read("/proc/cpuinfo").splitlines() if line.startswith("model name")]
+    if with_model:
+        cpu = with_model[0].split(":", 1)[1].strip()
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _quiet() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root", "absl"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def measured_point(path: Path, task, profile, label: str) -> dict[str, Any]:
+    from autocompress.evaluators import measure_artifact
+
+    m = measure_artifact(path, task, profile)
+    return {
+        "label": label,
+        "accuracy": m.metric,
+        "latency_ms": m.latency.median_ms,
+        "latency_ci_ms": [m.latency.ci_low_ms, m.latency.ci_high_ms],
+        "latency_noisy": m.latency.noisy,
+        "size_bytes": m.size_bytes,
+        "artifact": str(path),
+    }
+
+
+def search_points(study) -> list[dict[str, Any]]:
+    """Every COMPLETE trial of a study, with its own-baseline speedup and its study's feasibility verdict."""
+    from optuna.trial import TrialState
+
+    from autocompress.search.results import METRICS_ATTR
+
+    points = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        m = trial.user_attrs.get(METRICS_ATTR)
+        if m is None:
+            continue
+        enqueued = trial.user_attrs.get("enqueued")
+        points.append(
+            {
+                "label": f"trial {trial.number}" + (f" ({enqueued})" if enqueued else ""),
+                "trial": trial.number,
+                "accuracy": m["metric"],
+                "latency_ms": m["latency_ms"],
+                "latency_ci_ms": [m["latency_ci_low_ms"], m["latency_ci_high_ms"]],
+                "size_bytes": int(m["size_bytes"]),
+                "speedup": m["speedup"],
+                "latency_noisy": bool(m["latency_noisy"]),
+                "feasible_in_study": bool(m["feasible"]),
+            }
+        )
+    return points
+
+
+def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) -> dict[str, Any]:
+    from optuna.trial import TrialState
+    from rich.console import Console
+
+    from autocompress.config import SearchSettings
+    from autocompress.search.driver import run_search
+    from autocompress.search.results import BASELINE_ATTR
+
+    study_name = f"bench-{args.example}-{profile.name}-{name}-{stamp}"
+    settings = SearchSettings(
+        trials=args.trials, sampler=sampler, seed=args.seed, max_drop=args.max_drop, study=study_name
+    )
+    study = run_search(task, profile, settings, study_name, console=Console(stderr=True))
+    baseline = study.user_attrs.get(BASELINE_ATTR, {})
+    return {
+        "points": search_points(study),
+        "study": study_name,
+        "sampler": sampler,
+        "study_baseline": {k: baseline.get(k) for k in ("metric", "latency_ms", "size_bytes")},
+        "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+    }
+
+
+def run_method(name: str, kind: str, work, methods: dict[str, Any]) -> dict[str, Any]:
+    """Run one method, timing it; a failure is recorded with its reason and the benchmark goes on."""
+    print(f"[{name}] running ({kind}) ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        result = {"kind": kind, "error": None, **work()}
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # any failure of one method is a result, not the end of the benchmark
+        result = {"kind": kind, "error": one_line(error), "points": []}
+    result["wall_s"] = time.perf_counter() - start
+    methods[name] = result
+    status = f"failed: {result['error']}" if result["error"] else f"{len(result['points'])} point(s)"
+    print(f"[{name}] {status} in {result['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
+    from autocompress.compress.pipeline import build
+    from autocompress.spaces.strategy import Strategy
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    workroot = Path(os.environ["AUTOCOMPRESS_HOME"]) / "benchmark-artifacts" / f"{args.example}-{profile.name}-{stamp}"
+    wanted = set(args.methods.split(",")) if args.methods else None
+    methods: dict[str, Any] = {}
+
+    def fp32() -> dict[str, Any]:
+        artifact = build(task, Strategy(seed=args.seed), profile, workroot / "fp32")
+        return {"points": [measured_point(artifact.path, task, profile, "uncompressed")]}
+
+    baseline = run_method("fp32", "baseline", fp32, methods)
+    if baseline["error"]:
+        raise RuntimeError(f"the fp32 baseline could not be measured: {baseline['error']}")
+    reference = baseline["points"][0]
+    for name, builder in one_click_methods(profile).items():
+        if wanted is None or name in wanted:
+
+            def work(name=name, builder=builder) -> dict[str, Any]:
+                folder = workroot / name
+                folder.mkdir(parents=True, exist_ok=True)
+                point = measured_point(builder(task, profile, folder, args.seed), task, profile, LABELS[name])
+                point["speedup"] = reference["latency_ms"] / point["latency_ms"]
+                return {"points": [point], "label": LABELS[name]}
+
+            run_method(name, "one-click", work, methods)
+    for name, sampler in SEARCH_METHODS.items():
+        if wanted is None or name in wanted:
+            search = lambda n=name, s=sampler: run_search_method(n, s, task, profile, args, stamp)  # noqa: E731
+            run_method(name, name, search, methods)
+    fp32_record = {k: reference[k] for k in ("accuracy", "latency_ms", "latency_ci_ms", "size_bytes")}
+    try:  # the same fp32 artifact again: how far the machine's speed drifted while the methods ran
+        fp32_record["latency_ms_end"] = measured_point(Path(reference["artifact"]), task, profile, "")["latency_ms"]
+    except Exception as error:  # a drift check must not lose the results
+        print(f"[fp32] re-measurement failed: {one_line(error)}", file=sys.stderr)
+    bound = reference["accuracy"] - args.max_drop
+    for method in methods.values():
+        score_method(method, fp32_record, bound)
+    results = {
+        "example": args.example,
+        "device": profile.name,
+        "runtime": profile.runtime,
+        "metric_name": task.metric_name,
+        "trials": args.trials,
+        "seed": args.seed,
+        "max_drop": args.max_drop,
+        "accuracy_bound": bound,
+        "command": shlex.join(["python", "-m", "experiments.benchmark", *sys.argv[1:]]),
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info() | {"threads": profile.threads, "batch_size": profile.batch_size},
+        "fp32": fp32_record,
+        "methods": methods,
+    }
+    results["headline"] = headline(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ["AUTOCOMPRESS_HOME"] = str(args.home.resolve())
+    _quiet()
+    from autocompress.cli import usable_profile
+    from autocompress.config import ExperimentConfig
+    from autocompress.errors import AutocompressError
+    from autocompress.tasks import load_task
+
+    try:
+        profile = usable_profile(args.device)
+        task = load_task(ExperimentConfig(example=args.example, device=args.device))
+    except AutocompressError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    results = benchmark(args, task, profile)
+    stem = args.out / f"{args.example}-{profile.name}"
+    write_json(results, Path(f"{stem}.json"))
+    text = markdown(results)
+    Path(f"{stem}.md").write_text(text)
+    plot(results, Path(f"{stem}.png"))
+    print(text)
+    print(f"wrote {stem}.json, {stem}.md, {stem}.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

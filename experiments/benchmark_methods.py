@@ -1,0 +1,186 @@
+"""The one-click baselines of the benchmark: what a user tries first, each runtime's quantizer with its defaults.
+
+Every builder takes (task, profile, workdir, seed) and returns the path of an artifact in the device's runtime
+format; the benchmark measures it with `measure_artifact` like any search candidate. The quantizers are called
+directly with their stock settings (not through autocompress's per-layer builders), so these points are what
+the runtime's own documentation gives a user in one call.
+
+- onnxruntime: `ort-dynamic-int8` (quantize_dynamic, defaults: int8 weights, activations quantized at run
+  time) and `ort-static-int8` (quantize_static, defaults: QDQ, int8, MinMax, every supported op), calibrated
+  with one feed per calibration batch.
+- openvino: `nncf-int8` (convert_model of the fp32 ONNX, nncf.quantize with defaults, IR kept at fp32).
+- tflite: ai-edge-quantizer's stock recipes on the litert-torch conversion: `aeq-dynamic-wi8`
+  (dynamic_wi8_afp32) and `aeq-static-wi8-ai8` (static_wi8_ai8, calibrated on the calibration split, with the
+  model's input and output left float32: the stock recipe makes them int8, which the evaluator does not feed).
+- every runtime: `prune-30` / `prune-50`, uniform structured pruning of every group (l2), fp32, distilled with
+  the search's largest step count and its fixed distillation settings (the uniform baselines it enqueues).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from autocompress.compress.export import export_onnx
+from autocompress.compress.pipeline import build
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.strategy import DistillSettings, PruneSettings, Strategy
+from autocompress.task import Task
+
+Builder = Callable[[Task, HardwareProfile, Path, int], Path]
+
+
+def export_fp32_onnx(task: Task, path: Path) -> Path:
+    """The uncompressed model as ONNX, with the task's dynamic axes (e.g. a sentence's length)."""
+    export_onnx(task.model, task.example_input, path, task.dynamic_axes)
+    return path
+
+
+def calibration_inputs(task: Task) -> list[np.ndarray]:
+    """One array per calibration batch, as the loader gives them (shapes may differ: never concatenated)."""
+    return [inputs.numpy() for inputs, _labels in task.data.calibration]
+
+
+# --- onnxruntime ---------------------------------------------------------------------------------------------
+
+
+def ort_dynamic_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+    from onnxruntime.quantization import quantize_dynamic
+
+    source = export_fp32_onnx(task, workdir / "float.onnx")
+    target = workdir / "model.onnx"
+    quantize_dynamic(str(source), str(target))
+    return target
+
+
+class _Feeds(CalibrationDataReader):
+    """onnxruntime CalibrationDataReader over one {input_name: batch} per calibration batch."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]) -> None:
+        self._feeds = [{input_name: batch} for batch in batches]
+        self._iterator: Iterator[dict[str, np.ndarray]] = iter(self._feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        self._iterator = iter(self._feeds)
+
+
+def ort_static_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+    import onnx
+    from onnxruntime.quantization import quantize_static
+
+    source = export_fp32_onnx(task, workdir / "float.onnx")
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    reader = _Feeds(input_name, calibration_inputs(task))
+    target = workdir / "model.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(str(source), str(target), reader)
+    return target
+
+
+# --- openvino --------------------------------------------------------------------------------------------------
+
+
+def nncf_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+    import nncf
+    import openvino as ov
+
+    model = ov.convert_model(str(export_fp32_onnx(task, workdir / "float.onnx")))
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantized = nncf.quantize(model, nncf.Dataset(calibration_inputs(task)))
+    target = workdir / "model.xml"
+    ov.save_model(quantized, target, compress_to_fp16=False)
+    return target
+
+
+# --- tflite ----------------------------------------------------------------------------------------------------
+
+
+def _aeq(task: Task, workdir: Path, recipe_name: str, float_io: bool = False) -> Path:
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+
+    from autocompress.compress.quantize_tflite import calibration_data, convert
+
+    source = workdir / "float.tflite"
+    convert(task.model, task.example_input, source)
+    qt = quantizer.Quantizer(str(source), getattr(recipe, recipe_name)())
+    if float_io:  # the model's inputs and outputs stay float32 (later entries of a recipe win)
+        for io_op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+            qt.update_quantization_recipe(".*", io_op, algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
+    result = None
+    if qt.need_calibration:
+        with contextlib.redirect_stderr(io.StringIO()):  # the calibrator's progress bar
+            result = qt.calibrate(calibration_data(source, task.data.calibration))
+    target = workdir / "model.tflite"
+    with contextlib.redirect_stdout(io.StringIO()):  # a size summary
+        qt.quantize(result).export_model(str(target), overwrite=True)
+    return target
+
+
+def aeq_dynamic_wi8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+    return _aeq(task, workdir, "dynamic_wi8_afp32")
+
+
+def aeq_static_wi8_ai8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+    # The stock recipe also quantizes the model's input and output tensors (int8 I/O, as TFLite's full-integer
+    # models have); the evaluator feeds and scores float32, like every other artifact, so they stay float here.
+    return _aeq(task, workdir, "static_wi8_ai8", float_io=True)
+
+
+# --- every runtime ---------------------------------------------------------------------------------------------
+
+
+def uniform_prune_strategy(task: Task, profile: HardwareProfile, ratio: float, seed: int) -> Strategy:
+    """Every prunable group at `ratio`, fp32, distilled for the search's largest step count with its fixed
+    distillation settings (those of the uniform candidates the search enqueues)."""
+    space = SearchSpace.for_task(task, profile)
+    steps = max(space.options.distill_steps)
+    fixed = space.fixed_params(ratio, "fp32", steps)
+    return Strategy(
+        seed=seed,
+        prune=PruneSettings(importance=fixed["prune/importance"], ratios={g.name: ratio for g in space.groups}),
+        distill=DistillSettings(
+            steps=steps,
+            loss=fixed["distill/loss"],
+            temperature=fixed.get("distill/temperature", 1.0),
+            alpha=fixed["distill/alpha"],
+            lr=fixed["distill/lr"],
+            hidden_weight=fixed.get("distill/hidden_weight", 0.0),
+        ),
+    )
+
+
+def pruned(ratio: float) -> Builder:
+    def builder(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+        return build(task, uniform_prune_strategy(task, profile, ratio, seed), profile, workdir).path
+
+    return builder
+
+
+RUNTIME_METHODS: dict[str, dict[str, Builder]] = {
+    "onnxruntime": {"ort-dynamic-int8": ort_dynamic_int8, "ort-static-int8": ort_static_int8},
+    "openvino": {"nncf-int8": nncf_int8},
+    "tflite": {"aeq-dynamic-wi8": aeq_dynamic_wi8, "aeq-static-wi8-ai8": aeq_static_wi8_ai8},
+}
+LABELS = {
+    "ort-dynamic-int8": "onnxruntime quantize_dynamic, defaults",
+    "ort-static-int8": "onnxruntime quantize_static, defaults (QDQ, int8, MinMax), calibration split",
+    "nncf-int8": "nncf.quantize, defaults, calibration split",
+    "aeq-dynamic-wi8": "ai-edge-quantizer recipe dynamic_wi8_afp32",
+    "aeq-static-wi8-ai8": "ai-edge-quantizer recipe static_wi8_ai8 (float32 model I/O), calibration split",
+    "prune-30": "uniform structured pruning 30% (l2), fp32, distilled",
+    "prune-50": "uniform structured pruning 50% (l2), fp32, distilled",
+}
+
+
+def one_click_methods(profile: HardwareProfile) -> dict[str, Builder]:
+    """The baselines for a device's runtime, then the runtime-independent pruning baselines."""
+    return {**RUNTIME_METHODS.get(profile.runtime, {}), "prune-30": pruned(0.3), "prune-50": pruned(0.5)}

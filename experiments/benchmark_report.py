@@ -1,0 +1,189 @@
+"""Scoring and writing a benchmark run: feasibility, hypervolume, the results JSON, the Markdown table, the plot.
+
+Every point is judged against this run's fp32 measurement: feasible = metric >= fp32 metric - max_drop
+(absolute), and `speedup_vs_fp32` = fp32 latency / latency. Search points also keep `speedup` against their
+own study's fp32 baseline (measured separately, on the same machine) and whether their study counted them
+feasible.
+
+Hypervolume (2-D, both axes maximised), over the points that are feasible and faster than fp32:
+x = 1 - latency / fp32_latency, y = metric - bound, reference point (0, 0) = (fp32 latency, the bound);
+HV = area of the union of the rectangles [0, x] x [0, y]. A dominated point adds nothing, and a point at or
+below the bound or no faster than fp32 adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HV_FORMULA = (
+    "HV = area dominated by the points with metric >= bound and latency < fp32 latency, in the plane "
+    "x = 1 - latency / fp32_latency, y = metric - bound, above the reference point (0, 0) = (fp32 latency, bound)"
+)
+TARGET = 1.25
+
+
+def hypervolume(points: list[tuple[float, float]], bound: float, fp32_latency_ms: float) -> float:
+    """Area dominated by (metric, latency_ms) points in the feasible, faster-than-fp32 region (see module doc)."""
+    scaled = [(1 - latency / fp32_latency_ms, metric - bound) for metric, latency in points]
+    scaled = sorted(((x, y) for x, y in scaled if x > 0 and y > 0), reverse=True)
+    area, best_y = 0.0, 0.0
+    for x, y in scaled:  # widest first: each point adds the strip above the best metric seen so far
+        if y > best_y:
+            area += x * (y - best_y)
+            best_y = y
+    return area
+
+
+def score_method(method: dict[str, Any], fp32: dict[str, Any], bound: float) -> dict[str, Any]:
+    """Adds feasible / speedup_vs_fp32 to each point, then best_feasible_* and hypervolume to the method."""
+    for point in method["points"]:
+        point["speedup_vs_fp32"] = fp32["latency_ms"] / point["latency_ms"]
+        point["feasible"] = point["accuracy"] >= bound
+    feasible = [p for p in method["points"] if p["feasible"]]
+    best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)
+    method["best_feasible_speedup"] = best["speedup_vs_fp32"] if best else None
+    method["best_feasible_speedup_own_baseline"] = best.get("speedup") if best else None
+    method["best_feasible"] = best
+    method["hypervolume"] = hypervolume(
+        [(p["accuracy"], p["latency_ms"]) for p in method["points"]], bound, fp32["latency_ms"]
+    )
+    return method
+
+
+def best_of(results: dict[str, Any], kind: str) -> tuple[str | None, float | None]:
+    """The method of a kind with the highest best feasible speedup (vs this run's fp32)."""
+    candidates = [
+        (m["best_feasible_speedup"], name)
+        for name, m in results["methods"].items()
+        if m["kind"] == kind and m["best_feasible_speedup"] is not None
+    ]
+    if not candidates:
+        return None, None
+    speedup, name = max(candidates)
+    return name, speedup
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """Search vs best one-click (ratio of best feasible speedups vs this run's fp32 = ratio of their latencies)."""
+    _, search = best_of(results, "autocompress")
+    one_click_name, one_click = best_of(results, "one-click")
+    reference_name, reference = (one_click_name, one_click) if one_click is not None else ("fp32", 1.0)
+    methods = results["methods"]
+    return {
+        "search_vs_best_one_click": search / reference if search is not None else None,
+        "best_one_click": reference_name,
+        "target": TARGET,
+        "search_hypervolume": methods.get("autocompress", {}).get("hypervolume"),
+        "random_hypervolume": methods.get("random", {}).get("hypervolume"),
+    }
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str))
+
+
+def _fmt(value: float | None, pattern: str, missing: str = "—") -> str:
+    return missing if value is None else format(value, pattern)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    metric = results.get("metric_name", "accuracy")
+    fp32, machine = results["fp32"], results["machine"]
+    lines = [
+        f"# Benchmark: {results['example']} on {results['device']}",
+        "",
+        f"- command: `{results['command']}`",
+        f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}",
+        f"- machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('os')}, "
+        f"Python {machine.get('python')}",
+        "- runtimes: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
+        f"- fp32: {metric} {fp32['accuracy']:.4f}, latency {fp32['latency_ms']:.3f} ms, "
+        f"size {fp32['size_bytes'] / 1e6:.2f} MB; {metric} bound = fp32 - {results['max_drop']} = "
+        f"{results['accuracy_bound']:.4f}",
+        f"- fp32 latency re-measured after all methods: {_fmt(fp32.get('latency_ms_end'), '.3f')} ms "
+        "(how much the machine drifted during the run)",
+        "- speedups below are against this run's fp32 latency (the headline too); search methods also store "
+        "speedups against their own study's fp32 baseline in the JSON",
+        "",
+        f"| method | kind | points | best feasible speedup | its {metric} | its latency ms [95% CI] | its size MB "
+        "| hypervolume | wall s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results["methods"].items():
+        best = m.get("best_feasible") or {}
+        ci = best.get("latency_ci_ms")
+        latency = _fmt(best.get("latency_ms"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        size = _fmt(best["size_bytes"] / 1e6 if best.get("size_bytes") else None, ".2f")
+        note = m.get("error") or ""
+        if best.get("latency_noisy"):
+            note = (note + "; " if note else "") + "noisy latency"
+        if m.get("failed_trials"):
+            note = (note + "; " if note else "") + f"{m['failed_trials']} failed trials"
+        speedup = _fmt(m["best_feasible_speedup"], ".2f") + ("x" if best else "")
+        lines.append(
+            f"| {name} | {m['kind']} | {len(m['points'])} | {speedup} "
+            f"| {_fmt(best.get('accuracy'), '.4f')} | {latency} | {size} | {m['hypervolume']:.4f} "
+            f"| {m['wall_s']:.1f} | {note.replace('|', '/')[:160]} |"
+        )
+    head = results["headline"]
+    value = head["search_vs_best_one_click"]
+    ratio = f"{value:.2f}x" if value is not None else "n/a (no feasible search point)"
+    versus = head["best_one_click"] if head["best_one_click"] != "fp32" else "fp32 (no feasible one-click point)"
+    lines += [
+        "",
+        f"search vs best one-click: {ratio} (target >= {head['target']:.2f}x; best one-click: {versus})",
+        f"search HV vs random HV: {_fmt(head['search_hypervolume'], '.4f')} "
+        f"vs {_fmt(head['random_hypervolume'], '.4f')}",
+        "",
+        f"Feasible: {metric} >= {results['accuracy_bound']:.4f} (this run's fp32 minus {results['max_drop']}, "
+        f"absolute). {HV_FORMULA}; 2-D sweep over the points sorted by x.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Pareto plot: latency (ms) against the metric, one marker per method, fp32 and the bound marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric, fp32, bound = results.get("metric_name", "accuracy"), results["fp32"], results["accuracy_bound"]
+    markers = "os^Dv<>PXh*p"
+    points = [p for m in results["methods"].values() for p in m["points"]]
+    top = max([p["accuracy"] for p in points] + [fp32["accuracy"]])
+    floor = min(bound - max(0.05, 3 * results["max_drop"]), fp32["accuracy"] - 0.02)
+    below = sum(p["accuracy"] < floor for p in points)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for index, (name, m) in enumerate(results["methods"].items()):
+        if not m["points"] or m["kind"] == "baseline":
+            continue
+        lat = [p["latency_ms"] for p in m["points"]]
+        acc = [max(p["accuracy"], floor) for p in m["points"]]
+        colour = f"C{index % 10}"
+        filled = [colour if p["feasible"] else "none" for p in m["points"]]
+        ax.scatter(lat, acc, marker=markers[index % len(markers)], facecolors=filled, edgecolors=colour, s=45,
+                   label=f"{name} ({m['kind']})")  # fmt: skip
+    ax.scatter([fp32["latency_ms"]], [fp32["accuracy"]], marker="*", s=260, facecolors="none", edgecolors="black",
+               linewidths=1.2, label="fp32", zorder=5)  # fmt: skip
+    ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"{metric} bound {bound:.4f}")
+    ax.axvline(fp32["latency_ms"], color="grey", linestyle=":", linewidth=1)
+    ax.set_ylim(floor - 0.005, top + 0.005)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, ms (median at the profile batch size; log scale)")
+    ax.set_ylabel(metric)
+    note = f"; {below} point(s) below {floor:.2f} drawn at the bottom edge" if below else ""
+    ax.set_title(
+        f"{results['example']} on {results['device']}, {results['trials']} trials per search\nfilled = feasible{note}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,178 @@
+"""The benchmark harness (experiments/): hypervolume, scoring, the written reports, and one real one-click method."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from experiments.benchmark import main, measured_point, run_method
+from experiments.benchmark_methods import one_click_methods, ort_dynamic_int8, uniform_prune_strategy
+from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, write_json
+
+USER_TASK_DIR = Path(__file__).parent / "user_task"
+FP32_MS, BOUND = 10.0, 0.90
+
+
+def test_hypervolume_of_one_point_is_its_rectangle() -> None:
+    # x = 1 - 5/10 = 0.5, y = 0.95 - 0.90 = 0.05
+    assert hypervolume([(0.95, 5.0)], BOUND, FP32_MS) == pytest.approx(0.025)
+
+
+def test_dominated_point_adds_nothing() -> None:
+    front = [(0.95, 5.0), (0.99, 8.0)]
+    assert hypervolume(front + [(0.93, 6.0)], BOUND, FP32_MS) == pytest.approx(hypervolume(front, BOUND, FP32_MS))
+
+
+def test_two_point_staircase_and_a_bigger_front_has_more_volume() -> None:
+    front = [(0.95, 5.0), (0.99, 8.0)]
+    # 0.5 * 0.05 + 0.2 * (0.09 - 0.05)
+    assert hypervolume(front, BOUND, FP32_MS) == pytest.approx(0.025 + 0.008)
+    assert hypervolume(front + [(0.97, 4.0)], BOUND, FP32_MS) > hypervolume(front, BOUND, FP32_MS)
+
+
+def test_infeasible_and_slower_than_fp32_points_add_nothing() -> None:
+    front = [(0.95, 5.0)]
+    outside = [(0.85, 1.0), (0.999, 12.0), (0.999, FP32_MS), (BOUND, 2.0)]
+    assert hypervolume(outside, BOUND, FP32_MS) == 0.0
+    for point in outside:
+        assert hypervolume([point], BOUND, FP32_MS) == 0.0, point
+    assert hypervolume(front + outside, BOUND, FP32_MS) == pytest.approx(hypervolume(front, BOUND, FP32_MS))
+
+
+def _point(accuracy: float, latency: float, **extra) -> dict:
+    return {"accuracy": accuracy, "latency_ms": latency, "latency_ci_ms": [latency * 0.99, latency * 1.01]} | extra
+
+
+def synthetic_results() -> dict:
+    fp32 = {"accuracy": 0.95, "latency_ms": FP32_MS, "latency_ci_ms": [9.9, 10.1], "size_bytes": 2_000_000}
+    bound = 0.94
+    methods = {
+        "fp32": {"kind": "baseline", "points": [_point(0.95, FP32_MS, size_bytes=2_000_000)], "error": None},
+        "ort-dynamic-int8": {"kind": "one-click", "points": [_point(0.948, 8.0, size_bytes=600_000)], "error": None},
+        "ort-static-int8": {"kind": "one-click", "points": [_point(0.90, 4.0, size_bytes=500_000)], "error": None},
+        "nncf-int8": {"kind": "one-click", "points": [], "error": "RuntimeError: converter said no"},
+        "random": {"kind": "random", "points": [_point(0.945, 7.0, speedup=1.5), _point(0.5, 2.0, speedup=5.0)]},
+        "autocompress": {"kind": "autocompress", "points": [_point(0.946, 5.0, speedup=2.1, size_bytes=550_000)]},
+    }
+    for method in methods.values():
+        method.setdefault("error", None)
+        method["wall_s"] = 1.5
+        score_method(method, fp32, bound)
+    results = {
+        "example": "digits",
+        "device": "cpu",
+        "metric_name": "fidelity",
+        "trials": 3,
+        "seed": 0,
+        "max_drop": 0.01,
+        "accuracy_bound": bound,
+        "command": "python -m experiments.benchmark --example digits --device cpu --trials 3",
+        "date": "2025-01-01T00:00:00",
+        "machine": {"cpu": "test cpu", "cores": 2, "os": "Linux", "python": "3.12", "versions": {"optuna": "5"}},
+        "fp32": fp32,
+        "methods": methods,
+    }
+    results["headline"] = headline(results)
+    return results
+
+
+def test_scoring_uses_this_runs_fp32_and_the_bound() -> None:
+    results = synthetic_results()
+    methods = results["methods"]
+    assert methods["ort-static-int8"]["best_feasible_speedup"] is None  # 0.90 < bound 0.94
+    assert methods["ort-static-int8"]["points"][0]["feasible"] is False
+    assert methods["ort-dynamic-int8"]["best_feasible_speedup"] == pytest.approx(1.25)
+    # the search point's own-baseline speedup (2.1) is kept, the table's is against this run's fp32 (2.0)
+    assert methods["autocompress"]["best_feasible_speedup"] == pytest.approx(2.0)
+    assert methods["autocompress"]["best_feasible_speedup_own_baseline"] == pytest.approx(2.1)
+    assert methods["random"]["best_feasible_speedup"] == pytest.approx(10 / 7)
+    assert methods["fp32"]["hypervolume"] == 0.0 and methods["nncf-int8"]["hypervolume"] == 0.0
+    assert results["headline"]["search_vs_best_one_click"] == pytest.approx(2.0 / 1.25)
+    assert results["headline"]["best_one_click"] == "ort-dynamic-int8"
+    assert methods["autocompress"]["hypervolume"] > methods["random"]["hypervolume"] > 0
+
+
+def test_json_markdown_and_plot_are_written(tmp_path: Path) -> None:
+    results = synthetic_results()
+    write_json(results, tmp_path / "digits-cpu.json")
+    loaded = json.loads((tmp_path / "digits-cpu.json").read_text())
+    for key in ("example", "device", "trials", "accuracy_bound", "command", "machine", "methods", "fp32"):
+        assert key in loaded
+    for method in loaded["methods"].values():
+        assert method["kind"] in {"baseline", "one-click", "random", "autocompress"}
+        assert {"best_feasible_speedup", "hypervolume", "points", "error", "wall_s"} <= set(method)
+        for point in method["points"]:
+            assert {"accuracy", "latency_ms", "speedup_vs_fp32", "feasible"} <= set(point)
+    text = markdown(results)
+    assert "| ort-dynamic-int8 | one-click | 1 | 1.25x | 0.9480 |" in text
+    assert "| ort-static-int8 | one-click | 1 | — | — |" in text  # no feasible point: no speedup claimed
+    assert "converter said no" in text
+    assert "its fidelity" in text  # the task's metric name in the headings
+    assert "search vs best one-click: 1.60x (target >= 1.25x; best one-click: ort-dynamic-int8)" in text
+    assert "search HV vs random HV:" in text and "HV = area" in text
+    plot(results, tmp_path / "digits-cpu.png")
+    assert (tmp_path / "digits-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
+    results = synthetic_results()
+    for name in ("ort-dynamic-int8", "ort-static-int8"):
+        results["methods"][name]["best_feasible_speedup"] = None
+    assert headline(results)["best_one_click"] == "fp32"
+    assert headline(results)["search_vs_best_one_click"] == pytest.approx(2.0)
+
+
+def test_a_failing_method_is_recorded_and_the_benchmark_goes_on() -> None:
+    methods: dict = {}
+
+    def broken() -> dict:
+        raise RuntimeError("converter said no\nsecond line")
+
+    run_method("nncf-int8", "one-click", broken, methods)
+    run_method("ok", "one-click", lambda: {"points": [_point(0.95, 5.0)]}, methods)
+    assert methods["nncf-int8"]["error"] == "RuntimeError: converter said no" and methods["nncf-int8"]["points"] == []
+    assert methods["ok"]["error"] is None and len(methods["ok"]["points"]) == 1
+    assert all(m["wall_s"] >= 0 for m in methods.values())
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    from autocompress.config import validate_config
+    from autocompress.tasks import load_task
+
+    raw = {"name": "tiny", "model": "tiny_task:build_model", "data": "tiny_task:loaders", "metric": "accuracy"}
+    return load_task(validate_config(raw, base_dir=USER_TASK_DIR))
+
+
+def test_ort_dynamic_int8_is_really_int8_and_measured(tiny_task, cpu_profile, tmp_path: Path) -> None:
+    path = ort_dynamic_int8(tiny_task, cpu_profile, tmp_path, seed=0)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"DynamicQuantizeLinear"} <= ops and ops & {"ConvInteger", "MatMulInteger"}, ops
+    assert "Conv" not in ops  # every convolution went integer
+    point = measured_point(path, tiny_task, cpu_profile, "ort-dynamic-int8")
+    assert point["latency_ms"] > 0 and point["latency_ci_ms"][0] <= point["latency_ms"] <= point["latency_ci_ms"][1]
+    assert point["accuracy"] > 0.5  # the tiny CNN is at about 0.77 in fp32
+    assert point["size_bytes"] == path.stat().st_size
+
+
+def test_methods_per_runtime_and_the_prune_baseline_strategy(tiny_task, cpu_profile) -> None:
+    from autocompress.hardware import get_profile
+
+    assert list(one_click_methods(cpu_profile)) == ["ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50"]
+    assert list(one_click_methods(get_profile("openvino-cpu")))[0] == "nncf-int8"
+    strategy = uniform_prune_strategy(tiny_task, cpu_profile, 0.5, seed=3)
+    assert strategy.prune.ratios and set(strategy.prune.ratios.values()) == {0.5}
+    assert strategy.distill.steps == 150 and (strategy.distill.temperature, strategy.distill.alpha) == (4.0, 0.7)
+    assert strategy.quantize.layers_at("int8") == [] and strategy.seed == 3
+
+
+@pytest.mark.parametrize("flags", [["--example", "no-such-example"], ["--device", "no-such-device"]])
+def test_bad_example_or_device_is_one_line_and_exit_2(flags, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_HOME", str(tmp_path))  # main() points the home at --home
+    assert main([*flags, "--home", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and flags[1] in err[0]
+    assert not (tmp_path / "out").exists()
