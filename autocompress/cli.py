@@ -90,6 +90,7 @@ def search(
     max_size_mb: Annotated[float | None, typer.Option(help="reject artifacts larger than this")] = None,
     size_objective: Annotated[bool | None, typer.Option(help="model size as a third objective")] = None,
     granularity: Annotated[str | None, typer.Option(help="layer, stage or global knobs")] = None,
+    sampler: Annotated[str | None, typer.Option(help="tpe (default) or random (plain, for comparisons)")] = None,
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -97,6 +98,7 @@ def search(
     """Search compression strategies for a model on a device; resumes a study of the same name."""
     _setup_logging(verbose)
     try:
+        from autocompress.compress.pipeline import check_runtime
         from autocompress.search.driver import SearchInterrupted, run_search
         from autocompress.search.export import export_best
         from autocompress.tasks import load_task
@@ -115,10 +117,12 @@ def search(
             max_size_mb=max_size_mb,
             size_objective=size_objective,
             granularity=granularity,
+            sampler=sampler,
             seed=seed,
         )
         profile = usable_profile(experiment.device)
         task = load_task(experiment)
+        check_runtime(task, profile)
         name = experiment.search.study or f"{task.name}-{profile.name}"
         try:
             result = run_search(task, profile, experiment.search, name, console=err)

@@ -44,7 +44,7 @@ class SearchSettings(_Strict):
     size_objective: bool = False
     granularity: Literal["layer", "stage", "global"] = "layer"
     sampler: Literal["tpe", "random"] = Field(
-        default="tpe", description="tpe (with enqueued uniform baselines) or random (plain, for comparisons)"
+        default="tpe", description="tpe (starting from warm-start candidates) or random (plain, for comparisons)"
     )
     seed: int = 0
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
+from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
 
 EXAMPLES: dict[str, str] = {
@@ -74,4 +75,13 @@ def load_task(config: ExperimentConfig) -> Task:
     assert config.model is not None and config.data is not None
     model, example = _model(config.model)
     metric_name = config.metric.split(":")[-1]
-    return Task(config.task_name, model, example, _data(config.data), _metric(config.metric), metric_name)
+    hints = hf_attention_hints(model)  # HF BERT-like attention found: prune whole heads, keep the residual width
+    return Task(
+        config.task_name,
+        model,
+        example,
+        _data(config.data),
+        _metric(config.metric),
+        metric_name,
+        prune_hints=hints if hints.num_heads else None,
+    )

@@ -7,7 +7,7 @@ Measured, all with `measure_artifact` on the device's profile:
   fp32          (baseline)     the uncompressed model, built and measured like a candidate; it sets the bound
   one-click     (one-click)    each runtime's quantizer with its defaults and uniform pruning (benchmark_methods)
   random        (random)       the search space sampled at random, N trials
-  autocompress  (autocompress) the product's search (TPE with its enqueued baselines), same N and seed
+  autocompress  (autocompress) the product's search (TPE from its warm starts), same N and seed
 
 Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report. Studies go to a
 separate home (--home), each under a unique name, so they never mix with the user's or resume each other.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from autocompress.hardware import get_profile  # noqa: E402
 from autocompress.spaces.space import SearchSpace  # noqa: E402
 from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy  # noqa: E402
 from autocompress.task import Task  # noqa: E402
+from tests.helpers import last_line, mlflow_runs, run_cli  # noqa: E402
 
 COMMON_WORDS = {"the", "a", "an", "of", "to", "and", "or", "is", "for", "in", "if", "this", "with", "from", "by"}
 
@@ -65,7 +67,8 @@ def test_task_shapes_and_self_fidelity(task: Task) -> None:
     ids, reference = next(iter(task.data.validation))
     assert ids.shape[0] == 1 and ids.dtype == torch.long and reference.shape == (1, minilm.EMBEDDING_DIM)
     assert len(list(task.data.validation)) == minilm.VALIDATION_SIZE
-    assert len(list(task.data.calibration)) == minilm.CALIBRATION_SIZE
+    windows = [ids for ids, _ in task.data.calibration]  # calibration: running text in [1, 64] windows
+    assert len(windows) >= 15 and all(ids.shape == (1, minilm.TIMING_LENGTH) for ids in windows)
     with torch.no_grad():
         outputs, labels = _validation_outputs(lambda ids: task.model(ids).numpy(), task)
     assert np.allclose(np.linalg.norm(outputs, axis=1), 1.0, atol=1e-5)
@@ -79,7 +82,8 @@ def test_sentences_are_disjoint_deterministic_real_english(task: Task) -> None:
     sentences = _sentences(task)
     assert sentences == _sentences(minilm.load_task())  # a second load (from the cache) gives the same splits
     fresh = minilm.split_sentences(minilm.stdlib_sentences())  # and so does recomputing without the cache
-    assert {name: len(split) for name, split in fresh.items()} == {name: len(s) for name, s in sentences.items()}
+    assert len(fresh["train"]) == len(sentences["train"]) and len(fresh["validation"]) == len(sentences["validation"])
+    assert len(fresh["calibration"]) == minilm.CALIBRATION_SIZE
     sets = {name: set(split) for name, split in fresh.items()}
     assert len(sentences["train"]) > 1000 and all(len(sets[name]) == len(fresh[name]) for name in fresh)
     assert not (sets["train"] & sets["validation"] or sets["train"] & sets["calibration"])
@@ -173,7 +177,7 @@ def test_openvino_runs_token_ids_and_tflite_is_refused(task: Task, tmp_path: Pat
     measurement = measure_artifact(artifact.path, task, profile)
     assert measurement.metric >= 0.9999 and measurement.extras["min_fidelity"] >= 0.999
     with pytest.raises(ConfigError, match="tflite"):
-        build(task, Strategy(), get_profile("tflite-cpu"), tmp_path / "tflite")
+        build(task, Strategy(), get_profile("tflite-cpu"), tmp_path / "tflite")  # static shapes: refused
 
 
 def test_distillation_matches_hidden_states(task: Task) -> None:
@@ -200,3 +204,23 @@ def test_distillation_matches_hidden_states(task: Task) -> None:
         outputs, labels = _validation_outputs(lambda ids: with_hidden(ids).numpy(), task)
         after = minilm.fidelity(outputs, labels)
     assert after > before
+
+
+def test_cli_search_and_export_report_fidelity(task: Task, tmp_path: Path) -> None:
+    """Two trials through the real CLI (no compression, uniform int8): fidelity and min_fidelity reach MLflow and
+    the report; uniform int8 falls outside the 0.99 bound here, so the export keeps the faithful candidate."""
+    refused = run_cli("search", "--example", "minilm", "--device", "tflite-cpu", "--trials", "1")
+    assert refused.returncode == 2 and "tflite" in last_line(refused.stderr), refused.stderr[-500:]
+    assert "Traceback" not in refused.stderr
+
+    result = run_cli("search", "--example", "minilm", "--device", "cpu", "--trials", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "cpu" / "report.json").read_text())
+    assert report["metric"] == "fidelity" and report["accuracy"] >= 0.99
+    assert 0.9 <= report["extra_metrics"]["min_fidelity"] <= report["accuracy"]
+    _, trials = mlflow_runs("minilm-cpu")
+    assert len(trials) == 2
+    for run in trials:
+        metrics = run.data.metrics
+        assert 0.5 < metrics["extra.min_fidelity"] <= metrics["metric"] <= 1.0 + 1e-6
+    assert min(run.data.metrics["metric"] for run in trials) < 0.99  # uniform int8 drifts (measured 0.92)

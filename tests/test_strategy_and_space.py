@@ -85,6 +85,19 @@ def test_enqueued_baselines_sample_to_uniform_strategies(model_and_input, cpu_pr
     assert compressed.distill.steps == 50
 
 
+def test_warm_starts_are_the_hand_made_candidates(model_and_input, cpu_profile):
+    space = SearchSpace.from_model(*model_and_input, cpu_profile)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    labels = []
+    for label, params in space.warm_starts():
+        study.enqueue_trial(params)
+        labels.append(label)
+    strategies = [space.sample(study.ask(), seed=0) for _ in labels]
+    summary = [(s.prune.mean_ratio, set(s.quantize.precisions.values()), s.distill.steps) for s in strategies]
+    most = max(space.options.distill_steps)
+    assert summary == [(0, {"fp32"}, 0), (0, {"int8"}, 0), (0.5, {"fp32"}, most), (0.5, {"int8"}, most)], labels
+
+
 def test_pruned_candidates_are_always_fine_tuned(model_and_input, cpu_profile):
     space = SearchSpace.from_model(*model_and_input, cpu_profile, SpaceOptions(granularity="global"))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))

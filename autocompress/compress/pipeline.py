@@ -45,14 +45,19 @@ class Artifact:
     metadata: dict[str, int | float | str] = field(default_factory=dict)
 
 
-def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
-    """Build the artifact a strategy describes for one device, under `workdir`."""
-    workdir.mkdir(parents=True, exist_ok=True)
+def check_runtime(task: Task, profile: HardwareProfile) -> None:
+    """Refuse, in one line, a device whose runtime the task cannot be exported to."""
     if task.runtimes is not None and profile.runtime not in task.runtimes:
         raise ConfigError(
             f"task '{task.name}' cannot run on {profile.runtime} (device '{profile.name}'): "
             f"it supports {', '.join(task.runtimes)}; pick a device with one of those runtimes"
         )
+
+
+def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
+    """Build the artifact a strategy describes for one device, under `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_runtime(task, profile)
     torch.manual_seed(strategy.seed)
     student = prune(
         task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints

@@ -263,6 +263,23 @@ def timing_input(sentences: list[str], length: int = TIMING_LENGTH) -> torch.Ten
     return torch.tensor([ids], dtype=torch.long)
 
 
+def calibration_windows(sentences: list[str], length: int = TIMING_LENGTH) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The calibration sentences as consecutive `[1, length]` windows of running text ([CLS] ... [SEP] each).
+
+    One shape for every calibration run: ORT's histogram calibrators (entropy, percentile) stack the runs'
+    activations and fail on sentences of different lengths, and activation ranges are then collected at the
+    length the model is timed at. Labels are unused by calibration (zeros).
+    """
+    tokenizer = load_tokenizer()
+    body = [token for sentence in sentences for token in tokenizer(sentence, add_special_tokens=False)["input_ids"]]
+    step = length - 2
+    windows = [body[start : start + step] for start in range(0, len(body) - step + 1, step)]
+    return [
+        (torch.tensor([[tokenizer.cls_token_id, *window, tokenizer.sep_token_id]]), torch.zeros(1, EMBEDDING_DIM))
+        for window in windows
+    ]
+
+
 def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int = 1) -> DataSplits:
     """(input_ids[1, L], reference[1, 384]) per sentence; train may batch equal-length sentences instead."""
     tensors = {}
@@ -277,7 +294,7 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
     )
     return DataSplits(
         train=train,
-        calibration=_pairs(*tensors["calibration"]),  # type: ignore[arg-type]
+        calibration=calibration_windows(reference["calibration"]["sentences"]),  # type: ignore[arg-type]
         validation=_pairs(*tensors["validation"]),  # type: ignore[arg-type]
     )
 
@@ -290,7 +307,7 @@ SPACE = SpaceOptions(
     prune_step=0.125,
     max_head_ratio=2 / 12,
     importances=("l1", "l2"),
-    calibrations=("minmax",),  # ORT's histogram calibrators cannot take sentences of different lengths
+    calibrations=("minmax", "entropy", "percentile"),
     distill_steps=(0, 50, 100),
     lr=(1e-5, 5e-4),
     distill_losses=("cosine", "mse"),

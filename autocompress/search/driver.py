@@ -165,8 +165,8 @@ def run_search(
     study = open_study(study_name, open_storage(settings.storage), settings, space)
     baseline = measure_baseline(task, profile, study)
     if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
-        study.enqueue_trial(space.fixed_params(0.0, "fp32", 0), user_attrs={"enqueued": "no compression"})
-        study.enqueue_trial(space.fixed_params(0.0, "int8", 0), user_attrs={"enqueued": "uniform int8"})
+        for label, params in space.warm_starts():
+            study.enqueue_trial(params, user_attrs={"enqueued": label})
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
     tracker.start_parent(
         run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}",

@@ -14,7 +14,7 @@ from autocompress.spaces.space import SearchSpace
 
 log = logging.getLogger(__name__)
 SPACE_ATTR = "space_signature"
-STARTUP_TRIALS = 10
+STARTUP_TRIALS = 10  # at most: random trials before TPE models the results (warm starts count among them)
 
 
 def open_storage(url: str | None) -> BaseStorage:
@@ -46,7 +46,7 @@ def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSam
         seed=seed,
         multivariate=True,
         group=True,  # the space is conditional (distillation steps depend on whether anything is pruned)
-        n_startup_trials=STARTUP_TRIALS,
+        n_startup_trials=min(STARTUP_TRIALS, max(4, (settings.trials or STARTUP_TRIALS) // 2)),
         constant_liar=True,
     )
 

@@ -152,6 +152,21 @@ class SearchSpace:
             ),
         )
 
+    def warm_starts(self) -> list[tuple[str, dict[str, Any]]]:
+        """The first candidates of a search: what a user would try by hand. The sampler starts from their
+        measurements, so the search never does worse than these, and the budget goes to improving on them."""
+        most = max(self.options.distill_steps)
+        starts = [
+            ("no compression", self.fixed_params(0.0, "fp32", 0)),
+            ("uniform int8", self.fixed_params(0.0, "int8", 0)),
+        ]
+        if self.groups:
+            starts += [
+                ("uniform pruning 50%", self.fixed_params(0.5, "fp32", most)),
+                ("uniform pruning 50% + int8", self.fixed_params(0.5, "int8", most)),
+            ]
+        return starts
+
     def _steps_knob(self, pruned: bool) -> tuple[str, list[int]]:
         """Distillation steps; a pruned candidate always gets some (`finetune_after_pruning`), because pruning
         with no recovery is nearly always useless and would waste trials the sampler has to unlearn."""
@@ -161,12 +176,16 @@ class SearchSpace:
         return "distill/steps", steps
 
     def fixed_params(self, prune_ratio: float, precision: str, distill_steps: int) -> dict[str, Any]:
-        """Optuna parameters of a uniform candidate, for enqueueing baselines and warm starts."""
-        params: dict[str, Any] = {f"prune/{unit}": prune_ratio for unit in self.prune_units()}
-        params.update({f"heads/{unit}": 0 for unit in self.head_units()})
+        """Optuna parameters of a uniform candidate, for enqueueing baselines and warm starts (ratios beyond the
+        space's range are clamped to it; attention groups lose the nearest whole number of heads)."""
+        ratio = min(prune_ratio, self.options.max_prune_ratio)
+        params: dict[str, Any] = {f"prune/{unit}": ratio for unit in self.prune_units()}
+        heads = {group.heads for group in self.groups if group.heads}
+        for unit, most in self.head_units().items():
+            params[f"heads/{unit}"] = min(most, round(prune_ratio * max(heads)))
         for unit, choices in self.precision_units().items():
             params[f"precision/{unit}"] = precision if precision in choices else "fp32"
-        steps_name, _ = self._steps_knob(prune_ratio > 0)
+        steps_name, _ = self._steps_knob(prune_ratio > 0 and bool(self.groups))
         params.update(
             {
                 "prune/importance": "l2",
