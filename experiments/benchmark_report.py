@@ -187,3 +187,31 @@ def plot(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def summary(all_results: list[dict[str, Any]]) -> str:
+    """One row per (example, device): fp32, best one-click, random and search, and the two target checks."""
+    lines = [
+        "| example | device | trials | fp32 ms | best one-click (speedup) | random best | search best "
+        "| search / one-click (target >= 1.25) | HV search vs random |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for results in all_results:
+        head, methods = results["headline"], results["methods"]
+        one_click, one_click_speedup = best_of(results, "one-click")
+        ratio = head["search_vs_best_one_click"]
+        lines.append(
+            f"| {results['example']} | {results['device']} | {results['trials']} | {results['fp32']['latency_ms']:.3f} "
+            f"| {one_click or '—'} ({_fmt(one_click_speedup, '.2f')}x) "
+            f"| {_fmt(methods.get('random', {}).get('best_feasible_speedup'), '.2f')}x "
+            f"| {_fmt(methods.get('autocompress', {}).get('best_feasible_speedup'), '.2f')}x "
+            f"| {_fmt(ratio, '.2f')}x | {_fmt(head['search_hypervolume'], '.4f')} vs "
+            f"{_fmt(head['random_hypervolume'], '.4f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m experiments.benchmark_report results/*.json: the cross-pair summary
+    import sys
+
+    print(summary([json.loads(Path(name).read_text()) for name in sys.argv[1:]]), end="")

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.benchmark import main, measured_point, run_method
 from experiments.benchmark_methods import one_click_methods, ort_dynamic_int8, uniform_prune_strategy
-from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, write_json
+from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, summary, write_json
 
 USER_TASK_DIR = Path(__file__).parent / "user_task"
 FP32_MS, BOUND = 10.0, 0.90
@@ -115,6 +115,13 @@ def test_json_markdown_and_plot_are_written(tmp_path: Path) -> None:
     assert "search HV vs random HV:" in text and "HV = area" in text
     plot(results, tmp_path / "digits-cpu.png")
     assert (tmp_path / "digits-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_has_one_row_per_pair_with_both_checks() -> None:
+    text = summary([synthetic_results(), synthetic_results() | {"device": "openvino-cpu"}])
+    rows = [line for line in text.splitlines() if line.startswith("| digits |")]
+    assert len(rows) == 2 and "| cpu |" in rows[0] and "| openvino-cpu |" in rows[1]
+    assert "ort-dynamic-int8 (1.25x)" in rows[0] and "| 1.60x |" in rows[0]
 
 
 def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
