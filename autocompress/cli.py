@@ -75,6 +75,9 @@ def _experiment(config: Path | None, example: str | None, device: str | None, **
     return validate_config(base, base_dir=base_dir, source=str(config or "command line"))
 
 
+GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
+
+
 @app.command()
 def search(
     config: ConfigArg = None,
@@ -89,7 +92,7 @@ def search(
     drop_mode: Annotated[str | None, typer.Option(help="absolute or relative")] = None,
     max_size_mb: Annotated[float | None, typer.Option(help="reject artifacts larger than this")] = None,
     size_objective: Annotated[bool | None, typer.Option(help="model size as a third objective")] = None,
-    granularity: Annotated[str | None, typer.Option(help="layer, stage or global knobs")] = None,
+    granularity: Annotated[str | None, typer.Option(help=GRANULARITY_HELP)] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe (default) or random (plain, for comparisons)")] = None,
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,

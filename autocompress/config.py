@@ -42,7 +42,9 @@ class SearchSettings(_Strict):
     drop_mode: Literal["absolute", "relative"] = "absolute"
     max_size_mb: float | None = Field(default=None, gt=0)
     size_objective: bool = False
-    granularity: Literal["layer", "stage", "global"] = "layer"
+    granularity: Literal["layer", "family", "stage", "global"] | None = Field(
+        default=None, description="knob sharing; None = the task's default (layer for most models)"
+    )
     sampler: Literal["tpe", "random"] = Field(
         default="tpe", description="tpe (starting from warm-start candidates) or random (plain, for comparisons)"
     )

@@ -102,7 +102,7 @@ L0, L1, L2 = (f"encoder.encoder.layer.{index}" for index in range(3))
 
 def _strategy(task: Task, profile, distill: DistillSettings | None = None) -> Strategy:
     """Layer 0 loses 2 of 12 heads, layer 1 a quarter of its FFN; layer 2's FFN runs int8, the rest fp32."""
-    space = SearchSpace.for_task(task, profile)
+    space = SearchSpace.for_task(task, profile, "layer")
     ratios = {group.name: 0.0 for group in space.groups}
     ratios[f"{L0}.attention.self.value"] = 2 / 12
     ratios[f"{L1}.intermediate.dense"] = 0.25
@@ -117,7 +117,11 @@ def _strategy(task: Task, profile, distill: DistillSettings | None = None) -> St
 
 
 def test_space_has_head_and_ffn_groups_and_no_residual_stream(task: Task, cpu_profile) -> None:
-    space = SearchSpace.for_task(task, cpu_profile)
+    family = SearchSpace.for_task(task, cpu_profile)  # the example's default: one knob per layer kind
+    assert family.options.granularity == "family" and len(family.precision_units()) == 6
+    assert list(family.head_units()) == ["encoder.encoder.layer.*.attention.self.value"]
+    assert family.prune_units() == ["encoder.encoder.layer.*.intermediate.dense"]
+    space = SearchSpace.for_task(task, cpu_profile, "layer")
     heads = [group for group in space.groups if group.heads]
     ffn = [group for group in space.groups if not group.heads]
     assert len(heads) == 6 and all(group.heads == 12 and group.channels == 384 for group in heads)

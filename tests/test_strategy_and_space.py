@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 from pydantic import ValidationError
@@ -57,7 +59,9 @@ def test_space_respects_residual_coupling(model_and_input, cpu_profile):
     assert all(choices == ["int8", "fp32"] for choices in space.precision_units().values())
 
 
-@pytest.mark.parametrize(("granularity", "prune_units", "precision_units"), [("stage", 4, 5), ("global", 1, 1)])
+@pytest.mark.parametrize(
+    ("granularity", "prune_units", "precision_units"), [("family", 6, 10), ("stage", 4, 5), ("global", 1, 1)]
+)
 def test_coarser_granularity_shares_knobs(model_and_input, cpu_profile, granularity, prune_units, precision_units):
     space = SearchSpace.from_model(*model_and_input, cpu_profile, SpaceOptions(granularity=granularity))
     assert len(space.prune_units()) == prune_units
@@ -67,7 +71,7 @@ def test_coarser_granularity_shares_knobs(model_and_input, cpu_profile, granular
     assert len(strategy.prune.ratios) == 9 and len(strategy.quantize.precisions) == 16
     by_stage: dict[str, set[str]] = {}
     for layer, precision in strategy.quantize.precisions.items():
-        key = layer.split(".")[0] if granularity == "stage" else "all"
+        key = {"family": re.sub(r"\.\d+", ".*", layer), "stage": layer.split(".")[0]}.get(granularity, "all")
         by_stage.setdefault(key, set()).add(precision)
     assert all(len(values) == 1 for values in by_stage.values())
 

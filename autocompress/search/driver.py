@@ -176,7 +176,7 @@ def run_search(
             "trials": settings.trials or 0,
             "max_drop": settings.max_drop,
             "drop_mode": settings.drop_mode,
-            "granularity": settings.granularity,
+            "granularity": space.options.granularity,
             "sampler": settings.sampler,
             "seed": settings.seed,
         },

@@ -10,6 +10,7 @@ top-level module (`stem`, `stage1`, ...); `"global"` shares one of each for the 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,8 @@ from autocompress.spaces.strategy import DistillLoss, DistillSettings, PruneSett
 if TYPE_CHECKING:
     from autocompress.task import PruneHints, Task
 
-Granularity = Literal["layer", "stage", "global"]
+Granularity = Literal["layer", "family", "stage", "global"]
+BLOCK_INDEX = re.compile(r"(^|\.)\d+(?=\.|$)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ def _unit(name: str, granularity: Granularity) -> str:
     """The name of the shared knob a layer belongs to at a given granularity."""
     if granularity == "layer":
         return name
+    if granularity == "family":  # the same layer of every repeated block: layer.0.query, layer.1.query -> layer.*.query
+        return BLOCK_INDEX.sub(r"\1*", name)
     if granularity == "stage":
         return name.split(".")[0]
     return "all"
@@ -78,9 +82,12 @@ class SearchSpace:
         return cls(prune_groups(model, example_input, hints), layers, choices, options or SpaceOptions())
 
     @classmethod
-    def for_task(cls, task: Task, profile: HardwareProfile, granularity: Granularity = "layer") -> SearchSpace:
-        """The space of a task on a device: the task's own ranges if it has them, at the requested granularity."""
-        options = replace(task.space or SpaceOptions(), granularity=granularity)
+    def for_task(cls, task: Task, profile: HardwareProfile, granularity: Granularity | None = None) -> SearchSpace:
+        """The space of a task on a device: the task's own ranges if it has them, at the requested granularity
+        (None: the task's default)."""
+        options = task.space or SpaceOptions()
+        if granularity is not None:
+            options = replace(options, granularity=granularity)
         return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints)
 
     def prune_units(self) -> list[str]:
