@@ -36,19 +36,26 @@ def hypervolume(points: list[tuple[float, float]], bound: float, fp32_latency_ms
     return area
 
 
+def is_uncompressed(point: dict[str, Any]) -> bool:
+    """The fp32 model itself (the baseline, or a search's "no compression" warm start): whatever its measured
+    latency, it is not a compression result, so it never counts as a speedup or towards a hypervolume."""
+    label = point.get("label", "")
+    return label == "uncompressed" or label.endswith("(no compression)")
+
+
 def score_method(method: dict[str, Any], fp32: dict[str, Any], bound: float) -> dict[str, Any]:
     """Adds feasible / speedup_vs_fp32 to each point, then best_feasible_* and hypervolume to the method."""
     for point in method["points"]:
         point["speedup_vs_fp32"] = fp32["latency_ms"] / point["latency_ms"]
         point["feasible"] = point["accuracy"] >= bound
-    feasible = [p for p in method["points"] if p["feasible"]]
+    compressed = [p for p in method["points"] if not is_uncompressed(p)]
+    feasible = [p for p in compressed if p["feasible"]]
     best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)
     method["best_feasible_speedup"] = best["speedup_vs_fp32"] if best else None
     method["best_feasible_speedup_own_baseline"] = best.get("speedup") if best else None
     method["best_feasible"] = best
-    method["hypervolume"] = hypervolume(
-        [(p["accuracy"], p["latency_ms"]) for p in method["points"]], bound, fp32["latency_ms"]
-    )
+    front = [(p["accuracy"], p["latency_ms"]) for p in compressed]
+    method["hypervolume"] = hypervolume(front, bound, fp32["latency_ms"])
     return method
 
 
@@ -80,6 +87,16 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def drift_note(fp32: dict[str, Any]) -> str:
+    """How far the machine's speed moved during the run: speedups closer than this are not distinguishable."""
+    end = fp32.get("latency_ms_end")
+    if not end:
+        return "drift not measured"
+    drift = end / fp32["latency_ms"] - 1
+    warning = "; speedups within this of each other are noise" if abs(drift) > 0.05 else ""
+    return f"drift {drift:+.0%} over the run{warning}"
+
+
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
@@ -104,7 +121,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"size {fp32['size_bytes'] / 1e6:.2f} MB; {metric} bound = fp32 - {results['max_drop']} = "
         f"{results['accuracy_bound']:.4f}",
         f"- fp32 latency re-measured after all methods: {_fmt(fp32.get('latency_ms_end'), '.3f')} ms "
-        "(how much the machine drifted during the run)",
+        f"({drift_note(fp32)})",
         "- speedups below are against this run's fp32 latency (the headline too); search methods also store "
         "speedups against their own study's fp32 baseline in the JSON",
         "",
@@ -211,7 +228,24 @@ def summary(all_results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m experiments.benchmark_report results/*.json: the cross-pair summary
+def rescore(path: Path) -> dict[str, Any]:
+    """Score a results JSON again with this module (same as at the end of a run) and rewrite its MD and PNG."""
+    results = json.loads(path.read_text())
+    for method in results["methods"].values():
+        score_method(method, results["fp32"], results["accuracy_bound"])
+    results["headline"] = headline(results)
+    write_json(results, path)
+    path.with_suffix(".md").write_text(markdown(results))
+    plot(results, path.with_suffix(".png"))
+    return results
+
+
+if __name__ == "__main__":  # python -m experiments.benchmark_report [--rescore] results/*.json: cross-pair summary
     import sys
 
-    print(summary([json.loads(Path(name).read_text()) for name in sys.argv[1:]]), end="")
+    names = [name for name in sys.argv[1:] if name != "--rescore"]
+    if "--rescore" in sys.argv[1:]:
+        loaded = [rescore(Path(name)) for name in names]
+    else:
+        loaded = [json.loads(Path(name).read_text()) for name in names]
+    print(summary(loaded), end="")

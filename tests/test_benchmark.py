@@ -117,6 +117,17 @@ def test_json_markdown_and_plot_are_written(tmp_path: Path) -> None:
     assert (tmp_path / "digits-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_uncompressed_model_is_never_a_speedup() -> None:
+    """A search's "no compression" warm start measured faster than fp32 (the machine drifted) is not a result."""
+    fp32 = {"accuracy": 1.0, "latency_ms": FP32_MS}
+    method = {"kind": "autocompress", "points": [_point(1.0, 8.0, label="trial 0 (no compression)")]}
+    score_method(method, fp32, bound=0.99)
+    assert method["best_feasible_speedup"] is None and method["hypervolume"] == 0.0
+    method["points"].append(_point(0.995, 5.0, label="trial 4"))
+    score_method(method, fp32, bound=0.99)
+    assert method["best_feasible_speedup"] == pytest.approx(2.0) and method["hypervolume"] > 0
+
+
 def test_summary_has_one_row_per_pair_with_both_checks() -> None:
     text = summary([synthetic_results(), synthetic_results() | {"device": "openvino-cpu"}])
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
