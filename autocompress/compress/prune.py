@@ -66,8 +66,8 @@ def prune(
 def _head_ratios(
     model: nn.Module, example_input: torch.Tensor, ratio_by_root: dict[nn.Module, float], num_heads: dict
 ) -> dict[nn.Module, float]:
-    """Head ratio for each q/k/v layer of an attention group being pruned (nudged down: torch-pruning takes the
-    ceiling of ratio * heads, and 2/12 * 12 is a hair above 2 in floating point)."""
+    """Head ratio for each q/k/v layer of an attention group being pruned, nudged down: torch-pruning removes
+    ceil(ratio * heads), so a ratio of k/heads landing a hair above it in floating point would remove k + 1."""
     if not num_heads:
         return {}
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
