@@ -46,6 +46,11 @@ def distillation_loss(
     return settings.alpha * soft + (1.0 - settings.alpha) * hard
 
 
+def hidden_state_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over the matched layers of the MSE between student and teacher hidden states."""
+    return torch.stack([F.mse_loss(s, t) for s, t in zip(student, teacher, strict=True)]).mean()
+
+
 @contextmanager
 def _capture(model: nn.Module, names: Sequence[str]) -> Iterator[list[torch.Tensor]]:
     """Collect the outputs of the named modules (first element of tuple outputs) during forward passes."""
@@ -93,8 +98,7 @@ def distill(
                 teacher_out = teacher(inputs)
             loss = distillation_loss(student(inputs), teacher_out, labels, settings)
             if layers:
-                hidden = sum(F.mse_loss(s, t) for s, t in zip(student_hidden, teacher_hidden, strict=True))
-                loss = loss + settings.hidden_weight * hidden / len(layers)
+                loss = loss + settings.hidden_weight * hidden_state_loss(student_hidden, teacher_hidden)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -165,7 +165,7 @@ def run_search(
     study = open_study(study_name, open_storage(settings.storage), settings, space)
     baseline = measure_baseline(task, profile, study)
     if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
-        for label, params in space.warm_starts():
+        for label, params in space.warm_starts()[: settings.trials or None]:  # never more than the budget
             study.enqueue_trial(params, user_attrs={"enqueued": label})
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
     tracker.start_parent(
