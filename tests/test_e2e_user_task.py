@@ -46,7 +46,9 @@ def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> Non
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     name = f"tiny-interrupt-{signum.name.lower()}"
-    process = start_cli("search", str(user_config()), "--study", name, "--trials", "40")
+    process = start_cli(
+        "search", str(user_config()), "--study", name, "--trials", "40", env={"TINY_METRIC_SECONDS": "2"}
+    )
     _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)  # generous: a loaded CI machine is slow to wind down

@@ -129,16 +129,18 @@ def _running(study: optuna.Study) -> int:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the same path as Ctrl-C: the trial is failed and recorded, the parent run closed."""
+    """SIGTERM takes the same path as Ctrl-C: the trial is failed and recorded, the parent run closed. SIGINT is
+    handled explicitly too: a process started in the background by a non-interactive shell inherits it ignored."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def measure_baseline(task: Task, profile: HardwareProfile, study: optuna.Study) -> dict:

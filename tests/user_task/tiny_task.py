@@ -7,6 +7,7 @@ failing trial (its Nth call returns NaN, as a broken artifact would).
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import torch
@@ -66,8 +67,10 @@ def loaders() -> dict[str, DataLoader]:
 
 
 def flaky_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy, except that call number $TINY_FAIL_CALL (1 = the baseline) returns NaN."""
+    """Accuracy, except that call number $TINY_FAIL_CALL (1 = the baseline) returns NaN; $TINY_METRIC_SECONDS
+    makes every call that slow, so a test's signal lands inside a trial rather than between two."""
     _calls["metric"] += 1
+    time.sleep(float(os.environ.get("TINY_METRIC_SECONDS", "0")))
     if str(_calls["metric"]) == os.environ.get("TINY_FAIL_CALL"):
         return float("nan")
     return float(np.mean(outputs.argmax(axis=1) == labels))
