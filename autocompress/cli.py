@@ -75,6 +75,9 @@ def _experiment(config: Path | None, example: str | None, device: str | None, **
     return validate_config(base, base_dir=base_dir, source=str(config or "command line"))
 
 
+ConfirmOpt = Annotated[
+    int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
+]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
 
 
@@ -95,6 +98,7 @@ def search(
     granularity: Annotated[str | None, typer.Option(help=GRANULARITY_HELP)] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe (default) or random (plain, for comparisons)")] = None,
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
+    confirm: ConfirmOpt = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -103,7 +107,6 @@ def search(
     try:
         from autocompress.compress.pipeline import check_runtime
         from autocompress.search.driver import SearchInterrupted, run_search
-        from autocompress.search.export import export_best
         from autocompress.tasks import load_task
 
         experiment = _experiment(
@@ -122,36 +125,59 @@ def search(
             granularity=granularity,
             sampler=sampler,
             seed=seed,
+            confirm=confirm,
         )
         profile = usable_profile(experiment.device)
         task = load_task(experiment)
         check_runtime(task, profile)
         name = experiment.search.study or f"{task.name}-{profile.name}"
         try:
-            result = run_search(task, profile, experiment.search, name, console=err)
+            outcome = run_search(task, profile, experiment.search, name, console=err)
         except SearchInterrupted as interrupted:
             typer.echo(str(interrupted), err=True)
             raise typer.Exit(130) from None
-        _print_summary(result, profile.name)
+        _print_summary(outcome.study, outcome.confirmed, profile.name)
+        if outcome.confirmed:
+            err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
         if out is not None:
-            target = export_best(result, profile, out, lambda: task, task.metric_name)
-            out.mkdir(parents=True, exist_ok=True)
-            err.print(f"exported the best strategy to {target}")
+            _export(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
     except AutocompressError as error:
         raise _fail(str(error)) from None
 
 
-def _print_summary(study, device: str) -> None:
+def _export(study, profile, out: Path, load_task, confirmed, metric_name: str) -> Path | None:
+    """Export the confirmed winner; "no improvement" is one line and exit 0, not an error."""
+    from autocompress.search.export import NoImprovement, export_best
+
+    try:
+        target = export_best(study, profile, out, load_task, confirmed, metric_name)
+    except NoImprovement as nothing:
+        err.print(str(nothing))
+        return None
+    err.print(f"exported the best strategy to {target}")
+    return target
+
+
+def _print_summary(study, confirmed, device: str) -> None:
+    from autocompress.search.confirm import winner
     from autocompress.search.results import METRICS_ATTR, fastest_feasible
 
-    best = fastest_feasible(study)
-    if best is None:
-        err.print("no feasible trial yet: run more trials or relax --max-drop")
+    estimate = fastest_feasible(study)
+    if estimate is None:
+        err.print("no feasible compressed trial yet: run more trials or relax --max-drop")
         return
-    m = best.user_attrs[METRICS_ATTR]
+    best = winner(confirmed)
+    if best is None:
+        m = estimate.user_attrs[METRICS_ATTR]
+        note = "not confirmed (--confirm 0)" if not confirmed else "no candidate beats the baseline when re-timed"
+        out.print(f"{device}: fastest feasible trial {estimate.number} at {m['speedup']:.2f}x in the search; {note}")
+        return
+    m = study.trials[best.trial].user_attrs[METRICS_ATTR]
     out.print(
-        f"{device}: best feasible trial {best.number}: metric {m['metric']:.4f} (drop {m['metric_drop']:+.4f}), "
-        f"latency {m['latency_ms']:.3f} ms, speedup {m['speedup']:.2f}x, size {m['size_mb']:.2f} MB"
+        f"{device}: best trial {best.trial}: metric {m['metric']:.4f} (drop {m['metric_drop']:+.4f}), "
+        f"confirmed speedup {best.speedup:.2f}x [{best.ci_low:.2f}, {best.ci_high:.2f}] over the uncompressed model "
+        f"({best.latency_ms:.3f} vs {best.baseline_latency_ms:.3f} ms, {best.rounds} paired rounds; search estimate "
+        f"{best.search_speedup:.2f}x), size {m['size_mb']:.2f} MB"
     )
 
 
@@ -162,20 +188,20 @@ def export(
     device: DeviceOpt = None,
     study: StudyOpt = None,
     storage: StorageOpt = None,
+    confirm: ConfirmOpt = None,
     out: Annotated[Path, typer.Option(help="folder to write <device>/strategy.yaml, artifact, reports")] = Path("best"),
 ) -> None:
-    """Export the fastest feasible strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
+    """Export the confirmed fastest strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
     _setup_logging(False)
     try:
         import optuna
 
-        from autocompress.hardware import get_profile
-        from autocompress.search.export import export_best
+        from autocompress.search.confirm import confirm as confirm_top
         from autocompress.search.study import open_storage
         from autocompress.tasks import load_task
 
-        experiment = _experiment(config, example, device, study=study, storage=storage)
-        profile = get_profile(experiment.device)
+        experiment = _experiment(config, example, device, study=study, storage=storage, confirm=confirm)
+        profile = usable_profile(experiment.device)
         name = experiment.search.study or f"{experiment.task_name}-{profile.name}"
         try:
             stored = optuna.load_study(study_name=name, storage=open_storage(experiment.search.storage))
@@ -183,10 +209,11 @@ def export(
             raise AutocompressError(
                 f"no study named '{name}' in the storage: run `autocompress search` first"
             ) from None
-        target = export_best(stored, profile, out, lambda: load_task(experiment))
-        out_text = (target / "report.json").read_text()
-        out.mkdir(parents=True, exist_ok=True)
-        typer.echo(out_text)
+        task = load_task(experiment)
+        confirmed = confirm_top(stored, task, profile, max(1, experiment.search.confirm))
+        target = _export(stored, profile, out, lambda: task, confirmed, task.metric_name)
+        if target is not None:
+            typer.echo((target / "report.json").read_text())
     except AutocompressError as error:
         raise _fail(str(error)) from None
 
@@ -196,32 +223,38 @@ def apply(
     strategy: Annotated[Path, typer.Argument(help="strategy.yaml written by search or export")],
     config: Annotated[Path | None, typer.Option("--config", help="experiment YAML of a user task")] = None,
     example: ExampleOpt = None,
-    device: DeviceOpt = None,
+    device: Annotated[str | None, typer.Option(help="hardware profile (default: the strategy's own device)")] = None,
     out: Annotated[Path, typer.Option(help="folder for the rebuilt artifact and its report")] = Path("rebuilt"),
 ) -> None:
-    """Rebuild the artifact a strategy describes (no study needed) and measure it on the device."""
+    """Rebuild the artifact a strategy describes (no study needed) and time it against the uncompressed model."""
     _setup_logging(False)
     try:
         import json
 
         from autocompress.compress.pipeline import build
-        from autocompress.evaluators import measure_artifact
+        from autocompress.evaluators.measure import measure_artifact
         from autocompress.spaces.strategy import Strategy
         from autocompress.tasks import load_task
 
         if not strategy.is_file():
             raise AutocompressError(f"strategy file '{strategy}' does not exist")
         loaded = Strategy.load(strategy)
-        experiment = _experiment(config, example, device)
+        experiment = _experiment(config, example, device or loaded.device)
         profile = usable_profile(experiment.device)
         task = load_task(experiment)
         artifact = build(task, loaded, profile, out)
-        measurement = measure_artifact(artifact.path, task, profile)
+        baseline = build(task, Strategy(), profile, out / "baseline")
+        measurement = measure_artifact(artifact.path, task, profile, baseline=baseline.path)
+        speedup = measurement.speedup
+        assert speedup is not None and measurement.baseline_latency is not None
         report = {
             "device": profile.name,
             "accuracy": measurement.metric,
+            "speedup": speedup.speedup,
+            "speedup_ci": [speedup.ci_low, speedup.ci_high],
+            "timing_rounds": speedup.rounds,
             "latency_ms": measurement.latency.median_ms,
-            "latency_ci_ms": [measurement.latency.ci_low_ms, measurement.latency.ci_high_ms],
+            "baseline_latency_ms": measurement.baseline_latency.median_ms,
             "size_bytes": measurement.size_bytes,
             "artifact": str(artifact.path),
         }

@@ -49,6 +49,7 @@ class SearchSettings(_Strict):
         default="tpe", description="tpe (starting from warm-start candidates) or random (plain, for comparisons)"
     )
     seed: int = 0
+    confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
 
     @field_validator("timeout", mode="before")
     @classmethod

@@ -3,11 +3,15 @@
     python -m experiments.benchmark --example digits --device cpu --trials 30 [--out experiments/results/benchmark]
                                     [--seed 0] [--max-drop 0.01] [--home autocompress-runs/benchmark]
 
-Measured, all with `measure_artifact` on the device's profile:
+Measured, all with `measure_artifact` on the device's profile, every speedup a paired ratio against fp32:
   fp32          (baseline)     the uncompressed model, built and measured like a candidate; it sets the bound
-  one-click     (one-click)    each runtime's quantizer with its defaults and uniform pruning (benchmark_methods)
-  random        (random)       the search space sampled at random, N trials
-  autocompress  (autocompress) the product's search (TPE from its warm starts), same N and seed
+  one-click     (one-click)    each runtime's quantizer with its defaults and uniform pruning (benchmark_methods),
+                               each timed in alternating rounds with fp32
+  random        (random)       the search space sampled at random, N trials (each trial paired with fp32)
+  autocompress  (autocompress) the product's search (TPE from its warm starts), same N and seed; reported again
+                               as autocompress-search-only, without the trials it enqueued by hand
+Finally the best feasible point of every method and fp32 are timed together in the same interleaved rounds:
+the headline compares those `final` speedups, measured in one window.
 
 Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report. Studies go to a
 separate home (--home), each under a unique name, so they never mix with the user's or resume each other.
@@ -20,6 +24,7 @@ import logging
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 import warnings
@@ -90,11 +95,24 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def measured_point(path: Path, task, profile, label: str) -> dict[str, Any]:
-    from autocompress.evaluators import measure_artifact
+def git_commit() -> str:
+    """The commit the benchmark ran on, marked +dirty when the working tree had changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
-    m = measure_artifact(path, task, profile)
-    return {
+
+def measured_point(path: Path, task, profile, label: str, fp32: Path | None = None) -> dict[str, Any]:
+    """One artifact's metric and size, and (with `fp32`) its paired speedup over it, timed in alternating rounds."""
+    from autocompress.evaluators.measure import measure_artifact
+
+    m = measure_artifact(path, task, profile, baseline=fp32)
+    point = {
         "label": label,
         "accuracy": m.metric,
         "latency_ms": m.latency.median_ms,
@@ -103,31 +121,43 @@ def measured_point(path: Path, task, profile, label: str) -> dict[str, Any]:
         "size_bytes": m.size_bytes,
         "artifact": str(path),
     }
+    if m.speedup is not None and m.baseline_latency is not None:
+        point |= {
+            "speedup_vs_fp32": m.speedup.speedup,
+            "speedup_ci": [m.speedup.ci_low, m.speedup.ci_high],
+            "fp32_latency_ms": m.baseline_latency.median_ms,
+        }
+    return point
 
 
-def search_points(study) -> list[dict[str, Any]]:
-    """Every COMPLETE trial of a study, with its own-baseline speedup and its study's feasibility verdict."""
+def search_points(study, only_sampled: bool = False) -> list[dict[str, Any]]:
+    """Every COMPLETE trial of a study with its paired speedup over the study's fp32 baseline (the same model,
+    exported the same way); `only_sampled` leaves out the trials the search enqueued by hand."""
     from optuna.trial import TrialState
 
-    from autocompress.search.results import METRICS_ATTR
+    from autocompress.search.artifacts import trial_dir
+    from autocompress.search.results import METRICS_ATTR, is_compressed
 
     points = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         m = trial.user_attrs.get(METRICS_ATTR)
-        if m is None:
-            continue
         enqueued = trial.user_attrs.get("enqueued")
+        if m is None or (only_sampled and enqueued):
+            continue
         points.append(
             {
                 "label": f"trial {trial.number}" + (f" ({enqueued})" if enqueued else ""),
                 "trial": trial.number,
+                "enqueued": bool(enqueued),
+                "uncompressed": not is_compressed(trial),
                 "accuracy": m["metric"],
+                "speedup_vs_fp32": m["speedup"],
+                "speedup_ci": [m["speedup_ci_low"], m["speedup_ci_high"]],
                 "latency_ms": m["latency_ms"],
-                "latency_ci_ms": [m["latency_ci_low_ms"], m["latency_ci_high_ms"]],
+                "fp32_latency_ms": m["baseline_latency_ms"],
                 "size_bytes": int(m["size_bytes"]),
-                "speedup": m["speedup"],
                 "latency_noisy": bool(m["latency_noisy"]),
-                "feasible_in_study": bool(m["feasible"]),
+                "artifact_dir": str(trial_dir(study.study_name, trial.number)),
             }
         )
     return points
@@ -139,20 +169,18 @@ def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) 
 
     from autocompress.config import SearchSettings
     from autocompress.search.driver import run_search
-    from autocompress.search.results import BASELINE_ATTR
 
     study_name = f"bench-{args.example}-{profile.name}-{name}-{stamp}"
     settings = SearchSettings(
         trials=args.trials, sampler=sampler, seed=args.seed, max_drop=args.max_drop, study=study_name
     )
-    study = run_search(task, profile, settings, study_name, console=Console(stderr=True))
-    baseline = study.user_attrs.get(BASELINE_ATTR, {})
+    study = run_search(task, profile, settings, study_name, console=Console(stderr=True)).study
     return {
         "points": search_points(study),
         "study": study_name,
         "sampler": sampler,
-        "study_baseline": {k: baseline.get(k) for k in ("metric", "latency_ms", "size_bytes")},
         "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+        "_study": study,
     }
 
 
@@ -173,6 +201,40 @@ def run_method(name: str, kind: str, work, methods: dict[str, Any]) -> dict[str,
     return result
 
 
+def best_artifact(method: dict[str, Any], task, profile) -> Path | None:
+    """The artifact of a method's best feasible point (a search trial's is rebuilt if the search removed it)."""
+    best = method.get("best_feasible")
+    if best is None:
+        return None
+    if "artifact" in best:
+        return Path(best["artifact"])
+    from autocompress.search.artifacts import trial_artifact
+
+    study = method["_study"]
+    return trial_artifact(study, study.trials[best["trial"]], task, profile)
+
+
+def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
+    """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds."""
+    from autocompress.evaluators.measure import time_together
+
+    names, paths = [], []
+    for name, method in methods.items():
+        path = best_artifact(method, task, profile) if method["kind"] != "baseline" else None
+        if path is not None:
+            names.append(name)
+            paths.append(path)
+    if not paths:
+        return 0
+    timing = time_together(fp32, paths, task, profile)
+    for index, name in enumerate(names, start=1):
+        paired = timing.speedups[index]
+        assert paired is not None
+        methods[name]["final"] = {"speedup": paired.speedup, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
+                                  "latency_ms": timing.latencies[index].median_ms}  # fmt: skip
+    return timing.rounds
+
+
 def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
     from autocompress.compress.pipeline import build
     from autocompress.spaces.strategy import Strategy
@@ -181,38 +243,39 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
     workroot = Path(os.environ["AUTOCOMPRESS_HOME"]) / "benchmark-artifacts" / f"{args.example}-{profile.name}-{stamp}"
     wanted = set(args.methods.split(",")) if args.methods else None
     methods: dict[str, Any] = {}
+    fp32_path = build(task, Strategy(seed=args.seed), profile, workroot / "fp32").path
 
     def fp32() -> dict[str, Any]:
-        artifact = build(task, Strategy(seed=args.seed), profile, workroot / "fp32")
-        return {"points": [measured_point(artifact.path, task, profile, "uncompressed")]}
+        return {"points": [measured_point(fp32_path, task, profile, "uncompressed")]}
 
     baseline = run_method("fp32", "baseline", fp32, methods)
     if baseline["error"]:
         raise RuntimeError(f"the fp32 baseline could not be measured: {baseline['error']}")
     reference = baseline["points"][0]
+    bound = reference["accuracy"] - args.max_drop
     for name, builder in one_click_methods(profile).items():
         if wanted is None or name in wanted:
 
             def work(name=name, builder=builder) -> dict[str, Any]:
                 folder = workroot / name
                 folder.mkdir(parents=True, exist_ok=True)
-                point = measured_point(builder(task, profile, folder, args.seed), task, profile, LABELS[name])
-                point["speedup"] = reference["latency_ms"] / point["latency_ms"]
-                return {"points": [point], "label": LABELS[name]}
+                path = builder(task, profile, folder, args.seed)
+                return {"points": [measured_point(path, task, profile, LABELS[name], fp32=fp32_path)]}
 
             run_method(name, "one-click", work, methods)
     for name, sampler in SEARCH_METHODS.items():
         if wanted is None or name in wanted:
             search = lambda n=name, s=sampler: run_search_method(n, s, task, profile, args, stamp)  # noqa: E731
             run_method(name, name, search, methods)
-    fp32_record = {k: reference[k] for k in ("accuracy", "latency_ms", "latency_ci_ms", "size_bytes")}
-    try:  # the same fp32 artifact again: how far the machine's speed drifted while the methods ran
-        fp32_record["latency_ms_end"] = measured_point(Path(reference["artifact"]), task, profile, "")["latency_ms"]
-    except Exception as error:  # a drift check must not lose the results
-        print(f"[fp32] re-measurement failed: {one_line(error)}", file=sys.stderr)
-    bound = reference["accuracy"] - args.max_drop
+    if "autocompress" in methods and "_study" in methods["autocompress"]:
+        study = methods["autocompress"]["_study"]
+        sampled = search_points(study, only_sampled=True)
+        methods["autocompress-search-only"] = {"kind": "search-only", "error": None, "points": sampled, "_study": study}
     for method in methods.values():
-        score_method(method, fp32_record, bound)
+        score_method(method, bound)
+    rounds = final_round(methods, fp32_path, task, profile)
+    for method in methods.values():
+        method.pop("_study", None)
     results = {
         "example": args.example,
         "device": profile.name,
@@ -223,9 +286,11 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         "max_drop": args.max_drop,
         "accuracy_bound": bound,
         "command": shlex.join(["python", "-m", "experiments.benchmark", *sys.argv[1:]]),
+        "commit": git_commit(),
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info() | {"threads": profile.threads, "batch_size": profile.batch_size},
-        "fp32": fp32_record,
+        "fp32": {k: reference[k] for k in ("accuracy", "latency_ms", "latency_ci_ms", "size_bytes")},
+        "final_rounds": rounds,
         "methods": methods,
     }
     results["headline"] = headline(results)

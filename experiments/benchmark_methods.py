@@ -1,9 +1,9 @@
 """The one-click baselines of the benchmark: what a user tries first, each runtime's quantizer with its defaults.
 
 Every builder takes (task, profile, workdir, seed) and returns the path of an artifact in the device's runtime
-format; the benchmark measures it with `measure_artifact` like any search candidate. The quantizers are called
-directly with their stock settings (not through autocompress's per-layer builders), so these points are what
-the runtime's own documentation gives a user in one call.
+format; the benchmark measures it with `measure_artifact` against fp32, like any search candidate. The
+quantizers are called directly with their stock settings (not through autocompress's per-layer builders), so
+these points are what the runtime's own documentation gives a user in one call.
 
 - onnxruntime: `ort-dynamic-int8` (quantize_dynamic, defaults: int8 weights, activations quantized at run
   time) and `ort-static-int8` (quantize_static, defaults: QDQ, int8, MinMax, every supported op), calibrated
@@ -13,7 +13,9 @@ the runtime's own documentation gives a user in one call.
   (dynamic_wi8_afp32) and `aeq-static-wi8-ai8` (static_wi8_ai8, calibrated on the calibration split, with the
   model's input and output left float32: the stock recipe makes them int8, which the evaluator does not feed).
 - every runtime: `prune-30` / `prune-50`, uniform structured pruning of every group (l2), fp32, distilled with
-  the search's largest step count and its fixed distillation settings (the uniform baselines it enqueues).
+  the search's largest step count and its fixed distillation settings (the uniform baselines it enqueues); and
+  `prune-50-int8`: the same 50% pruned model, then the runtime's default int8 quantizer above (what a
+  practitioner would try next: the two one-click steps chained).
 """
 
 from __future__ import annotations
@@ -24,21 +26,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from onnxruntime.quantization import CalibrationDataReader
+from torch import nn
 
+from autocompress.compress.distill import distill
 from autocompress.compress.export import export_onnx
 from autocompress.compress.pipeline import build
+from autocompress.compress.prune import prune
+from autocompress.hardware.locks import compute_slot
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import DistillSettings, PruneSettings, Strategy
 from autocompress.task import Task
 
 Builder = Callable[[Task, HardwareProfile, Path, int], Path]
+Quantizer = Callable[[nn.Module, Task, Path], Path]  # (model, task for inputs/calibration, workdir) -> artifact
 
 
-def export_fp32_onnx(task: Task, path: Path) -> Path:
-    """The uncompressed model as ONNX, with the task's dynamic axes (e.g. a sentence's length)."""
-    export_onnx(task.model, task.example_input, path, task.dynamic_axes)
+def export_float_onnx(model: nn.Module, task: Task, path: Path) -> Path:
+    """A model as fp32 ONNX, with the task's dynamic axes (e.g. a sentence's length)."""
+    export_onnx(model, task.example_input, path, task.dynamic_axes)
     return path
 
 
@@ -50,10 +58,10 @@ def calibration_inputs(task: Task) -> list[np.ndarray]:
 # --- onnxruntime ---------------------------------------------------------------------------------------------
 
 
-def ort_dynamic_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+def ort_dynamic_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
     from onnxruntime.quantization import quantize_dynamic
 
-    source = export_fp32_onnx(task, workdir / "float.onnx")
+    source = export_float_onnx(model, task, workdir / "float.onnx")
     target = workdir / "model.onnx"
     quantize_dynamic(str(source), str(target))
     return target
@@ -73,11 +81,11 @@ class _Feeds(CalibrationDataReader):
         self._iterator = iter(self._feeds)
 
 
-def ort_static_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+def ort_static_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
     import onnx
     from onnxruntime.quantization import quantize_static
 
-    source = export_fp32_onnx(task, workdir / "float.onnx")
+    source = export_float_onnx(model, task, workdir / "float.onnx")
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
     reader = _Feeds(input_name, calibration_inputs(task))
     target = workdir / "model.onnx"
@@ -89,13 +97,13 @@ def ort_static_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: i
 # --- openvino --------------------------------------------------------------------------------------------------
 
 
-def nncf_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+def nncf_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
     import nncf
     import openvino as ov
 
-    model = ov.convert_model(str(export_fp32_onnx(task, workdir / "float.onnx")))
+    converted = ov.convert_model(str(export_float_onnx(model, task, workdir / "float.onnx")))
     with contextlib.redirect_stdout(io.StringIO()):
-        quantized = nncf.quantize(model, nncf.Dataset(calibration_inputs(task)))
+        quantized = nncf.quantize(converted, nncf.Dataset(calibration_inputs(task)))
     target = workdir / "model.xml"
     ov.save_model(quantized, target, compress_to_fp16=False)
     return target
@@ -104,13 +112,13 @@ def nncf_int8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) ->
 # --- tflite ----------------------------------------------------------------------------------------------------
 
 
-def _aeq(task: Task, workdir: Path, recipe_name: str, float_io: bool = False) -> Path:
+def _aeq(model: nn.Module, task: Task, workdir: Path, recipe_name: str, float_io: bool = False) -> Path:
     from ai_edge_quantizer import qtyping, quantizer, recipe
 
     from autocompress.compress.quantize_tflite import calibration_data, convert
 
     source = workdir / "float.tflite"
-    convert(task.model, task.example_input, source)
+    convert(model, task.example_input, source)
     qt = quantizer.Quantizer(str(source), getattr(recipe, recipe_name)())
     if float_io:  # the model's inputs and outputs stay float32 (later entries of a recipe win)
         for io_op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
@@ -125,14 +133,14 @@ def _aeq(task: Task, workdir: Path, recipe_name: str, float_io: bool = False) ->
     return target
 
 
-def aeq_dynamic_wi8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
-    return _aeq(task, workdir, "dynamic_wi8_afp32")
+def aeq_dynamic_wi8(model: nn.Module, task: Task, workdir: Path) -> Path:
+    return _aeq(model, task, workdir, "dynamic_wi8_afp32")
 
 
-def aeq_static_wi8_ai8(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+def aeq_static_wi8_ai8(model: nn.Module, task: Task, workdir: Path) -> Path:
     # The stock recipe also quantizes the model's input and output tensors (int8 I/O, as TFLite's full-integer
     # models have); the evaluator feeds and scores float32, like every other artifact, so they stay float here.
-    return _aeq(task, workdir, "static_wi8_ai8", float_io=True)
+    return _aeq(model, task, workdir, "static_wi8_ai8", float_io=True)
 
 
 # --- every runtime ---------------------------------------------------------------------------------------------
@@ -165,11 +173,32 @@ def pruned(ratio: float) -> Builder:
     return builder
 
 
-RUNTIME_METHODS: dict[str, dict[str, Builder]] = {
+def pruned_then(quantizer: Quantizer, ratio: float = 0.5) -> Builder:
+    """Uniform pruning (distilled, as `pruned`), then a runtime's one-click quantizer on the pruned model."""
+
+    def builder(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+        strategy = uniform_prune_strategy(task, profile, ratio, seed)
+        torch.manual_seed(seed)
+        student = prune(task.model, task.example_input, strategy.prune, profile.channel_round_to, task.prune_hints)
+        student = distill(student, task.model, task.data.train, strategy.distill, seed, task.distill_layers)
+        return quantizer(student, task, workdir)
+
+    return builder
+
+
+def on_original(quantizer: Quantizer) -> Builder:
+    def builder(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+        return quantizer(task.model, task, workdir)
+
+    return builder
+
+
+RUNTIME_QUANTIZERS: dict[str, dict[str, Quantizer]] = {
     "onnxruntime": {"ort-dynamic-int8": ort_dynamic_int8, "ort-static-int8": ort_static_int8},
     "openvino": {"nncf-int8": nncf_int8},
     "tflite": {"aeq-dynamic-wi8": aeq_dynamic_wi8, "aeq-static-wi8-ai8": aeq_static_wi8_ai8},
 }
+DEFAULT_INT8 = {"onnxruntime": "ort-static-int8", "openvino": "nncf-int8", "tflite": "aeq-static-wi8-ai8"}
 LABELS = {
     "ort-dynamic-int8": "onnxruntime quantize_dynamic, defaults",
     "ort-static-int8": "onnxruntime quantize_static, defaults (QDQ, int8, MinMax), calibration split",
@@ -178,9 +207,25 @@ LABELS = {
     "aeq-static-wi8-ai8": "ai-edge-quantizer recipe static_wi8_ai8 (float32 model I/O), calibration split",
     "prune-30": "uniform structured pruning 30% (l2), fp32, distilled",
     "prune-50": "uniform structured pruning 50% (l2), fp32, distilled",
+    "prune-50-int8": "uniform structured pruning 50% (l2), distilled, then the runtime's default int8",
 }
 
 
 def one_click_methods(profile: HardwareProfile) -> dict[str, Builder]:
-    """The baselines for a device's runtime, then the runtime-independent pruning baselines."""
-    return {**RUNTIME_METHODS.get(profile.runtime, {}), "prune-30": pruned(0.3), "prune-50": pruned(0.5)}
+    """The baselines for a device's runtime, then the pruning baselines (alone and chained with default int8).
+
+    Each builds under this machine's compute slot, so it never runs while a measurement is being timed."""
+
+    def guarded(builder: Builder) -> Builder:
+        def run(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
+            with compute_slot():
+                return builder(task, profile, workdir, seed)
+
+        return run
+
+    quantizers = RUNTIME_QUANTIZERS.get(profile.runtime, {})
+    methods: dict[str, Builder] = {name: guarded(on_original(q)) for name, q in quantizers.items()}
+    methods |= {"prune-30": pruned(0.3), "prune-50": pruned(0.5)}
+    if profile.runtime in DEFAULT_INT8:
+        methods["prune-50-int8"] = guarded(pruned_then(quantizers[DEFAULT_INT8[profile.runtime]]))
+    return methods

@@ -1,14 +1,16 @@
 """Scoring and writing a benchmark run: feasibility, hypervolume, the results JSON, the Markdown table, the plot.
 
-Every point is judged against this run's fp32 measurement: feasible = metric >= fp32 metric - max_drop
-(absolute), and `speedup_vs_fp32` = fp32 latency / latency. Search points also keep `speedup` against their
-own study's fp32 baseline (measured separately, on the same machine) and whether their study counted them
-feasible.
+Every speedup here is a paired ratio against fp32: each point was timed in alternating rounds with the fp32
+artifact in one window (`speedup_vs_fp32`), and the best point of every method was timed once more, all methods
+and fp32 together in the same interleaved rounds (`final_speedup`, the figure the headline compares). A latency
+divided by an fp32 latency measured at another moment is never used: this machine drifts by 10-30%.
+
+Feasible = metric >= fp32 metric - max_drop (absolute). The uncompressed model (the baseline, or a search's
+"no compression" warm start) is never a result.
 
 Hypervolume (2-D, both axes maximised), over the points that are feasible and faster than fp32:
-x = 1 - latency / fp32_latency, y = metric - bound, reference point (0, 0) = (fp32 latency, the bound);
-HV = area of the union of the rectangles [0, x] x [0, y]. A dominated point adds nothing, and a point at or
-below the bound or no faster than fp32 adds nothing.
+x = 1 - 1 / speedup_vs_fp32 (the fraction of fp32's latency saved), y = metric - bound, reference point (0, 0);
+HV = area of the union of the rectangles [0, x] x [0, y]. A dominated point adds nothing.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 HV_FORMULA = (
-    "HV = area dominated by the points with metric >= bound and latency < fp32 latency, in the plane "
-    "x = 1 - latency / fp32_latency, y = metric - bound, above the reference point (0, 0) = (fp32 latency, bound)"
+    "HV = area dominated by the feasible points faster than fp32, in the plane x = 1 - 1/speedup (paired, vs fp32), "
+    "y = metric - bound, above the reference point (0, 0) = (fp32 speed, bound)"
 )
 TARGET = 1.25
+SEARCH_KINDS = ("autocompress", "search-only", "random")
 
 
-def hypervolume(points: list[tuple[float, float]], bound: float, fp32_latency_ms: float) -> float:
-    """Area dominated by (metric, latency_ms) points in the feasible, faster-than-fp32 region (see module doc)."""
-    scaled = [(1 - latency / fp32_latency_ms, metric - bound) for metric, latency in points]
+def hypervolume(points: list[tuple[float, float]], bound: float) -> float:
+    """Area dominated by (metric, speedup) points in the feasible, faster-than-fp32 region (see module doc)."""
+    scaled = [(1 - 1 / speedup, metric - bound) for metric, speedup in points if speedup > 0]
     scaled = sorted(((x, y) for x, y in scaled if x > 0 and y > 0), reverse=True)
     area, best_y = 0.0, 0.0
     for x, y in scaled:  # widest first: each point adds the strip above the best metric seen so far
@@ -37,34 +40,33 @@ def hypervolume(points: list[tuple[float, float]], bound: float, fp32_latency_ms
 
 
 def is_uncompressed(point: dict[str, Any]) -> bool:
-    """The fp32 model itself (the baseline, or a search's "no compression" warm start): whatever its measured
-    latency, it is not a compression result, so it never counts as a speedup or towards a hypervolume."""
-    label = point.get("label", "")
-    return label == "uncompressed" or label.endswith("(no compression)")
+    """The fp32 model itself (the baseline, or a search's "no compression" warm start)."""
+    return point.get("uncompressed", False) or point.get("label") == "uncompressed"
 
 
-def score_method(method: dict[str, Any], fp32: dict[str, Any], bound: float) -> dict[str, Any]:
-    """Adds feasible / speedup_vs_fp32 to each point, then best_feasible_* and hypervolume to the method."""
+def score_method(method: dict[str, Any], bound: float) -> dict[str, Any]:
+    """Adds `feasible` to each point, then best_feasible (by its paired speedup) and hypervolume to the method."""
     for point in method["points"]:
-        point["speedup_vs_fp32"] = fp32["latency_ms"] / point["latency_ms"]
         point["feasible"] = point["accuracy"] >= bound
     compressed = [p for p in method["points"] if not is_uncompressed(p)]
     feasible = [p for p in compressed if p["feasible"]]
     best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)
-    method["best_feasible_speedup"] = best["speedup_vs_fp32"] if best else None
-    method["best_feasible_speedup_own_baseline"] = best.get("speedup") if best else None
     method["best_feasible"] = best
-    front = [(p["accuracy"], p["latency_ms"]) for p in compressed]
-    method["hypervolume"] = hypervolume(front, bound, fp32["latency_ms"])
+    method["best_feasible_speedup"] = best["speedup_vs_fp32"] if best else None
+    method["hypervolume"] = hypervolume([(p["accuracy"], p["speedup_vs_fp32"]) for p in compressed], bound)
     return method
 
 
+def final_of(method: dict[str, Any]) -> float | None:
+    """The method's best point as re-timed with every other method and fp32 together (None: nothing to time)."""
+    final = method.get("final")
+    return final["speedup"] if final else None
+
+
 def best_of(results: dict[str, Any], kind: str) -> tuple[str | None, float | None]:
-    """The method of a kind with the highest best feasible speedup (vs this run's fp32)."""
+    """The method of a kind with the highest final (interleaved) speedup."""
     candidates = [
-        (m["best_feasible_speedup"], name)
-        for name, m in results["methods"].items()
-        if m["kind"] == kind and m["best_feasible_speedup"] is not None
+        (final_of(m), name) for name, m in results["methods"].items() if m["kind"] == kind and final_of(m) is not None
     ]
     if not candidates:
         return None, None
@@ -73,28 +75,21 @@ def best_of(results: dict[str, Any], kind: str) -> tuple[str | None, float | Non
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """Search vs best one-click (ratio of best feasible speedups vs this run's fp32 = ratio of their latencies)."""
-    _, search = best_of(results, "autocompress")
+    """Search vs best one-click, on the final interleaved speedups; hypervolumes with and without warm starts."""
+    methods = results["methods"]
     one_click_name, one_click = best_of(results, "one-click")
     reference_name, reference = (one_click_name, one_click) if one_click is not None else ("fp32", 1.0)
-    methods = results["methods"]
+    search = final_of(methods.get("autocompress", {}))
+    search_only = final_of(methods.get("autocompress-search-only", {}))
     return {
         "search_vs_best_one_click": search / reference if search is not None else None,
+        "search_only_vs_best_one_click": search_only / reference if search_only is not None else None,
         "best_one_click": reference_name,
         "target": TARGET,
         "search_hypervolume": methods.get("autocompress", {}).get("hypervolume"),
+        "search_only_hypervolume": methods.get("autocompress-search-only", {}).get("hypervolume"),
         "random_hypervolume": methods.get("random", {}).get("hypervolume"),
     }
-
-
-def drift_note(fp32: dict[str, Any]) -> str:
-    """How far the machine's speed moved during the run: speedups closer than this are not distinguishable."""
-    end = fp32.get("latency_ms_end")
-    if not end:
-        return "drift not measured"
-    drift = end / fp32["latency_ms"] - 1
-    warning = "; speedups within this of each other are noise" if abs(drift) > 0.05 else ""
-    return f"drift {drift:+.0%} over the run{warning}"
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -106,64 +101,74 @@ def _fmt(value: float | None, pattern: str, missing: str = "—") -> str:
     return missing if value is None else format(value, pattern)
 
 
+def _final_text(method: dict[str, Any]) -> str:
+    final = method.get("final")
+    if not final:
+        return "—"
+    return f"{final['speedup']:.2f}x [{final['ci_low']:.2f}, {final['ci_high']:.2f}]"
+
+
 def markdown(results: dict[str, Any]) -> str:
     metric = results.get("metric_name", "accuracy")
     fp32, machine = results["fp32"], results["machine"]
+    rounds = results.get("final_rounds")
     lines = [
         f"# Benchmark: {results['example']} on {results['device']}",
         "",
         f"- command: `{results['command']}`",
+        f"- commit: {results.get('commit', 'unknown')}",
         f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}",
         f"- machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('os')}, "
         f"Python {machine.get('python')}",
         "- runtimes: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
-        f"- fp32: {metric} {fp32['accuracy']:.4f}, latency {fp32['latency_ms']:.3f} ms, "
+        f"- fp32: {metric} {fp32['accuracy']:.4f}, latency {fp32['latency_ms']:.3f} ms (alone, for scale), "
         f"size {fp32['size_bytes'] / 1e6:.2f} MB; {metric} bound = fp32 - {results['max_drop']} = "
         f"{results['accuracy_bound']:.4f}",
-        f"- fp32 latency re-measured after all methods: {_fmt(fp32.get('latency_ms_end'), '.3f')} ms "
-        f"({drift_note(fp32)})",
-        "- speedups below are against this run's fp32 latency (the headline too); search methods also store "
-        "speedups against their own study's fp32 baseline in the JSON",
+        "- speedups are paired ratios against fp32: `best` as the point was measured (alternating with fp32 in "
+        f"its own window), `final` = every method's best re-timed together with fp32 in {rounds or '?'} "
+        "interleaved rounds (the headline uses `final`)",
         "",
-        f"| method | kind | points | best feasible speedup | its {metric} | its latency ms [95% CI] | its size MB "
+        f"| method | kind | points | best feasible speedup | final speedup [95% CI] | its {metric} | its size MB "
         "| hypervolume | wall s | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results["methods"].items():
         best = m.get("best_feasible") or {}
-        ci = best.get("latency_ci_ms")
-        latency = _fmt(best.get("latency_ms"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         size = _fmt(best["size_bytes"] / 1e6 if best.get("size_bytes") else None, ".2f")
-        note = m.get("error") or ""
+        notes = [m.get("error") or ""]
         if best.get("latency_noisy"):
-            note = (note + "; " if note else "") + "noisy latency"
+            notes.append("noisy latency")
         if m.get("failed_trials"):
-            note = (note + "; " if note else "") + f"{m['failed_trials']} failed trials"
-        speedup = _fmt(m["best_feasible_speedup"], ".2f") + ("x" if best else "")
+            notes.append(f"{m['failed_trials']} failed trials")
+        if best.get("label") and m["kind"] in SEARCH_KINDS:
+            notes.append(f"best: {best['label']}")
+        note = "; ".join(n for n in notes if n)
+        speedup = _fmt(m.get("best_feasible_speedup"), ".2f") + ("x" if best else "")
         lines.append(
-            f"| {name} | {m['kind']} | {len(m['points'])} | {speedup} "
-            f"| {_fmt(best.get('accuracy'), '.4f')} | {latency} | {size} | {m['hypervolume']:.4f} "
-            f"| {m['wall_s']:.1f} | {note.replace('|', '/')[:160]} |"
+            f"| {name} | {m['kind']} | {len(m['points'])} | {speedup} | {_final_text(m)} "
+            f"| {_fmt(best.get('accuracy'), '.4f')} | {size} | {m['hypervolume']:.4f} "
+            f"| {m.get('wall_s', 0.0):.1f} | {note.replace('|', '/')[:160]} |"
         )
     head = results["headline"]
-    value = head["search_vs_best_one_click"]
-    ratio = f"{value:.2f}x" if value is not None else "n/a (no feasible search point)"
     versus = head["best_one_click"] if head["best_one_click"] != "fp32" else "fp32 (no feasible one-click point)"
     lines += [
         "",
-        f"search vs best one-click: {ratio} (target >= {head['target']:.2f}x; best one-click: {versus})",
-        f"search HV vs random HV: {_fmt(head['search_hypervolume'], '.4f')} "
-        f"vs {_fmt(head['random_hypervolume'], '.4f')}",
+        f"search vs best one-click (final speedups): {_fmt(head['search_vs_best_one_click'], '.2f')}x with warm "
+        f"starts, {_fmt(head['search_only_vs_best_one_click'], '.2f')}x without (target >= {head['target']:.2f}x; "
+        f"best one-click: {versus})",
+        f"hypervolume: search {_fmt(head['search_hypervolume'], '.4f')}, search without its warm starts "
+        f"{_fmt(head['search_only_hypervolume'], '.4f')}, random {_fmt(head['random_hypervolume'], '.4f')}",
         "",
         f"Feasible: {metric} >= {results['accuracy_bound']:.4f} (this run's fp32 minus {results['max_drop']}, "
-        f"absolute). {HV_FORMULA}; 2-D sweep over the points sorted by x.",
+        f"absolute). {HV_FORMULA}. `autocompress-search-only` is the same study as `autocompress` without the "
+        "trials it enqueued by hand (no compression, uniform int8, uniform pruning with and without int8).",
         "",
     ]
     return "\n".join(lines)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Pareto plot: latency (ms) against the metric, one marker per method, fp32 and the bound marked."""
+    """Pareto plot: paired speedup over fp32 against the metric, one marker per method, the bound marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,34 +176,35 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     metric, fp32, bound = results.get("metric_name", "accuracy"), results["fp32"], results["accuracy_bound"]
     markers = "os^Dv<>PXh*p"
-    points = [p for m in results["methods"].values() for p in m["points"]]
+    shown = {
+        n: m for n, m in results["methods"].items() if m["points"] and m["kind"] not in ("baseline", "search-only")
+    }
+    points = [p for m in shown.values() for p in m["points"]]
     top = max([p["accuracy"] for p in points] + [fp32["accuracy"]])
     floor = min(bound - max(0.05, 3 * results["max_drop"]), fp32["accuracy"] - 0.02)
     below = sum(p["accuracy"] < floor for p in points)
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for index, (name, m) in enumerate(results["methods"].items()):
-        if not m["points"] or m["kind"] == "baseline":
-            continue
-        lat = [p["latency_ms"] for p in m["points"]]
+    for index, (name, m) in enumerate(shown.items()):
+        speed = [p["speedup_vs_fp32"] for p in m["points"]]
         acc = [max(p["accuracy"], floor) for p in m["points"]]
         colour = f"C{index % 10}"
         filled = [colour if p["feasible"] else "none" for p in m["points"]]
-        ax.scatter(lat, acc, marker=markers[index % len(markers)], facecolors=filled, edgecolors=colour, s=45,
+        ax.scatter(speed, acc, marker=markers[index % len(markers)], facecolors=filled, edgecolors=colour, s=45,
                    label=f"{name} ({m['kind']})")  # fmt: skip
-    ax.scatter([fp32["latency_ms"]], [fp32["accuracy"]], marker="*", s=260, facecolors="none", edgecolors="black",
-               linewidths=1.2, label="fp32", zorder=5)  # fmt: skip
+    ax.scatter([1.0], [fp32["accuracy"]], marker="*", s=260, facecolors="none", edgecolors="black", linewidths=1.2,
+               label="fp32", zorder=5)  # fmt: skip
     ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"{metric} bound {bound:.4f}")
-    ax.axvline(fp32["latency_ms"], color="grey", linestyle=":", linewidth=1)
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(floor - 0.005, top + 0.005)
     ax.set_xscale("log")
-    ax.set_xlabel("latency, ms (median at the profile batch size; log scale)")
+    ax.set_xlabel("speedup over fp32 (paired ratio, log scale; right is faster)")
     ax.set_ylabel(metric)
     note = f"; {below} point(s) below {floor:.2f} drawn at the bottom edge" if below else ""
     ax.set_title(
         f"{results['example']} on {results['device']}, {results['trials']} trials per search\nfilled = feasible{note}",
         fontsize=10,
     )
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,22 +213,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def summary(all_results: list[dict[str, Any]]) -> str:
-    """One row per (example, device): fp32, best one-click, random and search, and the two target checks."""
+    """One row per (example, device): best one-click, random and search (with and without warm starts)."""
     lines = [
-        "| example | device | trials | fp32 ms | best one-click (speedup) | random best | search best "
-        "| search / one-click (target >= 1.25) | HV search vs random |",
+        "| example | device | trials | best one-click (final) | random (final) | search (final) "
+        "| search w/o warm starts (final) | search / one-click (target >= 1.25) "
+        "| HV search / w/o warm starts / random |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for results in all_results:
         head, methods = results["headline"], results["methods"]
         one_click, one_click_speedup = best_of(results, "one-click")
-        ratio = head["search_vs_best_one_click"]
         lines.append(
-            f"| {results['example']} | {results['device']} | {results['trials']} | {results['fp32']['latency_ms']:.3f} "
+            f"| {results['example']} | {results['device']} | {results['trials']} "
             f"| {one_click or '—'} ({_fmt(one_click_speedup, '.2f')}x) "
-            f"| {_fmt(methods.get('random', {}).get('best_feasible_speedup'), '.2f')}x "
-            f"| {_fmt(methods.get('autocompress', {}).get('best_feasible_speedup'), '.2f')}x "
-            f"| {_fmt(ratio, '.2f')}x | {_fmt(head['search_hypervolume'], '.4f')} vs "
+            f"| {_fmt(final_of(methods.get('random', {})), '.2f')}x "
+            f"| {_fmt(final_of(methods.get('autocompress', {})), '.2f')}x "
+            f"| {_fmt(final_of(methods.get('autocompress-search-only', {})), '.2f')}x "
+            f"| {_fmt(head['search_vs_best_one_click'], '.2f')}x "
+            f"| {_fmt(head['search_hypervolume'], '.4f')} / {_fmt(head['search_only_hypervolume'], '.4f')} / "
             f"{_fmt(head['random_hypervolume'], '.4f')} |"
         )
     return "\n".join(lines) + "\n"
@@ -232,7 +240,7 @@ def rescore(path: Path) -> dict[str, Any]:
     """Score a results JSON again with this module (same as at the end of a run) and rewrite its MD and PNG."""
     results = json.loads(path.read_text())
     for method in results["methods"].values():
-        score_method(method, results["fp32"], results["accuracy_bound"])
+        score_method(method, results["accuracy_bound"])
     results["headline"] = headline(results)
     write_json(results, path)
     path.with_suffix(".md").write_text(markdown(results))

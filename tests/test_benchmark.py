@@ -9,58 +9,69 @@ import onnx
 import pytest
 
 from experiments.benchmark import main, measured_point, run_method
-from experiments.benchmark_methods import one_click_methods, ort_dynamic_int8, uniform_prune_strategy
+from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
 from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, summary, write_json
 
 USER_TASK_DIR = Path(__file__).parent / "user_task"
-FP32_MS, BOUND = 10.0, 0.90
+BOUND = 0.90
 
 
 def test_hypervolume_of_one_point_is_its_rectangle() -> None:
-    # x = 1 - 5/10 = 0.5, y = 0.95 - 0.90 = 0.05
-    assert hypervolume([(0.95, 5.0)], BOUND, FP32_MS) == pytest.approx(0.025)
+    # speedup 2 -> x = 1 - 1/2 = 0.5, y = 0.95 - 0.90 = 0.05
+    assert hypervolume([(0.95, 2.0)], BOUND) == pytest.approx(0.025)
 
 
 def test_dominated_point_adds_nothing() -> None:
-    front = [(0.95, 5.0), (0.99, 8.0)]
-    assert hypervolume(front + [(0.93, 6.0)], BOUND, FP32_MS) == pytest.approx(hypervolume(front, BOUND, FP32_MS))
+    front = [(0.95, 2.0), (0.99, 1.25)]
+    assert hypervolume(front + [(0.93, 1.6)], BOUND) == pytest.approx(hypervolume(front, BOUND))
 
 
 def test_two_point_staircase_and_a_bigger_front_has_more_volume() -> None:
-    front = [(0.95, 5.0), (0.99, 8.0)]
+    front = [(0.95, 2.0), (0.99, 1.25)]
     # 0.5 * 0.05 + 0.2 * (0.09 - 0.05)
-    assert hypervolume(front, BOUND, FP32_MS) == pytest.approx(0.025 + 0.008)
-    assert hypervolume(front + [(0.97, 4.0)], BOUND, FP32_MS) > hypervolume(front, BOUND, FP32_MS)
+    assert hypervolume(front, BOUND) == pytest.approx(0.025 + 0.008)
+    assert hypervolume(front + [(0.97, 2.5)], BOUND) > hypervolume(front, BOUND)
 
 
 def test_infeasible_and_slower_than_fp32_points_add_nothing() -> None:
-    front = [(0.95, 5.0)]
-    outside = [(0.85, 1.0), (0.999, 12.0), (0.999, FP32_MS), (BOUND, 2.0)]
-    assert hypervolume(outside, BOUND, FP32_MS) == 0.0
+    front = [(0.95, 2.0)]
+    outside = [(0.85, 10.0), (0.999, 0.8), (0.999, 1.0), (BOUND, 5.0)]
+    assert hypervolume(outside, BOUND) == 0.0
     for point in outside:
-        assert hypervolume([point], BOUND, FP32_MS) == 0.0, point
-    assert hypervolume(front + outside, BOUND, FP32_MS) == pytest.approx(hypervolume(front, BOUND, FP32_MS))
+        assert hypervolume([point], BOUND) == 0.0, point
+    assert hypervolume(front + outside, BOUND) == pytest.approx(hypervolume(front, BOUND))
 
 
-def _point(accuracy: float, latency: float, **extra) -> dict:
-    return {"accuracy": accuracy, "latency_ms": latency, "latency_ci_ms": [latency * 0.99, latency * 1.01]} | extra
+def _point(accuracy: float, speedup: float, **extra) -> dict:
+    return {"accuracy": accuracy, "speedup_vs_fp32": speedup, "speedup_ci": [speedup * 0.99, speedup * 1.01]} | extra
+
+
+def _final(speedup: float) -> dict:
+    return {"speedup": speedup, "ci_low": speedup * 0.99, "ci_high": speedup * 1.01, "latency_ms": 1.0}
 
 
 def synthetic_results() -> dict:
-    fp32 = {"accuracy": 0.95, "latency_ms": FP32_MS, "latency_ci_ms": [9.9, 10.1], "size_bytes": 2_000_000}
+    fp32 = {"accuracy": 0.95, "latency_ms": 10.0, "latency_ci_ms": [9.9, 10.1], "size_bytes": 2_000_000}
     bound = 0.94
     methods = {
-        "fp32": {"kind": "baseline", "points": [_point(0.95, FP32_MS, size_bytes=2_000_000)], "error": None},
-        "ort-dynamic-int8": {"kind": "one-click", "points": [_point(0.948, 8.0, size_bytes=600_000)], "error": None},
-        "ort-static-int8": {"kind": "one-click", "points": [_point(0.90, 4.0, size_bytes=500_000)], "error": None},
+        "fp32": {"kind": "baseline", "points": [_point(0.95, 1.0, size_bytes=2_000_000, label="uncompressed")]},
+        "ort-dynamic-int8": {"kind": "one-click", "points": [_point(0.948, 1.3, size_bytes=600_000)],
+                             "final": _final(1.25)},
+        "ort-static-int8": {"kind": "one-click", "points": [_point(0.90, 2.5, size_bytes=500_000)]},
         "nncf-int8": {"kind": "one-click", "points": [], "error": "RuntimeError: converter said no"},
-        "random": {"kind": "random", "points": [_point(0.945, 7.0, speedup=1.5), _point(0.5, 2.0, speedup=5.0)]},
-        "autocompress": {"kind": "autocompress", "points": [_point(0.946, 5.0, speedup=2.1, size_bytes=550_000)]},
-    }
+        "random": {"kind": "random", "points": [_point(0.945, 1.5, label="trial 3"), _point(0.5, 5.0)],
+                   "final": _final(1.4)},
+        "autocompress": {"kind": "autocompress", "final": _final(2.0), "points": [
+            _point(0.95, 1.1, label="trial 0 (no compression)", uncompressed=True),
+            _point(0.946, 2.1, size_bytes=550_000, label="trial 3 (uniform pruning 50%)", enqueued=True),
+            _point(0.944, 1.6, size_bytes=650_000, label="trial 5")]},
+        "autocompress-search-only": {"kind": "search-only", "final": _final(1.55),
+                                     "points": [_point(0.944, 1.6, size_bytes=650_000, label="trial 5")]},
+    }  # fmt: skip
     for method in methods.values():
         method.setdefault("error", None)
         method["wall_s"] = 1.5
-        score_method(method, fp32, bound)
+        score_method(method, bound)
     results = {
         "example": "digits",
         "device": "cpu",
@@ -70,61 +81,66 @@ def synthetic_results() -> dict:
         "max_drop": 0.01,
         "accuracy_bound": bound,
         "command": "python -m experiments.benchmark --example digits --device cpu --trials 3",
+        "commit": "0123abc",
         "date": "2025-01-01T00:00:00",
         "machine": {"cpu": "test cpu", "cores": 2, "os": "Linux", "python": "3.12", "versions": {"optuna": "5"}},
         "fp32": fp32,
+        "final_rounds": 40,
         "methods": methods,
     }
     results["headline"] = headline(results)
     return results
 
 
-def test_scoring_uses_this_runs_fp32_and_the_bound() -> None:
+def test_scoring_uses_paired_speedups_and_the_bound() -> None:
     results = synthetic_results()
     methods = results["methods"]
     assert methods["ort-static-int8"]["best_feasible_speedup"] is None  # 0.90 < bound 0.94
     assert methods["ort-static-int8"]["points"][0]["feasible"] is False
-    assert methods["ort-dynamic-int8"]["best_feasible_speedup"] == pytest.approx(1.25)
-    # the search point's own-baseline speedup (2.1) is kept, the table's is against this run's fp32 (2.0)
-    assert methods["autocompress"]["best_feasible_speedup"] == pytest.approx(2.0)
-    assert methods["autocompress"]["best_feasible_speedup_own_baseline"] == pytest.approx(2.1)
-    assert methods["random"]["best_feasible_speedup"] == pytest.approx(10 / 7)
+    assert methods["ort-dynamic-int8"]["best_feasible_speedup"] == pytest.approx(1.3)
+    assert methods["autocompress"]["best_feasible_speedup"] == pytest.approx(2.1)  # the uncompressed 1.1 is not
+    assert methods["autocompress-search-only"]["best_feasible_speedup"] == pytest.approx(1.6)
     assert methods["fp32"]["hypervolume"] == 0.0 and methods["nncf-int8"]["hypervolume"] == 0.0
+    # the headline compares the final speedups, all timed together with fp32
     assert results["headline"]["search_vs_best_one_click"] == pytest.approx(2.0 / 1.25)
+    assert results["headline"]["search_only_vs_best_one_click"] == pytest.approx(1.55 / 1.25)
     assert results["headline"]["best_one_click"] == "ort-dynamic-int8"
     assert methods["autocompress"]["hypervolume"] > methods["random"]["hypervolume"] > 0
+    assert results["headline"]["search_only_hypervolume"] == methods["autocompress-search-only"]["hypervolume"]
 
 
 def test_json_markdown_and_plot_are_written(tmp_path: Path) -> None:
     results = synthetic_results()
     write_json(results, tmp_path / "digits-cpu.json")
     loaded = json.loads((tmp_path / "digits-cpu.json").read_text())
-    for key in ("example", "device", "trials", "accuracy_bound", "command", "machine", "methods", "fp32"):
+    for key in ("example", "device", "trials", "accuracy_bound", "command", "commit", "machine", "methods", "fp32"):
         assert key in loaded
     for method in loaded["methods"].values():
-        assert method["kind"] in {"baseline", "one-click", "random", "autocompress"}
+        assert method["kind"] in {"baseline", "one-click", "random", "autocompress", "search-only"}
         assert {"best_feasible_speedup", "hypervolume", "points", "error", "wall_s"} <= set(method)
         for point in method["points"]:
-            assert {"accuracy", "latency_ms", "speedup_vs_fp32", "feasible"} <= set(point)
+            assert {"accuracy", "speedup_vs_fp32", "feasible"} <= set(point)
     text = markdown(results)
-    assert "| ort-dynamic-int8 | one-click | 1 | 1.25x | 0.9480 |" in text
-    assert "| ort-static-int8 | one-click | 1 | — | — |" in text  # no feasible point: no speedup claimed
-    assert "converter said no" in text
+    assert "| ort-dynamic-int8 | one-click | 1 | 1.30x | 1.25x [1.24, 1.26] | 0.9480 |" in text
+    assert "| ort-static-int8 | one-click | 1 | — | — | — |" in text  # no feasible point: no speedup claimed
+    assert "converter said no" in text and "commit: 0123abc" in text
     assert "its fidelity" in text  # the task's metric name in the headings
-    assert "search vs best one-click: 1.60x (target >= 1.25x; best one-click: ort-dynamic-int8)" in text
-    assert "search HV vs random HV:" in text and "HV = area" in text
+    assert "1.60x with warm starts, 1.24x without (target >= 1.25x; best one-click: ort-dynamic-int8)" in text
+    assert "hypervolume: search" in text and "HV = area" in text
     plot(results, tmp_path / "digits-cpu.png")
     assert (tmp_path / "digits-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_uncompressed_model_is_never_a_speedup() -> None:
-    """A search's "no compression" warm start measured faster than fp32 (the machine drifted) is not a result."""
-    fp32 = {"accuracy": 1.0, "latency_ms": FP32_MS}
-    method = {"kind": "autocompress", "points": [_point(1.0, 8.0, label="trial 0 (no compression)")]}
-    score_method(method, fp32, bound=0.99)
+    """A search's "no compression" warm start measured faster than fp32 (noise) is not a result."""
+    method = {
+        "kind": "autocompress",
+        "points": [_point(1.0, 1.04, label="trial 0 (no compression)", uncompressed=True)],
+    }
+    score_method(method, bound=0.99)
     assert method["best_feasible_speedup"] is None and method["hypervolume"] == 0.0
-    method["points"].append(_point(0.995, 5.0, label="trial 4"))
-    score_method(method, fp32, bound=0.99)
+    method["points"].append(_point(0.995, 2.0, label="trial 4"))
+    score_method(method, bound=0.99)
     assert method["best_feasible_speedup"] == pytest.approx(2.0) and method["hypervolume"] > 0
 
 
@@ -132,13 +148,12 @@ def test_summary_has_one_row_per_pair_with_both_checks() -> None:
     text = summary([synthetic_results(), synthetic_results() | {"device": "openvino-cpu"}])
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
     assert len(rows) == 2 and "| cpu |" in rows[0] and "| openvino-cpu |" in rows[1]
-    assert "ort-dynamic-int8 (1.25x)" in rows[0] and "| 1.60x |" in rows[0]
+    assert "ort-dynamic-int8 (1.25x)" in rows[0] and "| 1.60x |" in rows[0] and "| 1.55x |" in rows[0]
 
 
 def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
     results = synthetic_results()
-    for name in ("ort-dynamic-int8", "ort-static-int8"):
-        results["methods"][name]["best_feasible_speedup"] = None
+    del results["methods"]["ort-dynamic-int8"]["final"]
     assert headline(results)["best_one_click"] == "fp32"
     assert headline(results)["search_vs_best_one_click"] == pytest.approx(2.0)
 
@@ -150,7 +165,7 @@ def test_a_failing_method_is_recorded_and_the_benchmark_goes_on() -> None:
         raise RuntimeError("converter said no\nsecond line")
 
     run_method("nncf-int8", "one-click", broken, methods)
-    run_method("ok", "one-click", lambda: {"points": [_point(0.95, 5.0)]}, methods)
+    run_method("ok", "one-click", lambda: {"points": [_point(0.95, 2.0)]}, methods)
     assert methods["nncf-int8"]["error"] == "RuntimeError: converter said no" and methods["nncf-int8"]["points"] == []
     assert methods["ok"]["error"] is None and len(methods["ok"]["points"]) == 1
     assert all(m["wall_s"] >= 0 for m in methods.values())
@@ -166,20 +181,31 @@ def tiny_task():
 
 
 def test_ort_dynamic_int8_is_really_int8_and_measured(tiny_task, cpu_profile, tmp_path: Path) -> None:
-    path = ort_dynamic_int8(tiny_task, cpu_profile, tmp_path, seed=0)
+    path = ort_dynamic_int8(tiny_task.model, tiny_task, tmp_path)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"DynamicQuantizeLinear"} <= ops and ops & {"ConvInteger", "MatMulInteger"}, ops
     assert "Conv" not in ops  # every convolution went integer
-    point = measured_point(path, tiny_task, cpu_profile, "ort-dynamic-int8")
+    fp32 = export_float_onnx(tiny_task.model, tiny_task, tmp_path / "fp32" / "model.onnx")
+    point = measured_point(path, tiny_task, cpu_profile, "ort-dynamic-int8", fp32=fp32)
     assert point["latency_ms"] > 0 and point["latency_ci_ms"][0] <= point["latency_ms"] <= point["latency_ci_ms"][1]
+    assert point["speedup_ci"][0] <= point["speedup_vs_fp32"] <= point["speedup_ci"][1]
     assert point["accuracy"] > 0.5  # the tiny CNN is at about 0.77 in fp32
     assert point["size_bytes"] == path.stat().st_size
+
+
+def test_pruned_then_default_int8_is_smaller_and_integer(tiny_task, cpu_profile, tmp_path: Path) -> None:
+    path = one_click_methods(cpu_profile)["prune-50-int8"](tiny_task, cpu_profile, tmp_path, 0)
+    graph = onnx.load(str(path)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}  # quantize_static's QDQ
+    conv1 = next(init for init in graph.initializer if init.name == "conv1.weight_quantized")
+    assert conv1.dims[0] == 8  # 16 channels, half pruned
 
 
 def test_methods_per_runtime_and_the_prune_baseline_strategy(tiny_task, cpu_profile) -> None:
     from autocompress.hardware import get_profile
 
-    assert list(one_click_methods(cpu_profile)) == ["ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50"]
+    assert list(one_click_methods(cpu_profile)) == [
+        "ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50", "prune-50-int8"]  # fmt: skip
     assert list(one_click_methods(get_profile("openvino-cpu")))[0] == "nncf-int8"
     strategy = uniform_prune_strategy(tiny_task, cpu_profile, 0.5, seed=3)
     assert strategy.prune.ratios and set(strategy.prune.ratios.values()) == {0.5}

@@ -13,9 +13,10 @@ from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli
 pytestmark = pytest.mark.e2e
 STUDY = "digits-e2e"
 REPORT_FIELDS = {
-    "device", "accuracy", "baseline_accuracy", "latency_ms", "latency_ci_ms", "baseline_latency_ms", "speedup",
-    "size_bytes", "baseline_size_bytes", "trial_number", "study",
+    "device", "accuracy", "baseline_accuracy", "latency_ms", "latency_ci_ms", "baseline_latency_ms",
+    "search_speedup", "search_speedup_ci", "size_bytes", "baseline_size_bytes", "trial_number", "study",
 }  # fmt: skip
+CONFIRMED_FIELDS = {"confirmed_speedup", "confirmed_speedup_ci", "confirm_rounds", "speedup", "improvement"}
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +31,22 @@ def searched(tmp_path_factory, digits_task):
 def test_search_exports_strategy_artifact_and_reports(searched):
     device_dir = searched / "cpu"
     report = json.loads((device_dir / "report.json").read_text())
-    assert set(report) >= REPORT_FIELDS
+    assert set(report) >= REPORT_FIELDS | CONFIRMED_FIELDS
     assert report["study"] == STUDY and report["device"] == "cpu"
     assert report["accuracy"] >= report["baseline_accuracy"] - 0.01
     assert report["latency_ci_ms"][0] <= report["latency_ms"] <= report["latency_ci_ms"][1]
-    assert report["speedup"] == pytest.approx(report["baseline_latency_ms"] / report["latency_ms"])
+    # the headline is the confirmed, paired figure, and it beats the uncompressed model beyond its interval
+    low, high = report["confirmed_speedup_ci"]
+    assert 1.0 < low <= report["confirmed_speedup"] == report["speedup"] <= high
+    assert report["confirm_rounds"] >= 30 and report["improvement"] == "faster"
     assert (device_dir / "model.onnx").stat().st_size == report["size_bytes"]
+    assert (device_dir / "baseline" / "model.onnx").stat().st_size == report["baseline_size_bytes"]
     pareto = json.loads((device_dir / "pareto.json").read_text())
     assert report["trial_number"] in [entry["trial_number"] for entry in pareto]
     assert all(set(entry) >= REPORT_FIELDS for entry in pareto)
     strategy = Strategy.load(device_dir / "strategy.yaml")
     assert len(strategy.quantize.precisions) == 16 and len(strategy.prune.ratios) == 9
+    assert strategy.device == "cpu" and not strategy.is_uncompressed
 
 
 def test_study_starts_with_the_enqueued_baselines(searched):
@@ -57,13 +63,18 @@ def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
     assert len(parents) >= 1 and len(children) >= 3
     parent = parents[-1]  # the first invocation (runs are listed newest first)
     assert parent.info.status == "FINISHED"
-    assert {"baseline_metric", "baseline_latency_ms"} <= set(parent.data.metrics)
+    assert {"baseline_metric", "baseline_latency_ms", "confirmed_speedup"} <= set(parent.data.metrics)
+    assert "confirmation.json" in artifact_names(parent.info.run_id)
     nested = [run for run in children if run.data.tags["mlflow.parentRunId"] == parent.info.run_id]
     assert len(nested) == 3
     for run in nested:
         assert run.info.status == "FINISHED"
         assert {"accuracy", "metric_drop", "latency_ms", "latency_p90_ms", "latency_ci_low_ms", "speedup",
-                "size_bytes", "compression_ratio"} <= set(run.data.metrics)  # fmt: skip
+                "speedup_ci_low", "speedup_ci_high", "baseline_latency_ms", "relative_latency", "size_bytes",
+                "compression_ratio"} <= set(run.data.metrics)  # fmt: skip
+        metrics = run.data.metrics
+        assert metrics["speedup_ci_low"] <= metrics["speedup"] <= metrics["speedup_ci_high"]
+        assert metrics["relative_latency"] == pytest.approx(1 / metrics["speedup"])
         assert {"prune.mean_ratio", "quantize.int8_layers", "distill.steps"} <= set(run.data.params)
         assert "strategy.yaml" in artifact_names(run.info.run_id)
     assert any("model.onnx" in artifact_names(run.info.run_id) for run in nested)  # the front keeps artifacts
@@ -71,12 +82,14 @@ def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
 
 def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
     report = json.loads((searched / "cpu" / "report.json").read_text())
-    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits", "--device", "cpu",
+    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits",
                      "--out", str(tmp_path / "rebuilt"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rebuilt = json.loads((tmp_path / "rebuilt" / "report.json").read_text())
     assert rebuilt["accuracy"] == report["accuracy"]
     assert rebuilt["size_bytes"] == report["size_bytes"]
+    assert rebuilt["device"] == "cpu"  # from the strategy file: no --device needed
+    assert rebuilt["speedup_ci"][0] <= rebuilt["speedup"] <= rebuilt["speedup_ci"][1]
 
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path):
@@ -89,8 +102,6 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path
     exported = run_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path))
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = json.loads((tmp_path / "cpu" / "report.json").read_text())
-    best = min(
-        (t for t in study.best_trials),
-        key=lambda t: t.user_attrs["metrics"]["latency_ms"],
-    )
-    assert report["trial_number"] == best.number
+    confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation
+    assert report["trial_number"] == confirmed[0]["trial"]
+    assert report["confirmed_speedup"] == max(candidate["speedup"] for candidate in confirmed)

@@ -72,6 +72,14 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     assert study.trials[0].user_attrs["metrics"] == load_study(name).trials[0].user_attrs["metrics"]
 
 
+def test_a_study_with_only_the_uncompressed_model_exports_nothing(tmp_path):
+    result = run_cli("search", str(user_config()), "--study", "tiny-nothing", "--trials", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "nothing exported" in result.stderr
+    assert load_study("tiny-nothing").trials[0].user_attrs["enqueued"] == "no compression"
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -10,7 +10,7 @@ from typing import get_args
 import pytest
 from optuna.trial import TrialState
 
-from autocompress.evaluators import measure_artifact
+from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
 from autocompress.spaces.strategy import Calibration, QuantizeSettings
 from tests.helpers import load_study, run_cli

@@ -6,6 +6,7 @@ same Python, onnxruntime, CPU and threads: accuracy must be identical and latenc
 
 from __future__ import annotations
 
+import fcntl
 import socket
 import sys
 import threading
@@ -22,10 +23,10 @@ from optuna.trial import TrialState
 from autocompress.compress.pipeline import Artifact, build
 from autocompress.config import load_config
 from autocompress.errors import DeviceError
-from autocompress.evaluators import measure_artifact, timing_sample
 from autocompress.evaluators.device.latency import TimingPolicy
-from autocompress.evaluators.device.runner import run_measurement
-from autocompress.hardware import HardwareProfile, get_profile, remote, ssh
+from autocompress.evaluators.device.runner import DeviceRequest, run_request
+from autocompress.evaluators.measure import measure_artifact, timing_sample
+from autocompress.hardware import HardwareProfile, get_profile, locks, remote, ssh
 from autocompress.hardware.profile import BUILTIN_DIR
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from tests.sshd import SshServer
 
 pytest_plugins = ["tests.sshd"]  # the sshd_server fixture
-QUICK = TimingPolicy(warmup_runs=2, min_runs=5, chunk_runs=5, time_cap_s=0.2)
+QUICK = TimingPolicy(warmup_runs=2, min_rounds=5, slot_s=0.005, time_cap_s=0.5)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,37 +82,30 @@ def remote_profile(server: SshServer, workdir: Path, host: str | None = None, **
     return HardwareProfile(**raw)
 
 
-def test_remote_gives_the_local_accuracy_and_latency(sshd_server, workdir, tiny, artifact):
+def test_remote_gives_the_local_outputs_and_a_paired_speedup(sshd_server, workdir, tiny, artifact, tmp_path):
     local_profile, profile = get_profile("cpu"), remote_profile(sshd_server, workdir)
     assert remote.probe(profile) is None
-    # the same arrays come back: same runtime, same artifact, same inputs
+    twin = build(tiny, Strategy(), local_profile, tmp_path / "twin").path  # the same model, another file
     batches = [inputs.numpy() for inputs, _ in tiny.data.validation]
     sample = timing_sample(tiny, profile)
-    here = run_measurement(str(artifact.path), "onnxruntime", local_profile.runtime_options, 2, batches, sample, QUICK)
-    there = remote.run_remote(artifact.path, profile, batches, sample, QUICK)
-    assert len(there.outputs) == len(here.outputs)
-    for mine, theirs in zip(here.outputs, there.outputs, strict=True):
-        np.testing.assert_array_equal(mine, theirs)
-    # On 2 cores shared with other jobs the median of this ~12 us model jumps to ~18 us in about a third of the
-    # runs, on either side; one intra-op thread, alternating sides and the best of 5 per side keep that out.
-    local_one, far_one = (p.model_copy(update={"threads": 1}) for p in (local_profile, profile))
-    local, far = [], []
-    for _ in range(5):
-        local.append(measure_artifact(artifact.path, tiny, local_one))
-        far.append(measure_artifact(artifact.path, tiny, far_one))
-    assert {m.metric for m in far} == {local[0].metric}
-    assert far[0].size_bytes == local[0].size_bytes
-    assert far[0].environment["host"] == f"127.0.0.1:{sshd_server.port}"
-    assert far[0].environment["onnxruntime"] == local[0].environment["onnxruntime"]
-    # The timed loop runs inside the runner on both sides (SSH is outside it), with the same CPU, runtime and
-    # threads, so any gap is noise: the best runs agree within ~5%, and 30% still fails a systematic gap (a
-    # different thread count, a slower runner path, time spent on the transfer counted as latency).
-    medians = [m.latency.median_ms for m in local], [m.latency.median_ms for m in far]
-    best_local, best_far = min(medians[0]), min(medians[1])
-    print(f"latency medians, ms: local {medians[0]}, remote {medians[1]}")
-    # same order of magnitude: the device timed the model, not an SSH round trip (milliseconds); closer agreement
-    # is a benchmark's business (experiments/latency_agreement.py), not a unit test's on a noisy machine
-    assert best_far <= 3 * best_local and best_local <= 3 * best_far, f"local {medians[0]}, remote {medians[1]}"
+    request = DeviceRequest([str(artifact.path), str(twin)], "onnxruntime", local_profile.runtime_options, 2, QUICK,
+                            score=[0, 1])  # fmt: skip
+    here = run_request(request, batches, sample)
+    there = remote.run_remote(request, profile, batches, sample)
+    for index in (0, 1):  # the same arrays come back: same runtime, same artifact, same inputs
+        assert len(there.outputs[index]) == len(here.outputs[index])
+        for mine, theirs in zip(here.outputs[index], there.outputs[index], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    assert there.environment["host"] == f"127.0.0.1:{sshd_server.port}"
+    assert there.environment["onnxruntime"] == here.environment["onnxruntime"]
+    # both artifacts were timed in the same rounds on the device: a paired ratio of one model with itself
+    paired = there.timing.speedups[1]
+    assert paired is not None and paired.rounds == there.timing.rounds >= QUICK.min_rounds
+    assert 0.8 < paired.speedup < 1.25, paired
+    assert there.timing.latencies[0].n > 0 and there.timing.latencies[1].n > 0
+    # the timed loop runs inside the runner on both sides (SSH is outside it): same order of magnitude
+    best_local, best_far = here.timing.latencies[0].median_ms, there.timing.latencies[0].median_ms
+    assert best_far <= 3 * best_local and best_local <= 3 * best_far, (best_local, best_far)
 
 
 def test_a_second_measurement_uploads_nothing_and_survives_a_dropped_connection(
@@ -151,13 +145,29 @@ def test_two_workers_never_time_on_one_device_at_once(sshd_server, workdir, tiny
     """Another worker holds the device's lock file: this measurement waits for it, then runs."""
     profile = remote_profile(sshd_server, workdir)
     results: list = []
-    with remote.device_lock(ssh.parse_host(profile.host)):
+    with locks.timing_lock(remote.lock_name(ssh.parse_host(profile.host))):
         worker = threading.Thread(target=lambda: results.append(measure_artifact(artifact.path, tiny, profile)))
         worker.start()
         worker.join(timeout=1.5)
         assert worker.is_alive() and not results
     worker.join(timeout=60)
     assert len(results) == 1
+
+
+def test_a_controller_on_another_machine_holds_the_device(sshd_server, workdir, tiny, artifact):
+    """The runner takes the device's own lock (in its work folder), which every controller shares."""
+    profile = remote_profile(sshd_server, workdir)
+    measure_artifact(artifact.path, tiny, profile)  # the work folder exists
+    results: list = []
+    with (workdir / "timing.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: results.append(measure_artifact(artifact.path, tiny, profile)))
+        worker.start()
+        worker.join(timeout=2.0)
+        assert worker.is_alive() and not results
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    worker.join(timeout=60)
+    assert len(results) == 1 and results[0].lock_wait_s >= 1.0  # it waited on the device
 
 
 def _free_port() -> int:
@@ -234,6 +244,6 @@ def test_a_search_on_a_remote_device_completes(sshd_server, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     trials = load_study(study).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    assert all(t.user_attrs["metrics"]["metric"] > 0.5 for t in trials)
+    assert all(t.user_attrs["metrics"]["metric"] > 0.3 for t in trials)  # far above chance (0.1)
     assert len(list((device / "artifacts").iterdir())) >= 2  # the baseline and the trials were measured there
     assert not list((device / "runs").iterdir())

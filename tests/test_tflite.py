@@ -11,8 +11,8 @@ import pytest
 
 from autocompress.compress.pipeline import build
 from autocompress.compress.quantize_tflite import module_paths, quantize
-from autocompress.evaluators import measure_artifact
 from autocompress.evaluators.device.runner import open_session
+from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.strategy import QuantizeSettings, Strategy

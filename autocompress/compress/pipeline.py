@@ -17,6 +17,7 @@ import torch
 from autocompress.compress.distill import distill
 from autocompress.compress.prune import parameter_count, prune
 from autocompress.errors import ConfigError
+from autocompress.hardware.locks import compute_slot
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
@@ -55,9 +56,15 @@ def check_runtime(task: Task, profile: HardwareProfile) -> None:
 
 
 def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
-    """Build the artifact a strategy describes for one device, under `workdir`."""
+    """Build the artifact a strategy describes for one device, under `workdir`; never while this machine times
+    something (the machine's compute slot, hardware/locks.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     check_runtime(task, profile)
+    with compute_slot():
+        return _build(task, strategy, profile, workdir)
+
+
+def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
     torch.manual_seed(strategy.seed)
     student = prune(
         task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints

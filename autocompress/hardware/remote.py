@@ -3,12 +3,12 @@
 The device package (`autocompress/evaluators/device/`) is copied to `<workdir>/autocompress_device/`, the
 artifact and the inputs are uploaded once per content hash, and `<python> -m autocompress_device.runner
 request.json` runs there; its JSON line and outputs.npz come back as the DeviceResult a local run returns.
-A per-device lock file keeps two workers of this machine from timing on the same device at once.
+A per-device lock keeps two workers from timing on the same device at once: one on this machine (hardware/locks.py)
+and one on the device itself, taken by the runner there, which workers on other machines share too.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -16,20 +16,18 @@ import re
 import shlex
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import paramiko
 
 from autocompress.errors import AutocompressError, DeviceError, TrialError
-from autocompress.evaluators.device.latency import LatencyStats, TimingPolicy
-from autocompress.evaluators.device.runner import DeviceResult
+from autocompress.evaluators.device.latency import Interleaved
+from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult, packed_inputs, read_outputs
+from autocompress.hardware.locks import timing_lock
 from autocompress.hardware.profile import HardwareProfile, RemoteSettings
 from autocompress.hardware.ssh import SshTarget, execute, parse_host, with_connection
-from autocompress.home import home
 
 PACKAGE = "autocompress_device"
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "device"
@@ -55,19 +53,6 @@ def _check_python(status: int, stderr: str, settings: RemoteSettings, target: Ss
         raise DeviceError(f"{missing[1]} is not installed for {settings.python} on {target.host}: install it there")
     if status == 127:
         raise DeviceError(f"{settings.python} was not found on {target.host}: set remote.python in the profile")
-
-
-@contextmanager
-def device_lock(target: SshTarget) -> Iterator[None]:
-    """One measurement at a time per device from this machine (flock: released even if the process dies)."""
-    folder = home() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', target.host)}_{target.port}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _put_atomic(sftp: paramiko.SFTPClient, data: bytes | Path, path: str) -> None:
@@ -153,12 +138,9 @@ def _evict_old_artifacts(sftp: paramiko.SFTPClient, folder: str) -> None:
 
 
 def _upload_inputs(sftp: paramiko.SFTPClient, workdir: str, batches: list[np.ndarray], sample: np.ndarray) -> str:
-    """Named by a hash of the arrays themselves (.npz bytes carry timestamps, so they are not stable)."""
-    arrays = {f"batch_{i:05d}": batch for i, batch in enumerate(batches)} | {"sample": sample}
-    digest = hashlib.sha256()
-    for name, array in arrays.items():
-        digest.update(f"{name}{array.dtype.str}{array.shape}".encode() + np.ascontiguousarray(array).tobytes())
-    path = f"inputs/{digest.hexdigest()[:32]}.npz"
+    """Uploaded once per content (the name is a digest of the arrays themselves)."""
+    digest, arrays = packed_inputs(batches, sample)
+    path = f"inputs/{digest}.npz"
     if not _exists(sftp, f"{workdir}/{path}"):
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -169,11 +151,10 @@ def _upload_inputs(sftp: paramiko.SFTPClient, workdir: str, batches: list[np.nda
 
 @dataclass(frozen=True)
 class _Job:
-    artifact: Path
+    request: DeviceRequest  # with local artifact paths; replaced by their paths on the device
     profile: HardwareProfile
     batches: list[np.ndarray]
     sample: np.ndarray
-    policy: TimingPolicy
 
 
 def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> DeviceResult:
@@ -185,14 +166,10 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
         _makedirs(sftp, f"{workdir}/runs")
         _upload_package(sftp, workdir)
         run = f"runs/{uuid.uuid4().hex}"
-        request = {
-            "artifact": _upload_artifact(sftp, workdir, job.artifact),
+        request = job.request.as_dict() | {
+            "artifacts": [_upload_artifact(sftp, workdir, Path(path)) for path in job.request.artifacts],
             "inputs": _upload_inputs(sftp, workdir, job.batches, job.sample),
             "outputs": f"{run}/outputs.npz",
-            "runtime": job.profile.runtime,
-            "options": job.profile.runtime_options,
-            "threads": job.profile.threads,
-            "policy": asdict(job.policy),
         }
         sftp.mkdir(f"{workdir}/{run}")
         sftp.putfo(io.BytesIO(json.dumps(request).encode()), f"{workdir}/{run}/request.json")
@@ -206,8 +183,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
                 raise TrialError(f"{job.profile.runtime} on {target.display}: {last[-1][:300]}")
             buffer = io.BytesIO()
             sftp.getfo(f"{workdir}/{run}/outputs.npz", buffer)  # prefetched: fast for large outputs
-            outputs = np.load(io.BytesIO(buffer.getvalue()))
-            batches = [outputs[key] for key in sorted(outputs.files)]
+            outputs = read_outputs(np.load(io.BytesIO(buffer.getvalue())))
         finally:
             _remove_folder(sftp, f"{workdir}/{run}")
     lines = [line for line in stdout.splitlines() if line.startswith("{")]  # a login script may print too
@@ -215,17 +191,25 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
         raise TrialError(f"the runner on {target.display} printed no result: {stdout.strip()[-200:]!r}")
     report = json.loads(lines[-1])
     environment = {**report["environment"], "host": target.address}
-    return DeviceResult(batches, LatencyStats(**report["latency"]), environment)
+    timing = Interleaved.from_dict(report["timing"])
+    return DeviceResult(outputs, timing, environment, float(report.get("lock_wait_s", 0.0)))
+
+
+def lock_name(target: SshTarget) -> str:
+    """This machine's lock for one SSH device (hardware/locks.py)."""
+    return f"ssh-{target.host}-{target.port}"
 
 
 def run_remote(
-    artifact: Path, profile: HardwareProfile, batches: list[np.ndarray], sample: np.ndarray, policy: TimingPolicy
+    request: DeviceRequest, profile: HardwareProfile, batches: list[np.ndarray], sample: np.ndarray
 ) -> DeviceResult:
-    """What `run_measurement` returns, measured on the profile's SSH host."""
+    """What `run_request` returns, measured on the profile's SSH host under this machine's lock for that device
+    (the runner also takes the device's own lock there, which controllers on other machines share)."""
     target = parse_host(profile.host)
-    job = _Job(artifact, profile, batches, sample, policy)
-    with device_lock(target):
-        return with_connection(target, profile.remote, lambda client: _measure(client, job, target))
+    job = _Job(request, profile, batches, sample)
+    with timing_lock(lock_name(target)) as waited:
+        result = with_connection(target, profile.remote, lambda client: _measure(client, job, target))
+    return replace(result, lock_wait_s=waited.seconds + result.lock_wait_s)
 
 
 def probe(profile: HardwareProfile) -> str | None:

@@ -1,28 +1,33 @@
-"""The search loop: sample a Strategy, build it, measure it on the device, tell Optuna, log to MLflow."""
+"""The search loop: sample a Strategy, build it, time it against the baseline on the device, tell Optuna, log
+to MLflow; at the end, confirm the top candidates together before anything is called best."""
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import FrameType
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from rich.console import Console
 
 from autocompress.compress.pipeline import build
 from autocompress.config import SearchSettings
 from autocompress.errors import AutocompressError
-from autocompress.evaluators import measure_artifact
+from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware.profile import HardwareProfile
-from autocompress.home import default_tracking_uri, study_dir
-from autocompress.search.export import trial_dir
+from autocompress.home import default_tracking_uri
+from autocompress.search.artifacts import baseline_artifact, trial_dir
+from autocompress.search.confirm import Confirmed, confirm
 from autocompress.search.progress import SearchProgress
 from autocompress.search.results import (
     BASELINE_ATTR,
@@ -30,12 +35,13 @@ from autocompress.search.results import (
     constraint_values,
     feasible_front,
     measurement_record,
+    objective_values,
+    top_feasible,
     trial_metrics,
 )
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import MlflowTracker
 from autocompress.spaces.space import SearchSpace
-from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ class Objective:
     space: SearchSpace
     study_name: str
     baseline: dict
+    baseline_path: Path
     tracker: MlflowTracker
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -75,7 +82,7 @@ class Objective:
         self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
         try:
             artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
-            measurement = measure_artifact(artifact.path, self.task, self.profile)
+            measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
             metrics = trial_metrics(measurement, self.baseline, self.settings)
             metrics["parameters"] = float(artifact.metadata["parameters"])
             trial.set_user_attr(METRICS_ATTR, metrics)
@@ -91,10 +98,7 @@ class Objective:
         except Exception as error:
             self._record_failure(trial, run_id, one_line(error), "FAILED")
             raise
-        values = [measurement.metric, measurement.latency.median_ms]
-        if self.settings.size_objective:
-            values.append(measurement.size_bytes / 1e6)
-        return tuple(values)
+        return objective_values(metrics, self.settings)
 
     def _record_failure(self, trial: optuna.Trial, run_id: str, reason: str, status: str) -> None:
         log.warning("trial %d failed: %s", trial.number, reason)
@@ -104,27 +108,26 @@ class Objective:
         shutil.rmtree(trial_dir(self.study_name, trial.number), ignore_errors=True)
 
 
-class KeepFrontArtifacts:
-    """After each trial: log newly non-dominated artifacts to MLflow; delete local artifacts that were dominated."""
+class KeepArtifacts:
+    """After each trial: log newly non-dominated artifacts to MLflow, and delete the local artifacts of finished
+    trials that are neither on the feasible front nor among the top candidates confirmation will re-time.
 
-    def __init__(self, tracker: MlflowTracker, study_name: str) -> None:
+    Only finished trials' folders are touched, so a trial being built by another worker is never deleted."""
+
+    def __init__(self, tracker: MlflowTracker, study_name: str, keep_top: int) -> None:
         self.tracker = tracker
         self.study_name = study_name
+        self.keep_top = keep_top
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         front = {t.number for t in feasible_front(study)}
         if trial.number in front and "mlflow_run_id" in trial.user_attrs:
             for path in trial_dir(self.study_name, trial.number).glob("model.*"):
                 self.tracker.log_artifact(trial.user_attrs["mlflow_run_id"], path)
-        trials_root = study_dir(self.study_name) / "trials"
-        for folder in trials_root.glob("*"):
-            if folder.name.isdigit() and int(folder.name) not in front and int(folder.name) != _running(study):
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def _running(study: optuna.Study) -> int:
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return running[0].number if running else -1
+        keep = front | {t.number for t in top_feasible(study, self.keep_top)}
+        finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        for number in finished - keep:
+            shutil.rmtree(trial_dir(self.study_name, number), ignore_errors=True)
 
 
 @contextmanager
@@ -143,16 +146,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous[1])
 
 
-def measure_baseline(task: Task, profile: HardwareProfile, study: optuna.Study) -> dict:
-    """The uncompressed model, exported and measured exactly like a candidate; once per study, then stored."""
-    if BASELINE_ATTR in study.user_attrs:
-        return study.user_attrs[BASELINE_ATTR]
-    folder = study_dir(study.study_name) / "baseline"
-    artifact = build(task, Strategy(), profile, folder)
-    record = measurement_record(measure_artifact(artifact.path, task, profile))
-    study.set_user_attr(BASELINE_ATTR, record)
-    shutil.rmtree(folder, ignore_errors=True)
-    return record
+def measure_baseline(task: Task, profile: HardwareProfile, study: optuna.Study) -> tuple[dict, Path]:
+    """The uncompressed model, exported exactly like a candidate and kept on disk for the whole study: its metric
+    and size are measured once and stored; its latency is re-timed beside every candidate."""
+    path = baseline_artifact(study.study_name, task, profile)
+    if BASELINE_ATTR not in study.user_attrs:
+        study.set_user_attr(BASELINE_ATTR, measurement_record(measure_artifact(path, task, profile)))
+    return study.user_attrs[BASELINE_ATTR], path
+
+
+@dataclass
+class SearchOutcome:
+    """The study after this invocation, and the confirmation of its top candidates (best first)."""
+
+    study: optuna.Study
+    confirmed: list[Confirmed] = field(default_factory=list)
+    wall_s: float = 0.0  # this invocation, confirmation included
+    confirm_s: float = 0.0  # the confirmation stage alone
 
 
 def run_search(
@@ -161,59 +171,71 @@ def run_search(
     settings: SearchSettings,
     study_name: str,
     console: Console | None = None,
-) -> optuna.Study:
-    """Run (or resume) a study until `trials` more trials or `timeout`; Ctrl-C raises SearchInterrupted."""
+) -> SearchOutcome:
+    """Run (or resume) a study until `trials` more trials or `timeout`, then confirm the top candidates; Ctrl-C
+    raises SearchInterrupted."""
+    started = time.monotonic()
     space = SearchSpace.for_task(task, profile, settings.granularity)
     study = open_study(study_name, open_storage(settings.storage), settings, space)
-    baseline = measure_baseline(task, profile, study)
-    if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
-        for label, params in space.warm_starts()[: settings.trials or None]:  # never more than the budget
-            study.enqueue_trial(params, user_attrs={"enqueued": label})
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
-    tracker.start_parent(
-        run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}",
-        params={
-            "device": profile.name,
-            "task": task.name,
-            "trials": settings.trials or 0,
-            "max_drop": settings.max_drop,
-            "drop_mode": settings.drop_mode,
-            "granularity": space.options.granularity,
-            "sampler": settings.sampler,
-            "seed": settings.seed,
-        },
-        tags={
-            "study": study_name,
-            "host": profile.host,
-            "runtime": profile.runtime,
-            "controller": platform.node(),
-        },
-    )
-    tracker.log(
-        tracker.parent_id or "",
-        metrics={
-            "baseline_metric": baseline["metric"],
-            "baseline_latency_ms": baseline["latency_ms"],
-            "baseline_size_bytes": float(baseline["size_bytes"]),
-        },
-    )
-    objective = Objective(task, profile, settings, space, study_name, baseline, tracker)
-    callbacks = [KeepFrontArtifacts(tracker, study_name)]
+    tracker.start_parent(run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}", params=_run_params(task, profile,
+                         settings, space), tags={"study": study_name, "host": profile.host,
+                         "runtime": profile.runtime, "controller": platform.node()})  # fmt: skip
     try:
-        with sigterm_as_interrupt(), SearchProgress(settings.trials, settings.timeout, console) as progress:
-            study.optimize(
-                objective,
-                n_trials=settings.trials,
-                timeout=settings.timeout,
-                catch=(Exception,),
-                callbacks=[*callbacks, progress],
-                gc_after_trial=True,
-            )
+        with sigterm_as_interrupt():
+            baseline, baseline_path = measure_baseline(task, profile, study)
+            if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
+                for label, params in space.warm_starts()[: settings.trials or None]:  # never more than the budget
+                    study.enqueue_trial(params, user_attrs={"enqueued": label})
+            tracker.log(tracker.parent_id or "", metrics={
+                "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
+                "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
+            objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker)
+            with SearchProgress(settings.trials, settings.timeout, console) as progress:
+                study.optimize(
+                    objective,
+                    n_trials=settings.trials,
+                    timeout=settings.timeout,
+                    catch=(Exception,),
+                    callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), progress],
+                    gc_after_trial=True,
+                )
+            confirming = time.monotonic()
+            confirmed = confirm(study, task, profile, settings.confirm) if settings.confirm else []
+            confirm_s = time.monotonic() - confirming
     except KeyboardInterrupt:
         tracker.end_parent("KILLED")
         raise SearchInterrupted(f"search '{study_name}' interrupted; run the same command again to resume") from None
     except AutocompressError:
         tracker.end_parent("FAILED")
         raise
+    wall_s = time.monotonic() - started
+    _log_confirmation(tracker, confirmed)
+    tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s})
     tracker.end_parent("FINISHED")
-    return study
+    return SearchOutcome(study, confirmed, wall_s, confirm_s)
+
+
+def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, space: SearchSpace) -> dict:
+    return {
+        "device": profile.name,
+        "task": task.name,
+        "trials": settings.trials or 0,
+        "max_drop": settings.max_drop,
+        "drop_mode": settings.drop_mode,
+        "granularity": space.options.granularity,
+        "sampler": settings.sampler,
+        "seed": settings.seed,
+        "confirm": settings.confirm,
+    }
+
+
+def _log_confirmation(tracker: MlflowTracker, confirmed: list[Confirmed]) -> None:
+    """The parent run carries the confirmed figures: the best, and every candidate as a JSON table."""
+    if not confirmed or tracker.parent_id is None:
+        return
+    best = confirmed[0]
+    tracker.log(tracker.parent_id, metrics={"confirmed_speedup": best.speedup, "confirmed_speedup_ci_low": best.ci_low,
+                "confirmed_speedup_ci_high": best.ci_high, "confirm_rounds": float(best.rounds)},
+                tags={"confirmed_best_trial": str(best.trial)})  # fmt: skip
+    tracker.log_text(tracker.parent_id, json.dumps([asdict(item) for item in confirmed], indent=2), "confirmation.json")

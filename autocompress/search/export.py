@@ -1,29 +1,35 @@
-"""Export the best strategy of a study for one device: strategy.yaml, the artifact, report.json, pareto.json."""
+"""Export the best strategy of a study for one device: strategy.yaml, the artifact, the baseline, the reports.
+
+The winner is chosen on confirmed speedups (search/confirm.py), never on the search-time estimate alone, and it
+must beat the uncompressed model beyond the measurement interval: otherwise nothing is exported as "best".
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from autocompress.compress.pipeline import build
 from autocompress.errors import AutocompressError
 from autocompress.hardware.profile import HardwareProfile
-from autocompress.home import study_dir
-from autocompress.search.results import BASELINE_ATTR, EXTRA_PREFIX, METRICS_ATTR, fastest_feasible, feasible_front
+from autocompress.search.artifacts import artifact_files, baseline_artifact, trial_artifact
+from autocompress.search.confirm import Confirmed, winner
+from autocompress.search.results import BASELINE_ATTR, EXTRA_PREFIX, METRICS_ATTR, feasible_front, is_compressed
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
 
-def trial_dir(study_name: str, number: int) -> Path:
-    return study_dir(study_name) / "trials" / f"{number:05d}"
+class NoImprovement(AutocompressError):
+    """No candidate beats the uncompressed model beyond its interval: not a failure, nothing to export."""
 
 
 def report_entry(study: optuna.Study, trial: FrozenTrial, device: str) -> dict[str, Any]:
+    """A trial as the search measured it (the search-time estimate of its speedup)."""
     metrics = trial.user_attrs[METRICS_ATTR]
     baseline = study.user_attrs[BASELINE_ATTR]
     return {
@@ -33,11 +39,12 @@ def report_entry(study: optuna.Study, trial: FrozenTrial, device: str) -> dict[s
         "accuracy": metrics["metric"],
         "baseline_accuracy": baseline["metric"],
         "accuracy_drop": metrics["metric_drop"],
+        "search_speedup": metrics["speedup"],
+        "search_speedup_ci": [metrics["speedup_ci_low"], metrics["speedup_ci_high"]],
         "latency_ms": metrics["latency_ms"],
         "latency_ci_ms": [metrics["latency_ci_low_ms"], metrics["latency_ci_high_ms"]],
         "latency_p90_ms": metrics["latency_p90_ms"],
-        "baseline_latency_ms": baseline["latency_ms"],
-        "speedup": metrics["speedup"],
+        "baseline_latency_ms": metrics["baseline_latency_ms"],
         "size_bytes": int(metrics["size_bytes"]),
         "baseline_size_bytes": baseline["size_bytes"],
         "compression_ratio": metrics["compression_ratio"],
@@ -47,31 +54,67 @@ def report_entry(study: optuna.Study, trial: FrozenTrial, device: str) -> dict[s
     }
 
 
-def export_best(
-    study: optuna.Study, profile: HardwareProfile, out: Path, load_task: Any, metric_name: str = "accuracy"
-) -> Path:
-    """Write `out/<device>/`; the artifact is copied from the study's trial folder, or rebuilt from the strategy."""
-    best = fastest_feasible(study)
-    if best is None:
-        raise AutocompressError(
-            f"study '{study.study_name}' has no feasible completed trial yet: run more trials or relax --max-drop"
-        )
-    target = out / profile.name
+def confirmed_entry(confirmed: Confirmed) -> dict[str, Any]:
+    """The confirmation's figures: what the report's headline speedup is."""
+    return {
+        "confirmed_speedup": confirmed.speedup,
+        "confirmed_speedup_ci": [confirmed.ci_low, confirmed.ci_high],
+        "confirm_rounds": confirmed.rounds,
+        "confirm_noisy": confirmed.noisy,
+        "confirmed_latency_ms": confirmed.latency_ms,
+        "confirmed_baseline_latency_ms": confirmed.baseline_latency_ms,
+        "speedup": confirmed.speedup,
+    }
+
+
+def _copy_artifact(artifact: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    strategy = Strategy(**best.user_attrs["strategy"])
-    strategy.save(target / "strategy.yaml")
     for stale in target.glob("model.*"):
         stale.unlink()
-    kept = sorted(trial_dir(study.study_name, best.number).glob("model.*"))
-    if not kept:  # the trial's folder was cleaned up: rebuild (deterministic) from the strategy
-        task: Task = load_task()
-        build(task, strategy, profile, target / "build")
-        kept = sorted((target / "build").glob("model.*"))
-    for path in kept:  # an artifact may be several files (OpenVINO: .xml + .bin)
+    for path in artifact_files(artifact):  # an artifact may be several files (OpenVINO: .xml + .bin)
         shutil.copyfile(path, target / path.name)
-    shutil.rmtree(target / "build", ignore_errors=True)
-    report = report_entry(study, best, profile.name) | {"metric": metric_name, "strategy": "strategy.yaml"}
+
+
+def export_best(
+    study: optuna.Study,
+    profile: HardwareProfile,
+    out: Path,
+    load_task: Callable[[], Task],
+    confirmed: list[Confirmed],
+    metric_name: str = "accuracy",
+) -> Path:
+    """Write `out/<device>/` for the confirmed winner: strategy.yaml (with the device), the artifact, the baseline
+    artifact under baseline/ (so anyone can re-time the pair), report.json and pareto.json."""
+    best = winner(confirmed)
+    if best is None:
+        raise NoImprovement(_no_improvement(confirmed))
+    trial = study.trials[best.trial]
+    target = out / profile.name
+    target.mkdir(parents=True, exist_ok=True)
+    strategy = Strategy(**trial.user_attrs["strategy"])
+    strategy.model_copy(update={"device": profile.name}).save(target / "strategy.yaml")
+    task = load_task()
+    _copy_artifact(trial_artifact(study, trial, task, profile), target)
+    _copy_artifact(baseline_artifact(study.study_name, task, profile), target / "baseline")
+    report = report_entry(study, trial, profile.name) | confirmed_entry(best)
+    report |= {"metric": metric_name, "strategy": "strategy.yaml", "improvement": "faster"}
     (target / "report.json").write_text(json.dumps(report, indent=2))
-    front = sorted(feasible_front(study), key=lambda trial: trial.user_attrs[METRICS_ATTR]["latency_ms"])
-    (target / "pareto.json").write_text(json.dumps([report_entry(study, t, profile.name) for t in front], indent=2))
+    by_trial = {item.trial: item for item in confirmed}
+    front = [t for t in feasible_front(study) if is_compressed(t)]
+    front.sort(key=lambda t: t.user_attrs[METRICS_ATTR]["speedup"], reverse=True)
+    entries = [
+        report_entry(study, t, profile.name) | (confirmed_entry(by_trial[t.number]) if t.number in by_trial else {})
+        for t in front
+    ]
+    (target / "pareto.json").write_text(json.dumps(entries, indent=2))
     return target
+
+
+def _no_improvement(confirmed: list[Confirmed]) -> str:
+    if not confirmed:
+        return "no compressed candidate is within the bounds: nothing exported (run more trials or relax --max-drop)"
+    best = confirmed[0]
+    return (
+        f"no candidate beats the uncompressed model beyond the measurement interval (best: trial {best.trial} at "
+        f"{best.speedup:.2f}x [{best.ci_low:.2f}, {best.ci_high:.2f}]): nothing exported"
+    )

@@ -1,4 +1,10 @@
-"""What a trial measured, relative to the study's baseline, and the feasible Pareto front of a study."""
+"""What a trial measured, relative to the baseline it was timed against, and how trials are ranked.
+
+Optuna's objectives are the metric and the **relative latency**: the candidate's latency over the baseline's, as
+a paired ratio (the two alternated in rounds in one window, see evaluators/device/latency.py), i.e. 1 / speedup.
+A latency in milliseconds, divided by a baseline timed minutes earlier, would rank candidates by the moment
+they happened to be timed on a machine whose speed drifts by 10-30%.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.config import SearchSettings
 from autocompress.evaluators.base import Measurement
+from autocompress.spaces.strategy import Strategy
 
 BASELINE_ATTR = "baseline"
 METRICS_ATTR = "metrics"
+OBJECTIVE_ATTR = "latency_objective"
+OBJECTIVE = "paired-relative-latency/v1"
 EXTRA_PREFIX = "extra."  # the task's reported-only metrics, e.g. extra.min_fidelity
 
 
 def measurement_record(measurement: Measurement) -> dict[str, Any]:
-    """The baseline as stored with the study (JSON-able)."""
+    """The baseline as stored with the study (JSON-able); its latency alone is for information, never a divisor."""
     return {
         "metric": measurement.metric,
         "latency_ms": measurement.latency.median_ms,
@@ -35,27 +44,42 @@ def metric_drop(baseline_metric: float, metric: float, settings: SearchSettings)
 
 
 def trial_metrics(measurement: Measurement, baseline: dict[str, Any], settings: SearchSettings) -> dict[str, float]:
-    """Every number logged for a trial: the metric and its drop, latency statistics, speedup, size."""
-    latency = measurement.latency
+    """Every number logged for a trial: the metric and its drop, the paired speedup and its interval, both
+    latencies of that window in ms, and size."""
+    latency, paired, concurrent = measurement.latency, measurement.speedup, measurement.baseline_latency
+    if paired is None or concurrent is None:
+        raise ValueError("a trial's measurement must be paired with the baseline")
     drop = metric_drop(baseline["metric"], measurement.metric, settings)
     return {
         "metric": measurement.metric,
         "metric_drop": drop,
+        "speedup": paired.speedup,
+        "speedup_ci_low": paired.ci_low,
+        "speedup_ci_high": paired.ci_high,
+        "relative_latency": 1.0 / paired.speedup,
+        "timing_rounds": float(paired.rounds),
+        "latency_noisy": float(paired.noisy),
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,
-        "latency_mean_ms": latency.mean_ms,
-        "latency_std_ms": latency.std_ms,
         "latency_ci_low_ms": latency.ci_low_ms,
         "latency_ci_high_ms": latency.ci_high_ms,
         "latency_n": float(latency.n),
-        "latency_noisy": float(latency.noisy),
-        "speedup": baseline["latency_ms"] / latency.median_ms,
+        "baseline_latency_ms": concurrent.median_ms,
+        "timing_lock_wait_s": measurement.lock_wait_s,
         "size_bytes": float(measurement.size_bytes),
         "size_mb": measurement.size_bytes / 1e6,
         "compression_ratio": baseline["size_bytes"] / measurement.size_bytes,
         "feasible": float(is_within_bounds(drop, measurement.size_bytes, settings)),
         **{EXTRA_PREFIX + name: value for name, value in measurement.extras.items()},
     }
+
+
+def objective_values(metrics: dict[str, float], settings: SearchSettings) -> tuple[float, ...]:
+    """What Optuna optimises: maximise the metric, minimise the relative latency (and the size, if asked)."""
+    values = [metrics["metric"], metrics["relative_latency"]]
+    if settings.size_objective:
+        values.append(metrics["size_mb"])
+    return tuple(values)
 
 
 def constraint_values(drop: float, size_bytes: int, settings: SearchSettings) -> dict[str, float]:
@@ -75,7 +99,22 @@ def feasible_front(study: optuna.Study) -> list[FrozenTrial]:
     return [trial for trial in study.best_trials if trial.state == TrialState.COMPLETE]
 
 
+def is_compressed(trial: FrozenTrial) -> bool:
+    """The uncompressed model (nothing pruned, every layer fp32) is the baseline itself, never a result."""
+    return not Strategy(**trial.user_attrs["strategy"]).is_uncompressed
+
+
+def top_feasible(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The k fastest compressed trials within the bounds, by their search-time paired speedup."""
+    trials = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if METRICS_ATTR in trial.user_attrs and trial.user_attrs[METRICS_ATTR]["feasible"] and is_compressed(trial)
+    ]
+    return sorted(trials, key=lambda trial: trial.user_attrs[METRICS_ATTR]["speedup"], reverse=True)[:k]
+
+
 def fastest_feasible(study: optuna.Study) -> FrozenTrial | None:
-    """ "Best" = the fastest strategy within the accuracy constraint."""
-    front = feasible_front(study)
-    return min(front, key=lambda trial: trial.user_attrs[METRICS_ATTR]["latency_ms"]) if front else None
+    """The search's estimate of "best": the fastest compressed strategy within the bounds (before confirmation)."""
+    top = top_feasible(study, 1)
+    return top[0] if top else None

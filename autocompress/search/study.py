@@ -10,6 +10,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from autocompress.config import SearchSettings
 from autocompress.errors import ConfigError
 from autocompress.home import default_storage
+from autocompress.search.results import OBJECTIVE, OBJECTIVE_ATTR
 from autocompress.spaces.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def open_storage(url: str | None) -> BaseStorage:
 
 
 def directions(settings: SearchSettings) -> list[str]:
-    """Maximize the metric, minimize latency; size is an optional third objective."""
+    """Maximize the metric, minimize the latency relative to the baseline; size is an optional third objective."""
     return ["maximize", "minimize"] + (["minimize"] if settings.size_objective else [])
 
 
@@ -67,6 +68,14 @@ def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space:
             f"study '{name}' was created with {len(study.directions)} objectives; "
             "keep --size-objective as it was or use another --study name"
         )
+    objective = study.user_attrs.get(OBJECTIVE_ATTR)
+    if objective is None and study.trials:
+        raise ConfigError(
+            f"study '{name}' was made by an older autocompress that divided latencies by a baseline timed once "
+            "(not comparable with paired speedups); use another --study name"
+        )
+    if objective is None:
+        study.set_user_attr(OBJECTIVE_ATTR, OBJECTIVE)
     signature = space_signature(space)
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is None:

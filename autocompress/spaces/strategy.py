@@ -73,9 +73,16 @@ class Strategy(_Frozen):
 
     schema_version: int = SCHEMA_VERSION
     seed: int = 0
+    device: str | None = None  # the hardware profile it was found for (set on export; `apply` defaults to it)
     prune: PruneSettings = Field(default_factory=PruneSettings)
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+
+    @property
+    def is_uncompressed(self) -> bool:
+        """Nothing pruned and every layer fp32: the original computation (distillation alone changes no speed)."""
+        pruned = any(ratio > 0 for ratio in self.prune.ratios.values())
+        return not pruned and all(precision == "fp32" for precision in self.quantize.precisions.values())
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)

@@ -1,15 +1,24 @@
-"""Latency you can trust, shared by every runtime: warm-up, repeated runs until the median is pinned down.
+"""Latency you can trust on a shared machine: artifacts timed in interleaved rounds, speedups as paired ratios.
 
-The stopping rule uses a distribution-free confidence interval of the median (order statistics of a
-binomial(n, 1/2)), so it needs no normality assumption and ignores a few slow outliers (a context switch,
-a page fault) that would drag a mean.
+A machine that drifts 10-30% over minutes makes a median measured now, divided by a baseline measured earlier,
+meaningless. So every artifact of one measurement is timed in the same window: each round gives every artifact
+a short slot (a few dozen calls, in a fresh random order per round), a slot's median is that artifact's latency
+in that round, and a candidate's speedup in a round is the reference's slot median over its own. The speedup is
+the median of those per-round ratios, with a distribution-free confidence interval from order statistics over
+the rounds (no normality assumed; a round hit by a context switch is just one rank). Rounds go on until every
+interval is within the target width, or a time cap; one that is still wide is measured once more (the rounds
+pooled) and then flagged noisy.
+
+Absolute latencies are kept too (every call's time, pooled over the rounds), but only ratios within one
+measurement are comparable: that is what the search optimises and what reports call a speedup.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,7 +26,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Milliseconds per call; `noisy` when the CI was still wider than the target at the time cap."""
+    """Milliseconds per call over every timed call; `noisy` when the measurement never reached its target."""
 
     median_ms: float
     p90_ms: float
@@ -37,21 +46,63 @@ class LatencyStats:
 
 
 @dataclass(frozen=True)
+class SpeedupStats:
+    """Reference latency / candidate latency: the median of per-round ratios and its 95% interval."""
+
+    speedup: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+    noisy: bool
+
+    @property
+    def rel_half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2 / self.speedup
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TimingPolicy:
-    """How long to measure: stop when the 95% CI half-width is within `target_rel_ci` of the median."""
+    """How long to measure: rounds until each interval's half-width is within `target_rel_ci` of its value."""
 
-    warmup_runs: int = 20
-    min_runs: int = 50
-    min_time_s: float = 0.5  # a burst of contention on a shared machine must not be the whole sample
-    max_runs: int = 5000
-    chunk_runs: int = 25
+    warmup_runs: int = 10
+    slot_s: float = 0.02  # time each artifact gets per round: short enough that drift within a round is small
+    min_rounds: int = 12
+    max_rounds: int = 2000
     target_rel_ci: float = 0.02
-    time_cap_s: float = 3.0
+    time_cap_s: float = 4.0  # per attempt; a measurement still too wide at the cap gets one more attempt
+    seed: int = 0
 
 
-def median_ci(samples: np.ndarray, confidence_z: float = 1.96) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Interleaved:
+    """What one interleaved measurement gives: per artifact its latency, and its speedup over artifact 0."""
+
+    latencies: list[LatencyStats]
+    speedups: list[SpeedupStats | None]  # None for the reference itself (and when there is only one artifact)
+    rounds: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "latencies": [stats.as_dict() for stats in self.latencies],
+            "speedups": [None if stats is None else stats.as_dict() for stats in self.speedups],
+            "rounds": self.rounds,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Interleaved:
+        return cls(
+            [LatencyStats(**item) for item in raw["latencies"]],
+            [None if item is None else SpeedupStats(**item) for item in raw["speedups"]],
+            int(raw["rounds"]),
+        )
+
+
+def median_ci(samples: Sequence[float] | np.ndarray, confidence_z: float = 1.96) -> tuple[float, float]:
     """95% CI of the median from order statistics: ranks n/2 -/+ z*sqrt(n)/2 of the sorted samples."""
-    ordered = np.sort(samples)
+    ordered = np.sort(np.asarray(samples, dtype=float))
     n = len(ordered)
     half = confidence_z * math.sqrt(n) / 2
     low = max(0, math.floor(n / 2 - half))
@@ -59,7 +110,7 @@ def median_ci(samples: np.ndarray, confidence_z: float = 1.96) -> tuple[float, f
     return float(ordered[low]), float(ordered[high])
 
 
-def summarize(samples_s: np.ndarray, noisy: bool) -> LatencyStats:
+def summarize(samples_s: Sequence[float] | np.ndarray, noisy: bool) -> LatencyStats:
     samples = np.asarray(samples_s, dtype=float) * 1e3
     low, high = median_ci(samples)
     return LatencyStats(
@@ -74,37 +125,93 @@ def summarize(samples_s: np.ndarray, noisy: bool) -> LatencyStats:
     )
 
 
-def _converged(samples: list[float], policy: TimingPolicy) -> bool:
-    if len(samples) < policy.min_runs or sum(samples) < policy.min_time_s:
-        return False
-    low, high = median_ci(np.asarray(samples))
-    median = float(np.median(samples))
-    return (high - low) / 2 <= policy.target_rel_ci * median
+def _speedup(reference: list[float], candidate: list[float], noisy: bool) -> SpeedupStats:
+    ratios = np.asarray(reference) / np.asarray(candidate)
+    low, high = median_ci(ratios)
+    return SpeedupStats(float(np.median(ratios)), low, high, len(ratios), noisy)
+
+
+def _rel_half_width(values: list[float]) -> float:
+    low, high = median_ci(values)
+    return (high - low) / 2 / float(np.median(values))
+
+
+class _Rounds:
+    """The state of one interleaved measurement: each artifact's calls per slot, its samples and slot medians."""
+
+    def __init__(self, calls: Sequence[Callable[[], object]], policy: TimingPolicy) -> None:
+        self.calls = calls
+        self.policy = policy
+        self.order = random.Random(policy.seed)
+        self.samples: list[list[float]] = [[] for _ in calls]
+        self.slot_medians: list[list[float]] = [[] for _ in calls]
+        self.per_slot = [self._calls_per_slot(call) for call in calls]
+
+    def _calls_per_slot(self, call: Callable[[], object]) -> int:
+        for _ in range(self.policy.warmup_runs):
+            call()
+        probe = []
+        for _ in range(5):
+            start = time.perf_counter()
+            call()
+            probe.append(time.perf_counter() - start)
+        return int(min(10_000, max(3, math.ceil(self.policy.slot_s / max(float(np.median(probe)), 1e-7)))))
+
+    def run_round(self) -> None:
+        indices = list(range(len(self.calls)))
+        self.order.shuffle(indices)
+        clock = time.perf_counter
+        for index in indices:
+            call = self.calls[index]
+            call()  # untimed: the switch from another artifact evicted this one's weights from the caches
+            slot = []
+            for _ in range(self.per_slot[index]):
+                start = clock()
+                call()
+                slot.append(clock() - start)
+            self.samples[index].extend(slot)
+            self.slot_medians[index].append(float(np.median(slot)))
+
+    @property
+    def rounds(self) -> int:
+        return len(self.slot_medians[0])
+
+    def widths(self) -> list[float]:
+        """Relative half-widths of what the measurement reports: each speedup, or the lone artifact's median."""
+        if len(self.calls) == 1:
+            return [_rel_half_width(self.slot_medians[0])]
+        reference = np.asarray(self.slot_medians[0])
+        return [_rel_half_width(list(reference / np.asarray(medians))) for medians in self.slot_medians[1:]]
+
+    def converged(self) -> bool:
+        if self.rounds < self.policy.min_rounds:
+            return False
+        return max(self.widths()) <= self.policy.target_rel_ci
+
+    def attempt(self) -> bool:
+        """Rounds until converged, the time cap or max_rounds; True when converged."""
+        deadline = time.perf_counter() + self.policy.time_cap_s
+        while self.rounds < self.policy.max_rounds:
+            self.run_round()
+            if self.converged():
+                return True
+            if time.perf_counter() > deadline:
+                return False
+        return self.converged()
+
+
+def measure_interleaved(calls: Sequence[Callable[[], object]], policy: TimingPolicy | None = None) -> Interleaved:
+    """Time `calls` (calls[0] is the reference) in interleaved rounds; a second attempt if the first stays wide."""
+    if not calls:
+        raise ValueError("nothing to time")
+    state = _Rounds(calls, policy or TimingPolicy())
+    converged = state.attempt() or state.attempt()
+    latencies = [summarize(samples, noisy=not converged) for samples in state.samples]
+    speedups: list[SpeedupStats | None] = [None]
+    speedups += [_speedup(state.slot_medians[0], medians, not converged) for medians in state.slot_medians[1:]]
+    return Interleaved(latencies, speedups, state.rounds)
 
 
 def measure(run: Callable[[], object], policy: TimingPolicy | None = None) -> LatencyStats:
-    """Time `run` (one inference) after warm-up; if the CI never tightens, measure once more and keep the better."""
-    policy = policy or TimingPolicy()
-    first = _measure_once(run, policy)
-    if not first.noisy:
-        return first
-    second = _measure_once(run, policy)
-    return min(first, second, key=lambda stats: stats.ci_half_width_ms / stats.median_ms)
-
-
-def _measure_once(run: Callable[[], object], policy: TimingPolicy) -> LatencyStats:
-    for _ in range(policy.warmup_runs):
-        run()
-    samples: list[float] = []
-    deadline = time.perf_counter() + policy.time_cap_s
-    clock = time.perf_counter
-    while len(samples) < policy.max_runs:
-        for _ in range(policy.chunk_runs):
-            start = clock()
-            run()
-            samples.append(clock() - start)
-        if _converged(samples, policy):
-            return summarize(np.asarray(samples), noisy=False)
-        if clock() > deadline:
-            break
-    return summarize(np.asarray(samples), noisy=not _converged(samples, policy))
+    """One artifact alone (e.g. the baseline's absolute latency): rounds of slots until its median is pinned."""
+    return measure_interleaved([run], policy).latencies[0]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import onnxruntime.capi._pybind_state as C
 
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -17,6 +18,22 @@ OPTIMIZATION_LEVELS = {
 
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_global_threads: int | None = None  # set once per measuring process by configure_process
+
+
+def configure_process(threads: int) -> None:
+    """Give every session of this process one shared intra-op thread pool of `threads` threads.
+
+    With a pool per session, the pool of the artifact timed a moment ago keeps spinning (ORT's default
+    allow_spinning) and competes for the cores with the one being timed: two identical models then measure up
+    to 2x apart in alternating rounds. One shared pool is what a deployment with one model has. ORT allows this
+    only before its environment exists, i.e. in a process that has not run ORT yet (the device worker)."""
+    global _global_threads
+    if _global_threads is None:
+        C.set_global_thread_pool_sizes(threads, 1)
+        _global_threads = threads
+
+
 INPUT_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
@@ -25,8 +42,11 @@ class Session:
 
     def __init__(self, artifact: str, options: dict[str, Any], threads: int) -> None:
         session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = threads
-        session_options.inter_op_num_threads = 1
+        if _global_threads == threads:
+            session_options.use_per_session_threads = False
+        else:
+            session_options.intra_op_num_threads = threads
+            session_options.inter_op_num_threads = 1
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = OPTIMIZATION_LEVELS[options.get("graph_optimization_level", "all")]
         # YAML gives [name, {options}] lists; ORT wants names or (name, options) tuples

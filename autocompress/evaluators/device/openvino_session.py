@@ -6,6 +6,7 @@ CPUs that have it, which would silently change the accuracy the search measures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,14 @@ class Session:
     def run(self, inputs: np.ndarray) -> np.ndarray:
         self._request.infer({0: np.ascontiguousarray(inputs, dtype=self._dtype)}, share_inputs=True, share_outputs=True)
         return self._request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next call
+
+    def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
+        """One timed inference: a plain run of the sample."""
+        return lambda: self.run(sample)
+
+
+def configure_process(threads: int) -> None:
+    """Nothing to set per process: sessions of this runtime do not disturb each other's timing."""
 
 
 def versions() -> dict[str, str]:

@@ -7,6 +7,7 @@ model whose batch dimension is dynamic is resized instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -65,6 +66,14 @@ class Session:
         if inputs.shape[1:] != self._shape[1:] or len(inputs) % step:
             raise RuntimeError(f"input of shape {inputs.shape} does not fit the model's static input {self._shape}")
         return np.concatenate([self._invoke(inputs[i : i + step]) for i in range(0, len(inputs), step)])
+
+    def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
+        """One timed inference: a plain run of the sample."""
+        return lambda: self.run(sample)
+
+
+def configure_process(threads: int) -> None:
+    """Nothing to set per process: sessions of this runtime do not disturb each other's timing."""
 
 
 def versions() -> dict[str, str]:

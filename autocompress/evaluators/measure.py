@@ -1,0 +1,88 @@
+"""Measure artifacts on a device: the task's metric on the runtime's own outputs, paired latency, size on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from autocompress.errors import TrialError
+from autocompress.evaluators.base import Measurement
+from autocompress.evaluators.device.latency import Interleaved, TimingPolicy
+from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.hardware.runners import runner_for
+from autocompress.task import Task
+
+# During a search: every trial paired with the baseline, 2% interval or 4 s (twice, if still wide).
+SEARCH_POLICY = TimingPolicy()
+# Before export: the top candidates and the baseline together, a tighter interval and more rounds.
+CONFIRM_POLICY = TimingPolicy(min_rounds=30, target_rel_ci=0.015, time_cap_s=10.0)
+
+
+def artifact_size(artifact: Path) -> int:
+    """Bytes on disk, weights files included (OpenVINO keeps them in a .bin beside the .xml)."""
+    size = artifact.stat().st_size
+    weights = artifact.with_suffix(".bin")
+    if artifact.suffix == ".xml" and weights.exists():
+        size += weights.stat().st_size
+    return size
+
+
+def timing_sample(task: Task, profile: HardwareProfile) -> np.ndarray:
+    repeats = [1] * task.example_input.dim()
+    repeats[0] = profile.batch_size
+    return task.example_input.repeat(*repeats).numpy()
+
+
+def _run(
+    profile: HardwareProfile, artifacts: list[Path], score: list[int], task: Task, policy: TimingPolicy
+) -> DeviceResult:
+    request = DeviceRequest(
+        [str(path) for path in artifacts], profile.runtime, profile.runtime_options, profile.threads, policy, score
+    )
+    batches = [inputs.numpy() for inputs, _ in task.data.validation] if score else []
+    try:
+        return runner_for(profile).run(request, batches, timing_sample(task, profile))
+    except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
+        raise TrialError(f"{profile.runtime} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+
+
+def measure_artifact(
+    artifact: Path,
+    task: Task,
+    profile: HardwareProfile,
+    baseline: Path | None = None,
+    policy: TimingPolicy | None = None,
+) -> Measurement:
+    """The metric on the validation split, latency at the profile's batch size, and the size on disk; with a
+    `baseline` artifact, the speedup over it, timed in alternating rounds in the same window."""
+    artifacts = [baseline, artifact] if baseline is not None else [artifact]
+    result = _run(profile, artifacts, [len(artifacts) - 1], task, policy or SEARCH_POLICY)
+    labels = np.concatenate([labels.numpy() for _, labels in task.data.validation])
+    outputs = np.concatenate(result.outputs[len(artifacts) - 1])
+    value = float(task.metric(outputs, labels))
+    if not np.isfinite(value):
+        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
+    extras = {name: float(metric(outputs, labels)) for name, metric in task.extra_metrics.items()}
+    timing = result.timing
+    return Measurement(
+        value,
+        timing.latencies[-1],
+        artifact_size(artifact),
+        result.environment,
+        extras,
+        baseline_latency=timing.latencies[0] if baseline is not None else None,
+        speedup=timing.speedups[-1],
+        lock_wait_s=result.lock_wait_s,
+    )
+
+
+def time_together(
+    baseline: Path, candidates: list[Path], task: Task, profile: HardwareProfile, policy: TimingPolicy | None = None
+) -> Interleaved:
+    """Latency only: the baseline and every candidate in the same interleaved rounds (confirmation)."""
+    return _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY).timing
+
+
+__all__ = ["CONFIRM_POLICY", "SEARCH_POLICY", "Measurement", "artifact_size", "measure_artifact", "time_together"]

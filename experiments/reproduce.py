@@ -1,0 +1,150 @@
+"""Does an exported report's speedup hold? Re-time the exported artifact against its baseline, independently.
+
+    python -m experiments.reproduce best/cpu [--rounds 15 --runs 100]
+
+Reads `<dir>/report.json` (its device and `confirmed_speedup`), `<dir>/model.*` and `<dir>/baseline/model.*`,
+and times the pair with a plain loop written directly against the runtime's own API (no autocompress code
+runs): per round, `--runs` calls of one artifact, then of the other, in an order alternating per round; the
+round's ratio is baseline median / candidate median, and the speedup is the median over the rounds. Settings
+are those of the device's profile (threads; OpenVINO's latency hint and f32 precision; LiteRT's XNNPACK).
+ONNX Runtime sessions share one global intra-op pool (its documented process-wide setting), as a deployment
+of one model has one pool; a pool per session would have the idle model's spinning threads slow the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+PROFILES = Path(__file__).resolve().parent.parent / "autocompress" / "hardware" / "profiles"
+SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite"}
+_ORT_POOL: list[int] = []  # the thread count of this process's global ONNX Runtime pool, once created
+
+
+def main_file(folder: Path) -> Path:
+    return next(path for path in sorted(folder.glob("model.*")) if path.suffix in SUFFIXES)
+
+
+def plain_call(runtime: str, artifact: Path, threads: int, sample: np.ndarray) -> Callable[[], object]:
+    """One inference through the runtime's own API."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.use_per_session_threads = False
+        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: sample})
+    if runtime == "openvino":
+        import openvino as ov
+
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "INFERENCE_PRECISION_HINT": "f32"}  # fmt: skip
+        request = ov.Core().compile_model(str(artifact), "CPU", config).create_infer_request()
+        return lambda: request.infer({0: sample}, share_inputs=True, share_outputs=True)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+
+    def call() -> None:
+        interpreter.set_tensor(index, sample)
+        interpreter.invoke()
+
+    return call
+
+
+def _static(dims: list[int | None]) -> list[int]:
+    """Dynamic axes: batch 1, any other (a text model's sequence) 64 tokens, as autocompress times them."""
+    return [d if d is not None else (1 if axis == 0 else 64) for axis, d in enumerate(dims)]
+
+
+def sample_for(runtime: str, artifact: Path) -> np.ndarray:
+    """A batch-1 input of the model's own shape and type (zeros: latency does not depend on the values here)."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        meta = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"]).get_inputs()[0]
+        shape = _static([d if isinstance(d, int) else None for d in meta.shape])
+        return np.zeros(shape, np.int64 if "int64" in meta.type else np.float32)
+    if runtime == "openvino":
+        import openvino as ov
+
+        port = ov.Core().read_model(str(artifact)).input(0)
+        shape = _static([d.get_length() if d.is_static else None for d in port.get_partial_shape()])
+        return np.zeros(shape, port.get_element_type().to_dtype())
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(artifact)).get_input_details()[0]
+    return np.zeros(details["shape"], details["dtype"])
+
+
+def paired_loop(baseline: Callable[[], object], candidate: Callable[[], object], rounds: int, runs: int) -> list[float]:
+    """Per-round ratios baseline median / candidate median, alternating which goes first."""
+    for call in (baseline, candidate):
+        for _ in range(20):
+            call()
+    ratios = []
+    for index in range(rounds):
+        medians = {}
+        order = (("b", baseline), ("c", candidate)) if index % 2 == 0 else (("c", candidate), ("b", baseline))
+        for key, call in order:
+            samples = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - start)
+            medians[key] = statistics.median(samples)
+        ratios.append(medians["b"] / medians["c"])
+    return ratios
+
+
+def reproduce(folder: Path, rounds: int, runs: int) -> dict:
+    report = json.loads((folder / "report.json").read_text())
+    profile = yaml.safe_load((PROFILES / f"{report['device']}.yaml").read_text())
+    candidate, baseline = main_file(folder), main_file(folder / "baseline")
+    runtime = SUFFIXES[candidate.suffix]
+    if runtime == "onnxruntime" and not _ORT_POOL:
+        import onnxruntime.capi._pybind_state as ort_state
+
+        ort_state.set_global_thread_pool_sizes(profile["threads"], 1)  # once per process, before any session
+        _ORT_POOL.append(profile["threads"])
+    sample = sample_for(runtime, baseline)
+    calls = [plain_call(runtime, path, profile["threads"], sample) for path in (baseline, candidate)]
+    ratios = paired_loop(*calls, rounds=rounds, runs=runs)
+    independent = statistics.median(ratios)
+    return {
+        "folder": str(folder),
+        "device": report["device"],
+        "trial": report["trial_number"],
+        "report_confirmed_speedup": report["confirmed_speedup"],
+        "report_ci": report["confirmed_speedup_ci"],
+        "independent_speedup": independent,
+        "independent_rounds": rounds,
+        "independent_range": [min(ratios), max(ratios)],
+        "difference": report["confirmed_speedup"] / independent - 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="export folders (best/<device>)")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        print(json.dumps(reproduce(folder, args.rounds, args.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

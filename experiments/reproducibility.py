@@ -1,0 +1,112 @@
+"""Do exported speedups reproduce? Searches as a user runs them, each report checked by an independent loop.
+
+    python -m experiments.reproducibility [--devices cpu openvino-cpu tflite-cpu] [--runs 3] [--trials 20]
+                                          [--home autocompress-runs/reproducibility] [--out experiments/results]
+
+For each device and run: `autocompress search --example digits --device D --trials N --seed RUN --out ...` in a
+fresh process (its own study), then `experiments.reproduce` on the exported folder: the runtime's own API,
+baseline and exported artifact alternated for 15 rounds of 100 calls. Also records the search's wall time and
+the share of it spent confirming. Writes <out>/reproducibility.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from experiments.benchmark import git_commit, machine_info
+
+CONFIRMATION = re.compile(r"confirmation took (\d+) s of this search's (\d+) s")
+
+
+def run_one(device: str, run: int, args: argparse.Namespace) -> dict:
+    out = args.home / "exports" / f"{device}-run{run}"
+    study = f"repro-{device}-n{args.trials}-run{run}-{datetime.now():%H%M%S}"
+    command = ["autocompress", "search", "--example", "digits", "--device", device, "--trials", str(args.trials),
+               "--seed", str(run), "--study", study, "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
+    searched = subprocess.run(command, capture_output=True, text=True, env=env)
+    row: dict = {"device": device, "run": run, "study": study, "command": " ".join(command)}
+    stderr = " ".join(searched.stderr.split())
+    if searched.returncode != 0 or not (out / device / "report.json").exists():
+        return row | {"error": (searched.stderr.strip().splitlines() or ["?"])[-1], "exit": searched.returncode}
+    timing = CONFIRMATION.search(stderr)
+    if timing:
+        row |= {"confirm_s": int(timing[1]), "search_wall_s": int(timing[2])}
+    checked = subprocess.run([sys.executable, "-m", "experiments.reproduce", str(out / device)],
+                             capture_output=True, text=True, env=env)  # fmt: skip
+    if checked.returncode != 0:
+        return row | {"error": f"reproduce failed: {(checked.stderr.strip().splitlines() or ['?'])[-1]}"}
+    return row | json.loads(checked.stdout.strip().splitlines()[-1])
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Exported speedups against an independent paired loop (digits)",
+        "",
+        f"- command: `{results['command']}`",
+        f"- commit: {results['commit']}; date: {results['date']}; machine: {results['machine']['cpu']}, "
+        f"{results['machine']['cores']} cores",
+        "- report = report.json `confirmed_speedup` [95% CI] (autocompress: the top 5 candidates and the baseline "
+        "re-timed together in interleaved rounds); independent = `experiments/reproduce.py` (the runtime's own API, "
+        "baseline and exported model alternated, 15 rounds of 100 calls; min-max of the rounds)",
+        "",
+        "| device | run | trial | report | CI half-width | independent [round range] | report / independent - 1 "
+        "| confirmation s / search s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['device']} | {row['run']} | — | error: {row['error'][:120]} | | | | |")
+            continue
+        low, high = row["report_ci"]
+        half = (high - low) / 2 / row["report_confirmed_speedup"]
+        share = f"{row['confirm_s']} / {row['search_wall_s']}" if "confirm_s" in row else "—"
+        lines.append(
+            f"| {row['device']} | {row['run']} | {row['trial']} | {row['report_confirmed_speedup']:.3f}x "
+            f"[{low:.3f}, {high:.3f}] | {half:.1%} | {row['independent_speedup']:.3f}x "
+            f"[{row['independent_range'][0]:.2f}, {row['independent_range'][1]:.2f}] | {row['difference']:+.1%} "
+            f"| {share} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.reproducibility", description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", nargs="+", default=["cpu", "openvino-cpu", "tflite-cpu"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--home", type=Path, default=Path("autocompress-runs/reproducibility"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument("--name", default="reproducibility", help="results file stem")
+    args = parser.parse_args(argv)
+    args.home = args.home.resolve()
+    rows = []
+    for device in args.devices:
+        for run in range(args.runs):
+            row = run_one(device, run, args)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    results = {
+        "command": " ".join(["python", "-m", "experiments.reproducibility", *(argv or sys.argv[1:])]),
+        "commit": git_commit(),
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "trials": args.trials,
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"{args.name}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

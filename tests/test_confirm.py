@@ -1,0 +1,131 @@
+"""Confirmation before export: re-ranking on re-timed speedups, the winner's interval, and a real ONNX Runtime case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autocompress.config import SearchSettings, load_config
+from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
+from autocompress.hardware import get_profile
+from autocompress.search.artifacts import baseline_dir, trial_dir
+from autocompress.search.confirm import CONFIRMATION_ATTR, confirm, winner
+from autocompress.search.export import NoImprovement, export_best
+from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, OBJECTIVE, OBJECTIVE_ATTR, top_feasible
+from autocompress.spaces.strategy import PruneSettings, QuantizeSettings, Strategy
+from autocompress.tasks import load_task
+from tests.helpers import user_config
+
+LAYERS = ("conv1", "conv2", "fc")
+
+
+def _strategy(prune: float = 0.0, precision: str = "fp32") -> dict:
+    return Strategy(
+        prune=PruneSettings(ratios={"conv1": prune} if prune else {}),
+        quantize=QuantizeSettings(precisions=dict.fromkeys(LAYERS, precision)),
+    ).model_dump()
+
+
+def _metrics(speedup: float, feasible: bool = True) -> dict:
+    return {
+        "metric": 0.9, "metric_drop": 0.0, "speedup": speedup, "speedup_ci_low": speedup * 0.98,
+        "speedup_ci_high": speedup * 1.02, "relative_latency": 1 / speedup, "latency_ms": 1 / speedup,
+        "latency_ci_low_ms": 0.99 / speedup, "latency_ci_high_ms": 1.01 / speedup, "latency_p90_ms": 1.1 / speedup,
+        "baseline_latency_ms": 1.0, "size_bytes": 1000.0, "compression_ratio": 2.0, "feasible": float(feasible),
+        "extra.min_fidelity": 0.8,
+    }  # fmt: skip
+
+
+def _study(name: str, trials: list[tuple[dict, dict]]) -> optuna.Study:
+    study = optuna.create_study(study_name=name, directions=["maximize", "minimize"])
+    study.set_user_attr(OBJECTIVE_ATTR, OBJECTIVE)
+    study.set_user_attr(BASELINE_ATTR, {"metric": 0.9, "latency_ms": 1.0, "size_bytes": 2000})
+    for strategy, metrics in trials:
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[metrics["metric"], metrics["relative_latency"]],
+                user_attrs={"strategy": strategy, METRICS_ATTR: metrics},
+            )
+        )
+    for trial in study.trials:  # artifacts "kept from the search" (the fake timer never opens them)
+        folder = trial_dir(name, trial.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.onnx").write_bytes(b"candidate %d" % trial.number)
+    baseline_dir(name).mkdir(parents=True, exist_ok=True)
+    (baseline_dir(name) / "model.onnx").write_bytes(b"baseline")
+    return study
+
+
+def _fake_timer(confirmed_speedups: dict[bytes, float]):
+    """Times nothing: each candidate file's content names the speedup the "device" reports for it."""
+
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy) -> Interleaved:
+        speedups = [confirmed_speedups[path.read_bytes()] for path in candidates]
+        latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
+        paired = [SpeedupStats(s, s * 0.99, s * 1.01, 40, False) for s in speedups]
+        return Interleaved([latency] * (len(candidates) + 1), [None, *paired], 40)
+
+    return timer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_task(load_config(user_config()))
+
+
+def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny, tmp_path):
+    # search-time speedups 3.0 > 2.5 > 2.0 were lucky for trial 1: re-timed together it is the slowest
+    study = _study("confirm-rerank", [
+        (_strategy(), _metrics(1.2)),  # the uncompressed model: never a candidate, whatever it measured
+        (_strategy(0.5), _metrics(3.0)),
+        (_strategy(0.25), _metrics(2.5)),
+        (_strategy(0.0, "int8"), _metrics(2.0)),
+        (_strategy(0.75), _metrics(9.0, feasible=False)),
+    ])  # fmt: skip
+    assert [t.number for t in top_feasible(study, 5)] == [1, 2, 3]
+    timer = _fake_timer({b"candidate 1": 1.9, b"candidate 2": 2.4, b"candidate 3": 2.1})
+    confirmed = confirm(study, tiny, get_profile("cpu"), k=5, timer=timer)
+    assert [c.trial for c in confirmed] == [2, 3, 1]
+    assert confirmed[0].search_speedup == 2.5 and confirmed[0].speedup == 2.4
+    assert study.user_attrs[CONFIRMATION_ATTR]["candidates"][0]["trial"] == 2
+    target = export_best(study, get_profile("cpu"), tmp_path, lambda: tiny, confirmed)
+    report = json.loads((target / "report.json").read_text())
+    assert report["trial_number"] == 2 and report["speedup"] == report["confirmed_speedup"] == 2.4
+    assert report["search_speedup"] == 2.5 and report["confirm_rounds"] == 40
+    assert report["extra_metrics"] == {"min_fidelity": 0.8}  # the task's reported-only metrics
+    assert (target / "model.onnx").read_bytes() == b"candidate 2"
+    assert (target / "baseline" / "model.onnx").read_bytes() == b"baseline"
+    assert Strategy.load(target / "strategy.yaml").device == "cpu"
+
+
+def test_no_candidate_beyond_the_interval_exports_nothing(tiny, tmp_path):
+    study = _study("confirm-none", [(_strategy(0.5), _metrics(1.3)), (_strategy(0.25), _metrics(1.1))])
+    confirmed = confirm(study, tiny, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 1.0, b"candidate 1": 0.97}))
+    assert winner(confirmed) is None  # 1.0 [0.99, 1.01] contains 1: not faster
+    with pytest.raises(NoImprovement, match="no candidate beats the uncompressed model"):
+        export_best(study, get_profile("cpu"), tmp_path, lambda: tiny, confirmed)
+    assert not (tmp_path / "cpu").exists()
+
+
+def test_confirmation_on_real_onnxruntime_artifacts(tiny):
+    """Real builds and real timing: the pruned candidate is faster than the int8 one (slower than fp32 on this
+    CPU without VNNI), whatever order the search-time figures gave them."""
+    study = optuna.create_study(study_name="confirm-real", directions=["maximize", "minimize"])
+    study.set_user_attr(BASELINE_ATTR, {"metric": 0.6, "latency_ms": 1.0, "size_bytes": 2000})
+    pruned = Strategy(prune=PruneSettings(ratios={"conv1": 0.75})).model_dump()
+    int8 = _strategy(0.0, "int8")
+    for strategy, claimed in ((int8, 3.0), (pruned, 1.5)):  # the search "thought" int8 was faster
+        study.add_trial(optuna.trial.create_trial(values=[0.6, 1 / claimed],
+                        user_attrs={"strategy": strategy, METRICS_ATTR: _metrics(claimed)}))  # fmt: skip
+    confirmed = confirm(study, tiny, get_profile("cpu"), k=2)
+    assert [c.trial for c in confirmed] == [1, 0]
+    assert confirmed[1].ci_high < 1.0  # int8 is slower than the uncompressed model here
+    assert all(c.rounds >= 30 and c.ci_low <= c.speedup <= c.ci_high for c in confirmed)
+    assert trial_dir("confirm-real", 1).joinpath("model.onnx").is_file()  # rebuilt: the search had not kept it
+
+
+def test_settings_default_to_five_confirmed_candidates():
+    assert SearchSettings().confirm == 5

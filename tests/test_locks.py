@@ -1,0 +1,74 @@
+"""The machine-wide timing lock: one timing at a time, no building during one, timers not starved by builders."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from autocompress.hardware.locks import compute_slot, timing_lock
+
+
+@pytest.fixture(autouse=True)
+def _own_lock_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path))  # other test processes keep timing undisturbed
+
+
+def _in_thread(work) -> tuple[threading.Thread, list[float]]:
+    entered: list[float] = []
+
+    def run() -> None:
+        with work():
+            entered.append(time.monotonic())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, entered
+
+
+def test_builds_wait_for_a_timing_and_timings_for_builds():
+    with timing_lock():
+        builder, entered = _in_thread(compute_slot)
+        builder.join(timeout=0.5)
+        assert builder.is_alive() and not entered  # no building while this machine times
+    builder.join(timeout=5)
+    assert entered
+    with compute_slot():
+        timer, timed = _in_thread(timing_lock)
+        timer.join(timeout=0.5)
+        assert timer.is_alive() and not timed  # no timing while something builds
+    timer.join(timeout=5)
+    assert timed
+
+
+def test_builders_share_the_machine():
+    with compute_slot():
+        other, entered = _in_thread(compute_slot)
+        other.join(timeout=5)
+        assert entered  # two builds run side by side
+
+
+def test_a_waiting_timer_goes_before_builders_that_arrive_later():
+    with compute_slot():
+        timer, timed = _in_thread(timing_lock)
+        time.sleep(0.3)  # the timer is queued behind the running build
+        late_builder, built = _in_thread(compute_slot)
+        late_builder.join(timeout=0.5)
+        assert late_builder.is_alive() and not built  # it queues behind the timer, not beside the first build
+    timer.join(timeout=5)
+    late_builder.join(timeout=5)
+    assert timed and built and timed[0] <= built[0]
+
+
+def test_the_wait_is_measured():
+    def hold() -> None:
+        with timing_lock():
+            time.sleep(0.6)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.1)
+    with timing_lock() as waited:
+        assert waited.seconds >= 0.3
+    holder.join()
