@@ -71,11 +71,12 @@ def _static(dims: list[int | None]) -> list[int]:
 def sample_for(runtime: str, artifact: Path) -> np.ndarray:
     """A batch-1 input of the model's own shape and type (zeros: latency does not depend on the values here)."""
     if runtime == "onnxruntime":
-        import onnxruntime as ort
+        import onnx
 
-        meta = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"]).get_inputs()[0]
-        shape = _static([d if isinstance(d, int) else None for d in meta.shape])
-        return np.zeros(shape, np.int64 if "int64" in meta.type else np.float32)
+        value = onnx.load(str(artifact), load_external_data=False).graph.input[0]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        integer = value.type.tensor_type.elem_type == onnx.TensorProto.INT64
+        return np.zeros(_static(dims), np.int64 if integer else np.float32)
     if runtime == "openvino":
         import openvino as ov
 

@@ -20,6 +20,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from autocompress.hardware.locks import timing_lock
 from experiments.benchmark import git_commit, machine_info
 
 CONFIRMATION = re.compile(r"confirmation took (\d+) s of this search's (\d+) s")
@@ -39,8 +40,9 @@ def run_one(device: str, run: int, args: argparse.Namespace) -> dict:
     timing = CONFIRMATION.search(stderr)
     if timing:
         row |= {"confirm_s": int(timing[1]), "search_wall_s": int(timing[2])}
-    checked = subprocess.run([sys.executable, "-m", "experiments.reproduce", str(out / device)],
-                             capture_output=True, text=True, env=env)  # fmt: skip
+    with timing_lock():  # no autocompress process on this machine builds or times meanwhile
+        checked = subprocess.run([sys.executable, "-m", "experiments.reproduce", str(out / device)],
+                                 capture_output=True, text=True, env=env)  # fmt: skip
     if checked.returncode != 0:
         return row | {"error": f"reproduce failed: {(checked.stderr.strip().splitlines() or ['?'])[-1]}"}
     return row | json.loads(checked.stdout.strip().splitlines()[-1])
