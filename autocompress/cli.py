@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autocompress.errors import AutocompressError
+from autocompress.signals import interrupts_as_keyboard
 
 app = typer.Typer(
     add_completion=False,
@@ -28,19 +32,6 @@ StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
 
 
-def usable_profile(device: str):
-    """The profile, or a DeviceError with the one-line reason it cannot run from here (before any training)."""
-    from autocompress.errors import DeviceError
-    from autocompress.hardware import get_profile
-    from autocompress.hardware.availability import availability
-
-    profile = get_profile(device)
-    problem = availability(profile)
-    if problem is not None:
-        raise DeviceError(f"device '{profile.name}' is not usable here: {problem}")
-    return profile
-
-
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)  # plain: one line however narrow the terminal
     return typer.Exit(code)
@@ -48,7 +39,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     logging.getLogger("autocompress").setLevel(logging.INFO)
     for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root"):
@@ -105,44 +96,45 @@ def search(
     """Search compression strategies for a model on a device; resumes a study of the same name."""
     _setup_logging(verbose)
     try:
-        from autocompress.compress.pipeline import check_runtime
-        from autocompress.search.driver import SearchInterrupted, run_search
-        from autocompress.tasks import load_task
-
-        experiment = _experiment(
-            config,
-            example,
-            device,
-            trials=trials,
-            timeout=timeout,
-            study=study,
-            storage=storage,
-            tracking_uri=tracking_uri,
-            max_drop=max_drop,
-            drop_mode=drop_mode,
-            max_size_mb=max_size_mb,
-            size_objective=size_objective,
-            granularity=granularity,
-            sampler=sampler,
-            seed=seed,
-            confirm=confirm,
-        )
-        profile = usable_profile(experiment.device)
-        task = load_task(experiment)
-        check_runtime(task, profile)
-        name = experiment.search.study or f"{task.name}-{profile.name}"
-        try:
-            outcome = run_search(task, profile, experiment.search, name, console=err)
-        except SearchInterrupted as interrupted:
-            typer.echo(str(interrupted), err=True)
-            raise typer.Exit(130) from None
-        _print_summary(outcome.study, outcome.confirmed, profile.name)
-        if outcome.confirmed:
-            err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
-        if out is not None:
-            _export(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
+        with interrupts_as_keyboard():  # from the first second: training the example or the baseline included
+            _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
+                    tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
+                    size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
+                    confirm=confirm))  # fmt: skip
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was left half-done; run the same command again to go on", err=True)
+        raise typer.Exit(130) from None
     except AutocompressError as error:
         raise _fail(str(error)) from None
+
+
+def _search(config: Path | None, example: str | None, device: str | None, out: Path | None, flags: dict) -> None:
+    from autocompress.compress.pipeline import check_runtime
+    from autocompress.hardware.availability import usable_profile
+    from autocompress.search.driver import SearchInterrupted, run_search
+    from autocompress.search.study import open_storage
+    from autocompress.tasks import load_task
+
+    experiment = _experiment(config, example, device, **flags)
+    profile = usable_profile(experiment.device)
+    open_storage(experiment.search.storage)  # a wrong URL is reported before any training
+    task = load_task(experiment)
+    check_runtime(task, profile)
+    name = experiment.search.study or f"{task.name}-{profile.name}"
+    try:
+        outcome = run_search(task, profile, experiment.search, name, console=err)
+    except SearchInterrupted as interrupted:
+        typer.echo(str(interrupted), err=True)
+        raise typer.Exit(130) from None
+    failures = outcome.failures()
+    if outcome.trials and len(failures) == len(outcome.trials):
+        reasons = "; ".join(f"{count}x {reason[:160]}" for reason, count in Counter(failures).most_common(3))
+        raise _fail(f"every trial of this search failed ({len(failures)}): {reasons}", code=1)
+    _print_summary(outcome.study, outcome.confirmed, profile.name)
+    if outcome.confirmed:
+        err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
+    if out is not None:
+        _export(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
 
 
 def _export(study, profile, out: Path, load_task, confirmed, metric_name: str) -> Path | None:
@@ -196,6 +188,7 @@ def export(
     try:
         import optuna
 
+        from autocompress.hardware.availability import usable_profile
         from autocompress.search.confirm import confirm as confirm_top
         from autocompress.search.study import open_storage
         from autocompress.tasks import load_task
@@ -229,10 +222,9 @@ def apply(
     """Rebuild the artifact a strategy describes (no study needed) and time it against the uncompressed model."""
     _setup_logging(False)
     try:
-        import json
-
         from autocompress.compress.pipeline import build
         from autocompress.evaluators.measure import measure_artifact
+        from autocompress.hardware.availability import usable_profile
         from autocompress.spaces.strategy import Strategy
         from autocompress.tasks import load_task
 
@@ -267,18 +259,50 @@ def apply(
 @app.command()
 def devices(
     probe_remote: Annotated[bool, typer.Option(help="connect to remote devices to check them")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON list, for scripts")] = False,
 ) -> None:
     """List the hardware profiles: runtime, precisions, host, and whether each is usable here (and if not, why)."""
     try:
         from autocompress.hardware import all_profiles
         from autocompress.hardware.availability import availability
 
-        table = Table("name", "runtime", "precisions", "host", "usable here", "why not", show_lines=False)
+        rows = []
         for profile in all_profiles().values():
-            precisions = sorted({p for choices in profile.precisions.values() for p in choices})
-            problem = None if (profile.is_remote and not probe_remote) else availability(profile)
-            usable = "unchecked" if profile.is_remote and not probe_remote else ("yes" if problem is None else "no")
-            table.add_row(profile.name, profile.runtime, ", ".join(precisions), profile.host, usable, problem or "")
-        out.print(table)
+            checked = not (profile.is_remote and not probe_remote)
+            problem = availability(profile) if checked else None
+            rows.append(
+                {
+                    "name": profile.name,
+                    "aliases": profile.aliases,
+                    "runtime": profile.record.name,
+                    "precisions": profile.precisions,
+                    "host": profile.host,
+                    "usable": ("yes" if problem is None else "no") if checked else "unchecked",
+                    "why_not": problem,
+                    "verified_on_hardware": profile.verified_on_hardware,
+                }
+            )
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        _devices_table(rows)
     except AutocompressError as error:
         raise _fail(str(error)) from None
+
+
+def _devices_table(rows: list[dict]) -> None:
+    """Names and hosts are never cut: they are what a user types next (in a pipe or a log file too)."""
+    table = Table("name", "runtime", "precisions", "host", "usable here", "notes", show_lines=False)
+    for column, key in ((table.columns[0], "name"), (table.columns[3], "host")):
+        column.no_wrap = True
+        column.min_width = max(len(row[key]) for row in rows)
+    for row in rows:
+        precisions = sorted({p for choices in row["precisions"].values() for p in choices})
+        notes = [row["why_not"] or ""]
+        if not row["verified_on_hardware"]:
+            notes.append("not verified on hardware")
+        if row["aliases"]:
+            notes.append(f"aliases: {', '.join(row['aliases'])}")
+        table.add_row(row["name"], row["runtime"], ", ".join(precisions), row["host"], row["usable"],
+                      "; ".join(note for note in notes if note))  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

@@ -13,6 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autocompress.errors import ConfigError
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_name(value: str | None) -> str | None:
+    """Names become folders under the home: letters, digits, '.', '_', '-', never a path or '..'."""
+    if value is not None and (not SAFE_NAME.match(value) or ".." in value):
+        raise ValueError(f"'{value}' must be 1-128 letters, digits, '.', '_' or '-' (it names folders under the home)")
+    return value
+
+
 SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -51,6 +61,8 @@ class SearchSettings(_Strict):
     seed: int = 0
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
 
+    _study_name = field_validator("study")(safe_name)
+
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float | None:
@@ -68,6 +80,8 @@ class ExperimentConfig(_Strict):
     device: str = "cpu"
     search: SearchSettings = Field(default_factory=SearchSettings)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    _name = field_validator("name")(safe_name)
 
     @model_validator(mode="after")
     def _one_task(self) -> ExperimentConfig:

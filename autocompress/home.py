@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from autocompress.errors import ConfigError
+
 
 def home() -> Path:
     """`$AUTOCOMPRESS_HOME`, default `./autocompress-runs`, created on first use."""
@@ -24,7 +26,11 @@ def default_tracking_uri() -> str:
 
 
 def study_dir(study_name: str) -> Path:
-    """Where a study keeps its trials' artifacts and its baseline measurement."""
-    path = home() / "studies" / study_name
+    """Where a study keeps its trials' artifacts and its baseline (always inside the home: config and CLI names
+    are restricted to a safe alphabet, and this checks it once more before anything is written or removed)."""
+    root = home() / "studies"
+    path = (root / study_name).resolve()
+    if path.parent != root:
+        raise ConfigError(f"study name '{study_name}' would leave {root}: use letters, digits, '.', '_' or '-'")
     path.mkdir(parents=True, exist_ok=True)
     return path

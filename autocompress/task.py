@@ -5,16 +5,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from autocompress.errors import ConfigError
-
-if TYPE_CHECKING:
-    from autocompress.spaces.space import SpaceOptions
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -53,7 +50,8 @@ class Task:
     The optional fields describe models beyond plain classifiers: `dynamic_axes` exports e.g. a variable
     sequence length, `prune_hints` prunes attention by whole heads, `distill_layers` names modules whose
     outputs the student matches (hidden states), `extra_metrics` are reported but not optimised, `space` narrows
-    the search to what the model can afford, and `runtimes` lists the runtimes the model can be exported to.
+    the search to what the model can afford (granularity and any step's ranges, e.g. {"max_prune_ratio": 0.25};
+    see spaces/space.py), and `runtimes` restricts the runtimes it may be exported to.
     """
 
     name: str
@@ -66,7 +64,7 @@ class Task:
     prune_hints: PruneHints | None = None
     distill_layers: tuple[str, ...] = ()
     extra_metrics: Mapping[str, Metric] = field(default_factory=dict)
-    space: SpaceOptions | None = None
+    space: Mapping[str, Any] = field(default_factory=dict)
     runtimes: tuple[str, ...] | None = None
 
 

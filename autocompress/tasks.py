@@ -1,16 +1,23 @@
-"""Turn an ExperimentConfig into a Task: a built-in example, or the user's model, data and metric functions."""
+"""Turn an ExperimentConfig into a Task: a built-in example, or the user's model, data and metric functions.
+
+Everything a user's functions can get wrong is found here, at load time, as one line naming the function and
+what it returned or raised: a model that fails on its own example input, loaders that can be read only once, a
+metric with the wrong signature or a non-numeric result, labels the metric cannot score.
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
+from autocompress.runtimes import importable_from
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
 
@@ -20,13 +27,17 @@ EXAMPLES: dict[str, str] = {
 }
 
 
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+
+
 def _call(function: Callable[..., Any], reference: str, what: str) -> Any:
     try:
         return function()
     except ConfigError:
         raise
     except Exception as error:  # the user's code may raise anything; report it as one line
-        raise ConfigError(f"{what} '{reference}' raised {type(error).__name__}: {error}".splitlines()[0]) from None
+        raise ConfigError(f"{what} '{reference}' raised {_first_line(error)}") from None
 
 
 def _model(reference: str) -> tuple[nn.Module, torch.Tensor]:
@@ -39,7 +50,14 @@ def _model(reference: str) -> tuple[nn.Module, torch.Tensor]:
             f"model '{reference}' must return (nn.Module, torch.Tensor), "
             f"got ({type(model).__name__}, {type(example).__name__})"
         )
-    return model.eval(), example
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as error:  # the user's forward may raise anything
+        raise ConfigError(
+            f"model '{reference}' fails on its own example input of shape {tuple(example.shape)}: {_first_line(error)}"
+        ) from None
+    return model, example
 
 
 def _data(reference: str) -> DataSplits:
@@ -62,26 +80,72 @@ def _metric(reference: str) -> Metric:
     return resolve_callable(reference, "metric")
 
 
+def check_data(data: DataSplits, reference: str) -> None:
+    """Each split is re-iterable (every build reads them again) and yields (inputs, labels) tensor pairs."""
+    for split in ("train", "calibration", "validation"):
+        loader = getattr(data, split)
+        if isinstance(loader, Iterator) or not hasattr(loader, "__iter__"):
+            raise ConfigError(
+                f"data '{reference}': the {split} loader is a {type(loader).__name__}, which can be read only once; "
+                "return a list of batches or a DataLoader"
+            )
+        try:
+            batch = next(iter(loader), None)
+        except Exception as error:  # the user's loader may raise anything
+            raise ConfigError(f"data '{reference}': reading the {split} loader raised {_first_line(error)}") from None
+        if batch is None:
+            raise ConfigError(f"data '{reference}': the {split} loader is empty")
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(torch.is_tensor(x) for x in batch)):
+            raise ConfigError(f"data '{reference}': {split} batches must be (inputs, labels) pairs of tensors")
+
+
+def check_metric(task: Task, reference: str) -> None:
+    """The metric runs on the model's outputs for the first validation batch and returns a number; the built-in
+    accuracy needs integer class labels."""
+    inputs, labels = next(iter(task.data.validation))
+    if reference == "accuracy" and labels.is_floating_point():
+        raise ConfigError(
+            f"metric 'accuracy' needs integer class labels, but the validation labels are {labels.dtype}: "
+            "give integer labels, or your own metric (metric: package.module:function)"
+        )
+    with torch.no_grad():
+        outputs = task.model(inputs)
+    try:
+        value = task.metric(outputs.numpy(), labels.numpy())
+    except Exception as error:  # the user's metric may raise anything, e.g. a TypeError for a wrong signature
+        raise ConfigError(
+            f"metric '{reference}' failed on (outputs, labels) arrays: {_first_line(error)}; "
+            "it must be (outputs: np.ndarray, labels: np.ndarray) -> float"
+        ) from None
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ConfigError(
+            f"metric '{reference}' returned {type(value).__name__} {value!r:.40}; it must return a number"
+        )
+
+
 def load_task(config: ExperimentConfig) -> Task:
-    """The Task a config describes; user modules are imported relative to the config file's folder."""
+    """The Task a config describes; user modules are imported relative to the config file's folder (which is on
+    sys.path only while they are imported)."""
     if config.example is not None:
         if config.example not in EXAMPLES:
             known = ", ".join(sorted(EXAMPLES))
             raise ConfigError(f"unknown example '{config.example}': built-in examples are {known}")
         return resolve_callable(EXAMPLES[config.example], "example")()
-    base = str(config.base_dir)
-    if base not in sys.path:
-        sys.path.insert(0, base)
     assert config.model is not None and config.data is not None
-    model, example = _model(config.model)
-    metric_name = config.metric.split(":")[-1]
+    with importable_from(config.base_dir):
+        model, example = _model(config.model)
+        data = _data(config.data)
+        metric = _metric(config.metric)
+    check_data(data, config.data)
     hints = hf_attention_hints(model)  # HF BERT-like attention found: prune whole heads, keep the residual width
-    return Task(
+    task = Task(
         config.task_name,
         model,
         example,
-        _data(config.data),
-        _metric(config.metric),
-        metric_name,
+        data,
+        metric,
+        config.metric.split(":")[-1],
         prune_hints=hints if hints.num_heads else None,
     )
+    check_metric(task, config.metric)
+    return task

@@ -279,7 +279,7 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
     results = {
         "example": args.example,
         "device": profile.name,
-        "runtime": profile.runtime,
+        "runtime": profile.record.name,
         "metric_name": task.metric_name,
         "trials": args.trials,
         "seed": args.seed,
@@ -301,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["AUTOCOMPRESS_HOME"] = str(args.home.resolve())
     _quiet()
-    from autocompress.cli import usable_profile
     from autocompress.config import ExperimentConfig
     from autocompress.errors import AutocompressError
+    from autocompress.hardware.availability import usable_profile
     from autocompress.tasks import load_task
 
     try:

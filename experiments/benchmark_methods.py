@@ -37,7 +37,7 @@ from autocompress.compress.prune import prune
 from autocompress.hardware.locks import compute_slot
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.space import SearchSpace
-from autocompress.spaces.strategy import DistillSettings, PruneSettings, Strategy
+from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
 Builder = Callable[[Task, HardwareProfile, Path, int], Path]
@@ -150,20 +150,7 @@ def uniform_prune_strategy(task: Task, profile: HardwareProfile, ratio: float, s
     """Every prunable group at `ratio`, fp32, distilled for the search's largest step count with its fixed
     distillation settings (those of the uniform candidates the search enqueues)."""
     space = SearchSpace.for_task(task, profile)
-    steps = max(space.options.distill_steps)
-    fixed = space.fixed_params(ratio, "fp32", steps)
-    return Strategy(
-        seed=seed,
-        prune=PruneSettings(importance=fixed["prune/importance"], ratios={g.name: ratio for g in space.groups}),
-        distill=DistillSettings(
-            steps=steps,
-            loss=fixed["distill/loss"],
-            temperature=fixed.get("distill/temperature", 1.0),
-            alpha=fixed["distill/alpha"],
-            lr=fixed["distill/lr"],
-            hidden_weight=fixed.get("distill/hidden_weight", 0.0),
-        ),
-    )
+    return space.strategy(space.uniform(ratio, "fp32", max(space.distill.distill_steps)), seed)
 
 
 def pruned(ratio: float) -> Builder:
@@ -223,9 +210,10 @@ def one_click_methods(profile: HardwareProfile) -> dict[str, Builder]:
 
         return run
 
-    quantizers = RUNTIME_QUANTIZERS.get(profile.runtime, {})
+    runtime = profile.record.name
+    quantizers = RUNTIME_QUANTIZERS.get(runtime, {})
     methods: dict[str, Builder] = {name: guarded(on_original(q)) for name, q in quantizers.items()}
     methods |= {"prune-30": pruned(0.3), "prune-50": pruned(0.5)}
-    if profile.runtime in DEFAULT_INT8:
-        methods["prune-50-int8"] = guarded(pruned_then(quantizers[DEFAULT_INT8[profile.runtime]]))
+    if runtime in DEFAULT_INT8:
+        methods["prune-50-int8"] = guarded(pruned_then(quantizers[DEFAULT_INT8[runtime]]))
     return methods

@@ -27,6 +27,27 @@ def digits_task(session_home: Path):
 
 
 @pytest.fixture(scope="session")
+def digits_untrained(session_home: Path):
+    """The digits ResNet as initialised (no training, for tests of structure, not of accuracy) with its data."""
+    from autocompress.examples.digits import IMAGE_SIZE, WIDTHS, data_splits
+    from autocompress.examples.digits_model import DigitsResNet
+    from autocompress.task import Task, accuracy
+
+    torch.manual_seed(0)
+    model = DigitsResNet(WIDTHS).eval()
+    return Task("digits-untrained", model, torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE), data_splits(), accuracy)
+
+
+@pytest.fixture(scope="session")
+def tiny_task(session_home: Path):
+    """The tests' user task (tests/user_task): a tiny CNN trained in a second, loaded as a config would."""
+    from autocompress.config import load_config
+    from autocompress.tasks import load_task
+
+    return load_task(load_config(USER_TASK_DIR / "tiny.yaml"))
+
+
+@pytest.fixture(scope="session")
 def cpu_profile():
     from autocompress.hardware import get_profile
 

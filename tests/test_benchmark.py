@@ -171,15 +171,6 @@ def test_a_failing_method_is_recorded_and_the_benchmark_goes_on() -> None:
     assert all(m["wall_s"] >= 0 for m in methods.values())
 
 
-@pytest.fixture(scope="module")
-def tiny_task():
-    from autocompress.config import validate_config
-    from autocompress.tasks import load_task
-
-    raw = {"name": "tiny", "model": "tiny_task:build_model", "data": "tiny_task:loaders", "metric": "accuracy"}
-    return load_task(validate_config(raw, base_dir=USER_TASK_DIR))
-
-
 def test_ort_dynamic_int8_is_really_int8_and_measured(tiny_task, cpu_profile, tmp_path: Path) -> None:
     path = ort_dynamic_int8(tiny_task.model, tiny_task, tmp_path)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}

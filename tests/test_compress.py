@@ -10,16 +10,21 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from autocompress.compress.distill import distillation_loss
+from autocompress.compress.distill import DistillSettings, distillation_loss
 from autocompress.compress.pipeline import build
+from autocompress.compress.prune import PruneSettings
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.evaluators.device.runner import open_session
-from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy
+from autocompress.hardware import get_profile
+from autocompress.spaces.strategy import Strategy
 
 LAYERS = [
     "stem.0", "stage1.0.conv1", "stage1.0.conv2", "stage1.1.conv1", "stage1.1.conv2", "stage2.0.conv1",
     "stage2.0.conv2", "stage2.0.shortcut.0", "stage2.1.conv1", "stage2.1.conv2", "stage3.0.conv1",
     "stage3.0.conv2", "stage3.0.shortcut.0", "stage3.1.conv1", "stage3.1.conv2", "fc",
 ]  # fmt: skip
+
+SESSION = str(get_profile("cpu").record.session_file)
 
 
 def _built(task, profile, tmp_path: Path, name: str, **sections) -> onnx.ModelProto:
@@ -42,8 +47,8 @@ def _weight_is_quantized(model: onnx.ModelProto, layer: str) -> bool:
     return producer is not None and producer.op_type == "DequantizeLinear"
 
 
-def test_pruning_shrinks_every_coupled_layer(digits_task, cpu_profile, tmp_path):
-    pruned = _built(digits_task, cpu_profile, tmp_path, "p", prune=PruneSettings(ratios={"stem.0": 0.5}))
+def test_pruning_shrinks_every_coupled_layer(digits_untrained, cpu_profile, tmp_path):
+    pruned = _built(digits_untrained, cpu_profile, tmp_path, "p", prune=PruneSettings(ratios={"stem.0": 0.5}))
     weights = _weights(pruned)
     # stem.0 feeds stage 1's residual sums, so every conv writing into them loses the same channels
     assert weights["stem.0.weight"].shape[0] == 16
@@ -53,26 +58,30 @@ def test_pruning_shrinks_every_coupled_layer(digits_task, cpu_profile, tmp_path)
     assert weights["stage2.0.conv1.weight"].shape[0] == 64  # other groups untouched
 
 
-def test_per_layer_precision_is_applied_exactly(digits_task, cpu_profile, tmp_path):
+def test_per_layer_precision_is_applied_exactly(digits_untrained, cpu_profile, tmp_path):
     precisions = {layer: ("int8" if layer.startswith("stage3") else "fp32") for layer in LAYERS}
-    model = _built(digits_task, cpu_profile, tmp_path, "q", quantize=QuantizeSettings(precisions=precisions))
+    model = _built(digits_untrained, cpu_profile, tmp_path, "q", quantize=QuantizeSettings(precisions=precisions))
     for layer in LAYERS:
         assert _weight_is_quantized(model, layer) == (precisions[layer] == "int8"), layer
 
 
-def test_calibration_method_changes_activation_scales(digits_task, cpu_profile, tmp_path):
+def test_calibration_method_changes_activation_scales(digits_untrained, cpu_profile, tmp_path):
     int8 = dict.fromkeys(LAYERS, "int8")
     scales = {}
     for method in ("minmax", "percentile"):
         model = _built(
-            digits_task, cpu_profile, tmp_path, method, quantize=QuantizeSettings(calibration=method, precisions=int8)
+            digits_untrained,
+            cpu_profile,
+            tmp_path,
+            method,
+            quantize=QuantizeSettings(calibration=method, precisions=int8),
         )
         scales[method] = {k: v for k, v in _weights(model).items() if k.endswith("_scale") and v.ndim == 0}
     assert scales["minmax"].keys() == scales["percentile"].keys()
     assert any(not np.isclose(scales["minmax"][k], scales["percentile"][k]) for k in scales["minmax"])
 
 
-def test_distillation_settings_change_the_student(digits_task, cpu_profile, tmp_path):
+def test_distillation_settings_change_the_student(digits_untrained, cpu_profile, tmp_path):
     prune = PruneSettings(ratios={"stage3.1.conv1": 0.5})
     variants = {
         "none": DistillSettings(steps=0),
@@ -81,7 +90,7 @@ def test_distillation_settings_change_the_student(digits_task, cpu_profile, tmp_
         "hard": DistillSettings(steps=4, temperature=4.0, alpha=0.0, lr=1e-3),
     }
     weights = {
-        name: _weights(_built(digits_task, cpu_profile, tmp_path, name, prune=prune, distill=d))[
+        name: _weights(_built(digits_untrained, cpu_profile, tmp_path, name, prune=prune, distill=d))[
             "stage3.1.conv1.weight"
         ]
         for name, d in variants.items()
@@ -92,16 +101,16 @@ def test_distillation_settings_change_the_student(digits_task, cpu_profile, tmp_
             assert not np.allclose(weights[first], weights[second]), (first, second)
 
 
-def test_importance_criterion_picks_different_channels(digits_task, cpu_profile, tmp_path):
+def test_importance_criterion_picks_different_channels(digits_untrained, cpu_profile, tmp_path):
     kept = {}
     for importance in ("l1", "fpgm"):
         prune = PruneSettings(importance=importance, ratios={"stage2.0.conv1": 0.5})
-        kept[importance] = _weights(_built(digits_task, cpu_profile, tmp_path, importance, prune=prune))
+        kept[importance] = _weights(_built(digits_untrained, cpu_profile, tmp_path, importance, prune=prune))
     assert kept["l1"]["stage2.0.conv1.weight"].shape == kept["fpgm"]["stage2.0.conv1.weight"].shape == (32, 32, 3, 3)
     assert not np.allclose(kept["l1"]["stage2.0.conv1.weight"], kept["fpgm"]["stage2.0.conv1.weight"])
 
 
-def test_building_twice_gives_the_same_artifact_outputs(digits_task, cpu_profile, tmp_path):
+def test_building_twice_gives_the_same_artifact_outputs(digits_untrained, cpu_profile, tmp_path):
     strategy = Strategy(
         seed=11,
         prune=PruneSettings(ratios={"stage1.0.conv1": 0.25}),
@@ -109,10 +118,10 @@ def test_building_twice_gives_the_same_artifact_outputs(digits_task, cpu_profile
         distill=DistillSettings(steps=3),
     )
     outputs = []
-    inputs = next(iter(digits_task.data.validation))[0].numpy()
+    inputs = next(iter(digits_untrained.data.validation))[0].numpy()
     for name in ("a", "b"):
-        artifact = build(digits_task, strategy, cpu_profile, tmp_path / name)
-        session = open_session(str(artifact.path), "onnxruntime", cpu_profile.runtime_options, cpu_profile.threads)
+        artifact = build(digits_untrained, strategy, cpu_profile, tmp_path / name)
+        session = open_session(str(artifact.path), SESSION, cpu_profile.runtime_options, cpu_profile.threads)
         outputs.append(session.run(inputs))
     np.testing.assert_array_equal(outputs[0], outputs[1])
 

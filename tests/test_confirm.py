@@ -8,16 +8,16 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autocompress.config import SearchSettings, load_config
+from autocompress.compress.prune import PruneSettings
+from autocompress.compress.quantize import QuantizeSettings
+from autocompress.config import SearchSettings
 from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
 from autocompress.hardware import get_profile
 from autocompress.search.artifacts import baseline_dir, trial_dir
 from autocompress.search.confirm import CONFIRMATION_ATTR, confirm, winner
 from autocompress.search.export import NoImprovement, export_best
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, OBJECTIVE, OBJECTIVE_ATTR, top_feasible
-from autocompress.spaces.strategy import PruneSettings, QuantizeSettings, Strategy
-from autocompress.tasks import load_task
-from tests.helpers import user_config
+from autocompress.spaces.strategy import Strategy
 
 LAYERS = ("conv1", "conv2", "fc")
 
@@ -71,12 +71,7 @@ def _fake_timer(confirmed_speedups: dict[bytes, float]):
     return timer
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_task(load_config(user_config()))
-
-
-def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny, tmp_path):
+def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny_task, tmp_path):
     # search-time speedups 3.0 > 2.5 > 2.0 were lucky for trial 1: re-timed together it is the slowest
     study = _study("confirm-rerank", [
         (_strategy(), _metrics(1.2)),  # the uncompressed model: never a candidate, whatever it measured
@@ -87,11 +82,11 @@ def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny, tmp_path):
     ])  # fmt: skip
     assert [t.number for t in top_feasible(study, 5)] == [1, 2, 3]
     timer = _fake_timer({b"candidate 1": 1.9, b"candidate 2": 2.4, b"candidate 3": 2.1})
-    confirmed = confirm(study, tiny, get_profile("cpu"), k=5, timer=timer)
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=5, timer=timer)
     assert [c.trial for c in confirmed] == [2, 3, 1]
     assert confirmed[0].search_speedup == 2.5 and confirmed[0].speedup == 2.4
     assert study.user_attrs[CONFIRMATION_ATTR]["candidates"][0]["trial"] == 2
-    target = export_best(study, get_profile("cpu"), tmp_path, lambda: tiny, confirmed)
+    target = export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
     report = json.loads((target / "report.json").read_text())
     assert report["trial_number"] == 2 and report["speedup"] == report["confirmed_speedup"] == 2.4
     assert report["search_speedup"] == 2.5 and report["confirm_rounds"] == 40
@@ -101,16 +96,18 @@ def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny, tmp_path):
     assert Strategy.load(target / "strategy.yaml").device == "cpu"
 
 
-def test_no_candidate_beyond_the_interval_exports_nothing(tiny, tmp_path):
+def test_no_candidate_beyond_the_interval_exports_nothing(tiny_task, tmp_path):
     study = _study("confirm-none", [(_strategy(0.5), _metrics(1.3)), (_strategy(0.25), _metrics(1.1))])
-    confirmed = confirm(study, tiny, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 1.0, b"candidate 1": 0.97}))
+    confirmed = confirm(
+        study, tiny_task, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 1.0, b"candidate 1": 0.97})
+    )
     assert winner(confirmed) is None  # 1.0 [0.99, 1.01] contains 1: not faster
     with pytest.raises(NoImprovement, match="no candidate beats the uncompressed model"):
-        export_best(study, get_profile("cpu"), tmp_path, lambda: tiny, confirmed)
+        export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
     assert not (tmp_path / "cpu").exists()
 
 
-def test_confirmation_on_real_onnxruntime_artifacts(tiny):
+def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
     """Real builds and real timing: the pruned candidate is faster than the int8 one (slower than fp32 on this
     CPU without VNNI), whatever order the search-time figures gave them."""
     study = optuna.create_study(study_name="confirm-real", directions=["maximize", "minimize"])
@@ -120,7 +117,7 @@ def test_confirmation_on_real_onnxruntime_artifacts(tiny):
     for strategy, claimed in ((int8, 3.0), (pruned, 1.5)):  # the search "thought" int8 was faster
         study.add_trial(optuna.trial.create_trial(values=[0.6, 1 / claimed],
                         user_attrs={"strategy": strategy, METRICS_ATTR: _metrics(claimed)}))  # fmt: skip
-    confirmed = confirm(study, tiny, get_profile("cpu"), k=2)
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2)
     assert [c.trial for c in confirmed] == [1, 0]
     assert confirmed[1].ci_high < 1.0  # int8 is slower than the uncompressed model here
     assert all(c.rounds >= 30 and c.ci_low <= c.speedup <= c.ci_high for c in confirmed)

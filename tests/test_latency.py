@@ -80,12 +80,13 @@ def test_the_paired_ratio_survives_a_machine_whose_speed_changes():
     assert candidate.p90_ms > 1.3 * min(candidate.median_ms, 0.55)  # the drift is in the absolute samples
 
 
-def test_two_identical_artifacts_give_an_interval_containing_one(digits_task, cpu_profile, tmp_path: Path):
+def test_two_identical_artifacts_give_an_interval_containing_one(digits_untrained, cpu_profile, tmp_path: Path):
     """The same model exported twice, timed against each other in alternating rounds by the local runner."""
-    first, second = (build(digits_task, Strategy(), cpu_profile, tmp_path / name).path for name in ("a", "b"))
+    task = digits_untrained
+    first, second = (build(task, Strategy(), cpu_profile, tmp_path / name).path for name in ("a", "b"))
     contained = 0
     for seed in range(3):  # a 95% interval misses now and then: two of three must contain 1
-        measured = measure_artifact(second, digits_task, cpu_profile, baseline=first, policy=TimingPolicy(seed=seed))
+        measured = measure_artifact(second, task, cpu_profile, baseline=first, policy=TimingPolicy(seed=seed))
         paired = measured.speedup
         assert paired is not None and 0.95 < paired.speedup < 1.05, paired
         contained += paired.ci_low <= 1.0 <= paired.ci_high

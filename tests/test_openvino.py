@@ -10,9 +10,9 @@ from typing import get_args
 import pytest
 from optuna.trial import TrialState
 
+from autocompress.compress.quantize import Calibration, QuantizeSettings
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
-from autocompress.spaces.strategy import Calibration, QuantizeSettings
 from tests.helpers import load_study, run_cli
 
 ov = pytest.importorskip("openvino")
@@ -26,6 +26,8 @@ LAYERS = [
 ]  # fmt: skip
 STAGE3_INT8 = {layer: ("int8" if layer.startswith("stage3") else "fp32") for layer in LAYERS}
 
+pytestmark = pytest.mark.e2e  # integration: the trained digits model
+
 
 @pytest.fixture(scope="module")
 def openvino_profile():
@@ -34,7 +36,8 @@ def openvino_profile():
 
 def _build(task, tmp_path: Path, name: str, precisions: dict[str, str], calibration: str = "minmax") -> Path:
     settings = QuantizeSettings(calibration=calibration, precisions=precisions)
-    return build_artifact(task.model, task.example_input, settings, task.data.calibration, tmp_path / name)
+    return build_artifact(task.model, task.example_input, settings, task.data.calibration, tmp_path / name,
+                          get_profile("openvino-cpu"))  # fmt: skip
 
 
 def _layer_op(model: ov.Model, layer: str) -> ov.Node:
@@ -105,7 +108,6 @@ def test_int8_accuracy_is_within_a_point_of_fp32(digits_task, openvino_profile, 
     assert fp32.environment["openvino"] == ov.__version__
 
 
-@pytest.mark.e2e
 def test_search_on_openvino_exports_the_ir(digits_task, tmp_path):
     study = f"digits-openvino-{uuid.uuid4().hex[:8]}"
     result = run_cli("search", "--example", "digits", "--device", "openvino-cpu", "--trials", "3", "--study", study,

@@ -88,7 +88,8 @@ def test_remote_gives_the_local_outputs_and_a_paired_speedup(sshd_server, workdi
     twin = build(tiny, Strategy(), local_profile, tmp_path / "twin").path  # the same model, another file
     batches = [inputs.numpy() for inputs, _ in tiny.data.validation]
     sample = timing_sample(tiny, profile)
-    request = DeviceRequest([str(artifact.path), str(twin)], "onnxruntime", local_profile.runtime_options, 2, QUICK,
+    session = str(local_profile.record.session_file)
+    request = DeviceRequest([str(artifact.path), str(twin)], session, local_profile.runtime_options, 2, QUICK,
                             score=[0, 1])  # fmt: skip
     here = run_request(request, batches, sample)
     there = remote.run_remote(request, profile, batches, sample)

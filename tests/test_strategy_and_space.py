@@ -8,10 +8,14 @@ import optuna
 import pytest
 from pydantic import ValidationError
 
+from autocompress.compress.distill import DistillSettings
+from autocompress.compress.prune import PruneSettings
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import ConfigError
 from autocompress.examples.digits_model import DigitsResNet
-from autocompress.spaces import SearchSpace, SpaceOptions, Strategy
-from autocompress.spaces.strategy import DistillSettings, PruneSettings, QuantizeSettings
+from autocompress.spaces.graph import quant_layers
+from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.strategy import Strategy
 
 
 @pytest.fixture(scope="module")
@@ -51,21 +55,35 @@ def test_bad_strategy_files_are_one_line_errors(text, message):
 
 def test_space_respects_residual_coupling(model_and_input, cpu_profile):
     space = SearchSpace.from_model(*model_and_input, cpu_profile)
-    groups = {group.name: group for group in space.groups}
+    groups = {group.name: group for group in space.prune.groups}
     assert len(groups) == 9
     assert {"stage1.0.conv2", "stage1.1.conv2", "stage2.0.conv1"} <= set(groups["stem.0"].layers)
     assert "fc" not in groups  # the classifier's outputs are the model's outputs
-    assert set(space.precision_units()) == {layer.name for layer in space.layers}
-    assert all(choices == ["int8", "fp32"] for choices in space.precision_units().values())
+    assert set(space.quantize.units()) == {layer.name for layer in space.quantize.layers}
+    assert all(choices == ["int8", "fp32"] for choices in space.quantize.units().values())
+
+
+def test_linear_layers_on_sequences_are_matmul_layers(cpu_profile):
+    """A Linear applied to [batch, tokens, features] exports to MatMul, and the profile's MatMul row applies."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    assert [layer.kind for layer in quant_layers(model, torch.zeros(1, 8))] == ["Gemm", "Gemm"]
+    assert [layer.kind for layer in quant_layers(model, torch.zeros(1, 5, 8))] == ["MatMul", "MatMul"]
+    matmul_only = cpu_profile.model_copy(update={"precisions": {"MatMul": ["int8", "fp32"]}})
+    space = SearchSpace.from_model(model, torch.zeros(1, 5, 8), matmul_only)
+    assert space.quantize.units() == {"0": ["int8", "fp32"], "2": ["int8", "fp32"]}
+    assert SearchSpace.from_model(model, torch.zeros(1, 8), matmul_only).quantize.units() == {}
 
 
 @pytest.mark.parametrize(
     ("granularity", "prune_units", "precision_units"), [("family", 6, 10), ("stage", 4, 5), ("global", 1, 1)]
 )
 def test_coarser_granularity_shares_knobs(model_and_input, cpu_profile, granularity, prune_units, precision_units):
-    space = SearchSpace.from_model(*model_and_input, cpu_profile, SpaceOptions(granularity=granularity))
-    assert len(space.prune_units()) == prune_units
-    assert len(space.precision_units()) == precision_units
+    space = SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": granularity})
+    assert len(space.prune.ratio_units()) == prune_units
+    assert len(space.quantize.units()) == precision_units
     study = optuna.create_study(directions=["maximize", "minimize"])
     strategy = space.sample(study.ask(), seed=1)
     assert len(strategy.prune.ratios) == 9 and len(strategy.quantize.precisions) == 16
@@ -76,36 +94,42 @@ def test_coarser_granularity_shares_knobs(model_and_input, cpu_profile, granular
     assert all(len(values) == 1 for values in by_stage.values())
 
 
-def test_enqueued_baselines_sample_to_uniform_strategies(model_and_input, cpu_profile):
+def test_uniform_parameters_round_trip_to_uniform_strategies(model_and_input, cpu_profile):
     space = SearchSpace.from_model(*model_and_input, cpu_profile)
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    study.enqueue_trial(space.fixed_params(0.0, "fp32", 0))
-    study.enqueue_trial(space.fixed_params(0.5, "int8", 50))
-    plain = space.sample(study.ask(), seed=0)
-    compressed = space.sample(study.ask(), seed=0)
-    assert set(plain.quantize.precisions.values()) == {"fp32"} and plain.prune.mean_ratio == 0
-    assert plain.distill.steps == 0
+    plain = space.strategy(space.uniform(0.0, "fp32", 0))
+    compressed = space.strategy(space.uniform(0.5, "int8", 50), seed=3)
+    assert plain.is_uncompressed and plain.distill.steps == 0 and plain.prune.mean_ratio == 0
     assert set(compressed.quantize.precisions.values()) == {"int8"} and compressed.prune.mean_ratio == 0.5
-    assert compressed.distill.steps == 50
+    assert compressed.distill.steps == 50 and compressed.seed == 3
+    study = optuna.create_study(directions=["maximize", "minimize"])  # and the same through an enqueued trial
+    study.enqueue_trial(space.uniform(0.5, "int8", 50))
+    assert space.sample(study.ask(), seed=3) == compressed
 
 
 def test_warm_starts_are_the_hand_made_candidates(model_and_input, cpu_profile):
     space = SearchSpace.from_model(*model_and_input, cpu_profile)
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    labels = []
-    for label, params in space.warm_starts():
-        study.enqueue_trial(params)
-        labels.append(label)
-    strategies = [space.sample(study.ask(), seed=0) for _ in labels]
+    labels = [label for label, _ in space.warm_starts()]
+    strategies = [space.strategy(params) for _, params in space.warm_starts()]
     summary = [(s.prune.mean_ratio, set(s.quantize.precisions.values()), s.distill.steps) for s in strategies]
-    most = max(space.options.distill_steps)
+    most = max(space.distill.distill_steps)
     assert summary == [(0, {"fp32"}, 0), (0, {"int8"}, 0), (0.5, {"fp32"}, most), (0.5, {"int8"}, most)], labels
 
 
-def test_pruned_candidates_are_always_fine_tuned(model_and_input, cpu_profile):
-    space = SearchSpace.from_model(*model_and_input, cpu_profile, SpaceOptions(granularity="global"))
+def test_distillation_only_where_something_was_pruned_or_quantized(model_and_input, cpu_profile):
+    space = SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": "global"})
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
-    strategies = [space.sample(study.ask(), seed=0) for _ in range(40)]
-    pruned = [s for s in strategies if s.prune.mean_ratio > 0]
-    assert pruned and all(s.distill.steps > 0 for s in pruned)
-    assert any(s.distill.steps == 0 for s in strategies if s.prune.mean_ratio == 0)
+    trials = [study.ask() for _ in range(300)]
+    strategies = [space.sample(trial, seed=0) for trial in trials]
+    for trial, strategy in zip(trials, strategies, strict=True):
+        if strategy.is_uncompressed:  # nothing to recover: no distillation, and no distillation knob asked
+            assert strategy.distill.steps == 0
+            assert not any(name.startswith("distill/") for name in trial.params)
+        if strategy.prune.any:  # pruned candidates are always fine-tuned
+            assert strategy.distill.steps > 0
+    assert any(s.is_uncompressed for s in strategies) and any(s.prune.any for s in strategies)
+    assert any(s.distill.steps == 0 and s.quantize.any and not s.prune.any for s in strategies)
+
+
+def test_unknown_space_options_are_one_line(model_and_input, cpu_profile):
+    with pytest.raises(ConfigError, match="space option 'max_prune' is unknown; known options: .*max_prune_ratio"):
+        SearchSpace.from_model(*model_and_input, cpu_profile, {"max_prune": 0.5})

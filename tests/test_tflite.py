@@ -10,19 +10,23 @@ import numpy as np
 import pytest
 
 from autocompress.compress.pipeline import build
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.compress.quantize_tflite import module_paths, quantize
 from autocompress.evaluators.device.runner import open_session
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
-from autocompress.spaces.graph import quant_layers
-from autocompress.spaces.strategy import QuantizeSettings, Strategy
+from autocompress.spaces.graph import layer_names
+from autocompress.spaces.strategy import Strategy
 from tests.helpers import run_cli
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+SESSION = str(get_profile("tflite-cpu").record.session_file)
 tfl_utils = pytest.importorskip("ai_edge_quantizer.utils.tfl_flatbuffer_utils")
 INT4 = pytest.importorskip("ai_edge_litert.schema_py_generated").TensorType.INT4
 LAYER_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 PROFILE_OP_TYPES = {"CONV_2D": "Conv", "DEPTHWISE_CONV_2D": "Conv", "FULLY_CONNECTED": "Gemm"}
+
+pytestmark = pytest.mark.e2e  # integration: the trained digits model, litert-torch conversions
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def quantized(digits_task, float_model, tmp_path_factory):
 
 
 def _layers(task) -> list[str]:
-    return [layer.name for layer in quant_layers(task.model)]
+    return layer_names(task.model)
 
 
 def _graph(path: Path, delegated: bool = False) -> tuple[list[dict], list[dict]]:
@@ -165,14 +169,14 @@ def test_calibration_method_changes_the_scales(digits_task, quantized):
 def test_session_runs_any_batch_size_and_honours_the_delegate(digits_task, quantized, profile):
     path = str(quantized("int8", dict.fromkeys(_layers(digits_task), "int8")))
     inputs = next(iter(digits_task.data.validation))[0].numpy()[:37]
-    session = open_session(path, "tflite", profile.runtime_options, profile.threads)
+    session = open_session(path, SESSION, profile.runtime_options, profile.threads)
     batched = session.run(inputs)
     assert batched.shape == (37, 10)
     np.testing.assert_array_equal(batched, np.concatenate([session.run(sample[None]) for sample in inputs]))
-    plain = open_session(path, "tflite", {"delegate": "none"}, 1).run(inputs)
+    plain = open_session(path, SESSION, {"delegate": "none"}, 1).run(inputs)
     assert np.mean(plain.argmax(1) == batched.argmax(1)) > 0.95
     with pytest.raises(RuntimeError, match="delegate 'gpu'"):
-        open_session(path, "tflite", {"delegate": "gpu"}, 1)
+        open_session(path, SESSION, {"delegate": "gpu"}, 1)
 
 
 def test_uniform_int8_keeps_accuracy(digits_task, float_model, quantized, profile):
@@ -185,7 +189,6 @@ def test_uniform_int8_keeps_accuracy(digits_task, float_model, quantized, profil
     assert "ai-edge-litert" in measured.environment
 
 
-@pytest.mark.e2e
 def test_search_on_tflite_exports_the_artifact(digits_task, tmp_path):
     study = f"digits-tflite-{uuid.uuid4().hex[:8]}"
     # seed 2: the sampled third trial mixes int8 / fp16 / fp32 layers without distillation (seed 0 draws 150

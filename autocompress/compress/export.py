@@ -7,6 +7,7 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import TrialError
-from autocompress.spaces.graph import quant_layers
+from autocompress.spaces.graph import layer_names
 from autocompress.task import BATCH_AXIS, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,23 @@ def name_layers(model: onnx.ModelProto, layer_names: set[str]) -> dict[str, str]
     return found
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter talks a lot (warnings, and whole graphs logged through torch's own handlers when a model
+    cannot be traced); a failure becomes one TrialError line, so none of that reaches the user."""
+    logging.disable(logging.WARNING)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def export_onnx(
     model: nn.Module, example_input: torch.Tensor, path: Path, dynamic_axes: DynamicAxes | None = None
 ) -> dict[str, str]:
@@ -61,8 +79,7 @@ def export_onnx(
         for axis, (name, low, high) in (dynamic_axes or BATCH_AXIS).items()
     }
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with _quiet_exporter():
             program = torch.onnx.export(
                 model,
                 (example_input,),
@@ -76,7 +93,7 @@ def export_onnx(
         message = ANSI_ESCAPES.sub("", str(error)).strip().splitlines() or [""]
         raise TrialError(f"ONNX export failed: {type(error).__name__}: {message[0][:200]}") from error
     onnx_model = program.model_proto
-    found = name_layers(onnx_model, {layer.name for layer in quant_layers(model)})
+    found = name_layers(onnx_model, set(layer_names(model)))
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx_model, str(path))
     return found

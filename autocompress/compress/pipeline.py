@@ -6,9 +6,7 @@ what lets `autocompress apply strategy.yaml` rebuild a search result without the
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,25 +14,15 @@ import torch
 
 from autocompress.compress.distill import distill
 from autocompress.compress.prune import parameter_count, prune
+from autocompress.compress.quantize import check_precisions
 from autocompress.errors import ConfigError
 from autocompress.hardware.locks import compute_slot
 from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
 log = logging.getLogger(__name__)
-
-# One module per runtime, each with build_artifact(model, example_input, quantize_settings, calibration, workdir,
-# dynamic_axes=...) -> path of the artifact. Imported on use, so a runtime's packages are needed only when it is used.
-ARTIFACT_BUILDERS = {
-    "onnxruntime": "autocompress.compress.quantize_onnxruntime",
-    "openvino": "autocompress.compress.quantize_openvino",
-    "tflite": "autocompress.compress.quantize_tflite",
-}
-
-
-def artifact_builder(runtime: str) -> Callable[..., Path]:
-    return importlib.import_module(ARTIFACT_BUILDERS[runtime]).build_artifact
 
 
 @dataclass(frozen=True)
@@ -48,11 +36,23 @@ class Artifact:
 
 def check_runtime(task: Task, profile: HardwareProfile) -> None:
     """Refuse, in one line, a device whose runtime the task cannot be exported to."""
-    if task.runtimes is not None and profile.runtime not in task.runtimes:
+    runtime = profile.record
+    if task.runtimes is not None and runtime.name not in task.runtimes:
         raise ConfigError(
-            f"task '{task.name}' cannot run on {profile.runtime} (device '{profile.name}'): "
+            f"task '{task.name}' cannot run on {runtime.name} (device '{profile.name}'): "
             f"it supports {', '.join(task.runtimes)}; pick a device with one of those runtimes"
         )
+    varying = sorted(name for axis, (name, _, _) in task.dynamic_axes.items() if axis != 0)
+    if varying and not runtime.dynamic_shapes:
+        raise ConfigError(
+            f"task '{task.name}' needs inputs whose {', '.join(varying)} varies, but {runtime.name} (device "
+            f"'{profile.name}') runs static shapes only: pick a device whose runtime takes dynamic shapes"
+        )
+
+
+def check_strategy(task: Task, strategy: Strategy, profile: HardwareProfile) -> None:
+    """Every layer's precision must be one the device builds for that layer's kind (one line if not)."""
+    check_precisions(strategy.quantize, quant_layers(task.model, task.example_input), profile)
 
 
 def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
@@ -60,6 +60,7 @@ def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pat
     something (the machine's compute slot, hardware/locks.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     check_runtime(task, profile)
+    check_strategy(task, strategy, profile)
     with compute_slot():
         return _build(task, strategy, profile, workdir)
 
@@ -70,9 +71,8 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
         task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints
     )
     student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, task.distill_layers)
-    build_artifact = artifact_builder(profile.runtime)
-    artifact_path = build_artifact(
-        student, task.example_input, strategy.quantize, task.data.calibration, workdir, dynamic_axes=task.dynamic_axes
+    artifact_path = profile.record.builder(
+        student, task.example_input, strategy.quantize, task.data.calibration, workdir, profile, task.dynamic_axes
     )
     return Artifact(
         path=artifact_path,

@@ -1,24 +1,120 @@
-"""Structured pruning with torch-pruning: whole channels go, so the layers are physically smaller."""
+"""Structured pruning with torch-pruning (whole channels go, so layers are physically smaller): its settings, its
+knobs in the search space, and the step itself.
+
+Knobs (Optuna parameter names): `prune/<unit>` a ratio per channel-group unit (0 to max_prune_ratio in steps of
+prune_step), `heads/<unit>` whole attention heads removed per unit, and `prune/importance` the criterion.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch_pruning as tp
+from pydantic import Field
 from torch import nn
 
 from autocompress.errors import ConfigError
-from autocompress.spaces.graph import PRUNABLE_TYPES, fixed_width_layers
-from autocompress.spaces.strategy import PruneSettings
-from autocompress.task import PruneHints
+from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups
+from autocompress.spaces.vocabulary import Granularity, Section, unit_of
 
+if TYPE_CHECKING:
+    import optuna
+
+    from autocompress.task import PruneHints
+
+Importance = Literal["l1", "l2", "fpgm", "bn_scale"]
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
     "fpgm": lambda: tp.importance.FPGMImportance(),
     "bn_scale": lambda: tp.importance.BNScaleImportance(),
 }
+
+
+class PruneSettings(Section):
+    """Structured pruning: a fraction of output channels removed per torch-pruning group (keyed by root layer)."""
+
+    importance: Importance = "l2"
+    ratios: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def mean_ratio(self) -> float:
+        return sum(self.ratios.values()) / len(self.ratios) if self.ratios else 0.0
+
+    @property
+    def any(self) -> bool:
+        return any(ratio > 0 for ratio in self.ratios.values())
+
+    def summary(self) -> dict[str, float | str]:
+        return {
+            "prune.mean_ratio": round(self.mean_ratio, 4),
+            "prune.max_ratio": max(self.ratios.values(), default=0.0),
+            "prune.importance": self.importance,
+        }
+
+
+@dataclass(frozen=True)
+class PruneKnobs:
+    """The pruning part of a search space: channel groups from the dependency graph, shared per granularity."""
+
+    groups: tuple[PruneGroup, ...]
+    granularity: Granularity = "layer"
+    max_prune_ratio: float = 0.75
+    prune_step: float = 0.125
+    max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
+    importances: tuple[str, ...] = ("l1", "l2", "fpgm", "bn_scale")
+
+    @classmethod
+    def for_model(
+        cls, model: nn.Module, example_input: torch.Tensor, hints: PruneHints | None, **ranges: Any
+    ) -> PruneKnobs:
+        return cls(tuple(prune_groups(model, example_input, hints)), **ranges)
+
+    def ratio_units(self) -> list[str]:
+        """Knobs of channel groups, `prune/<unit>` (a ratio)."""
+        return sorted({unit_of(group.name, self.granularity) for group in self.groups if not group.heads})
+
+    def head_units(self) -> dict[str, int]:
+        """Knobs of attention groups, `heads/<unit>` (heads removed), with the most each may remove."""
+        units: dict[str, int] = {}
+        for group in self.groups:
+            if group.heads:
+                most = math.floor(group.heads * self.max_head_ratio + 1e-9)
+                unit = unit_of(group.name, self.granularity)
+                units[unit] = min(units.get(unit, most), most)
+        return units
+
+    def suggest(self, trial: optuna.Trial) -> PruneSettings:
+        ratios = {
+            unit: trial.suggest_float(f"prune/{unit}", 0.0, self.max_prune_ratio, step=self.prune_step)
+            for unit in self.ratio_units()
+        }
+        heads = {unit: trial.suggest_int(f"heads/{unit}", 0, most) for unit, most in self.head_units().items()}
+        importance = trial.suggest_categorical("prune/importance", list(self.importances))
+        return PruneSettings(importance=importance, ratios=self._group_ratios(ratios, heads))
+
+    def _group_ratios(self, ratios: dict[str, float], heads: dict[str, int]) -> dict[str, float]:
+        def ratio(group: PruneGroup) -> float:
+            unit = unit_of(group.name, self.granularity)
+            return heads[unit] / group.heads if group.heads else ratios[unit]
+
+        return {group.name: ratio(group) for group in self.groups}
+
+    def uniform(self, ratio: float, importance: str = "l2") -> dict[str, Any]:
+        """Optuna parameters of every group at `ratio` (clamped to the range; attention groups lose the nearest
+        whole number of heads)."""
+        params: dict[str, Any] = {f"prune/{unit}": min(ratio, self.max_prune_ratio) for unit in self.ratio_units()}
+        most_heads = max((group.heads for group in self.groups if group.heads), default=0)
+        for unit, most in self.head_units().items():
+            params[f"heads/{unit}"] = min(most, round(ratio * most_heads))
+        return params | {"prune/importance": importance}
+
+    def signature(self) -> str:
+        return "groups=" + ",".join(f"{group.name}:{group.channels}" for group in self.groups)
 
 
 def prune(

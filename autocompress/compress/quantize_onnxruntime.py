@@ -31,8 +31,10 @@ from onnxruntime.quantization import (
 from torch import nn
 
 from autocompress.compress.export import export_onnx
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import TrialError
-from autocompress.spaces.strategy import QuantizeSettings
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.onnxruntime import OrtQuantizeOptions
 from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ CALIBRATION_METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
+ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 FOLLOWER_OPS = ("Relu", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Concat")
 
@@ -94,14 +97,17 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
+    profile: HardwareProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
-    """The runtime's artifact for a (pruned, distilled) model: ONNX export, then per-layer quantization."""
+    """The runtime's artifact for a (pruned, distilled) model: ONNX export, then per-layer quantization with the
+    profile's quantizer options."""
     float_path = workdir / "float.onnx"
     export_onnx(model, example_input, float_path, dynamic_axes)
     target = workdir / "model.onnx"
     symbolic_shapes = not (dynamic_axes and set(dynamic_axes) - {0})  # only the batch axis is dynamic
-    quantize(float_path, target, settings, calibration, symbolic_shapes)
+    options = OrtQuantizeOptions(**profile.quantize)
+    quantize(float_path, target, settings, calibration, symbolic_shapes, options)
     float_path.unlink()
     fp16_layers = set(settings.layers_at("fp16"))
     if fp16_layers:
@@ -163,9 +169,15 @@ def _pre_process(source: Path, prepared: Path, symbolic_shapes: bool) -> None:
 
 
 def quantize(
-    source: Path, target: Path, settings: QuantizeSettings, calibration: Batches, symbolic_shapes: bool = True
+    source: Path,
+    target: Path,
+    settings: QuantizeSettings,
+    calibration: Batches,
+    symbolic_shapes: bool = True,
+    options: OrtQuantizeOptions | None = None,
 ) -> None:
     """Write `target`: `source` with exactly the strategy's int8 layers quantized (a copy if there are none)."""
+    options = options or OrtQuantizeOptions()
     int8_layers = set(settings.layers_at("int8"))
     if not int8_layers:
         shutil.copyfile(source, target)
@@ -188,11 +200,15 @@ def quantize(
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=op_types,
                     nodes_to_quantize=selected,
-                    per_channel=True,
-                    activation_type=QuantType.QUInt8,
+                    per_channel=options.per_channel,
+                    reduce_range=options.reduce_range,
+                    activation_type=ACTIVATION_TYPES[options.activation_type],
                     weight_type=QuantType.QInt8,
                     calibrate_method=CALIBRATION_METHODS[settings.calibration],
-                    extra_options={"CalibTensorRangeSymmetric": False},
+                    extra_options={
+                        "CalibTensorRangeSymmetric": options.activation_symmetric,
+                        "ActivationSymmetric": options.activation_symmetric,
+                    },
                 )
         except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
             raise TrialError(

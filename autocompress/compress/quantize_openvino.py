@@ -34,8 +34,9 @@ from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEst
 from torch import nn
 
 from autocompress.compress.export import export_onnx
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import TrialError
-from autocompress.spaces.strategy import QuantizeSettings
+from autocompress.hardware.profile import HardwareProfile
 from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
+    profile: HardwareProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact: ONNX export, conversion to OpenVINO, per-layer quantization, IR on disk."""

@@ -43,9 +43,10 @@ from ai_edge_quantizer import qtyping, quantizer
 from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
-from autocompress.errors import ConfigError, TrialError
-from autocompress.spaces.graph import quant_layers
-from autocompress.spaces.strategy import QuantizeSettings
+from autocompress.compress.quantize import QuantizeSettings
+from autocompress.errors import TrialError
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.graph import layer_names
 from autocompress.task import Batches, DynamicAxes
 
 Algorithm = quantizer.AlgorithmName
@@ -79,18 +80,14 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
+    profile: HardwareProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact for a (pruned, distilled) model: LiteRT conversion, then per-layer quantization.
 
-    TFLite graphs have static shapes (the example input's); a task needing other dynamic axes than the batch
-    (evaluated sample by sample) cannot be served by them.
+    TFLite graphs have static shapes (the example input's), so the record says it has no dynamic shapes and the
+    pipeline refuses tasks that need them before anything is built.
     """
-    if dynamic_axes is not None and set(dynamic_axes) - {0}:
-        raise ConfigError(
-            "TFLite artifacts have static shapes, but this task needs dynamic axes "
-            f"{sorted(set(dynamic_axes) - {0})}: use an ONNX Runtime or OpenVINO device"
-        )
     float_path = workdir / "float.tflite"
     target = workdir / "model.tflite"
     convert(model, example_input, float_path)
@@ -126,12 +123,12 @@ def module_paths(model: nn.Module) -> dict[str, str]:
 
     modules = dict(model.named_modules())
     paths = {}
-    for layer in quant_layers(model):
+    for layer in layer_names(model):
         parts, prefix = [qualified(model)], []
-        for attr in layer.name.split("."):
+        for attr in layer.split("."):
             prefix.append(attr)
             parts.append(f"{qualified(modules['.'.join(prefix)])}_{attr}")
-        paths[layer.name] = "/".join(parts)
+        paths[layer] = "/".join(parts)
     return paths
 
 

@@ -20,13 +20,9 @@ SEARCH_POLICY = TimingPolicy()
 CONFIRM_POLICY = TimingPolicy(min_rounds=30, target_rel_ci=0.015, time_cap_s=10.0)
 
 
-def artifact_size(artifact: Path) -> int:
-    """Bytes on disk, weights files included (OpenVINO keeps them in a .bin beside the .xml)."""
-    size = artifact.stat().st_size
-    weights = artifact.with_suffix(".bin")
-    if artifact.suffix == ".xml" and weights.exists():
-        size += weights.stat().st_size
-    return size
+def artifact_size(artifact: Path, profile: HardwareProfile) -> int:
+    """Bytes on disk of every file of the artifact (OpenVINO keeps its weights in a .bin beside the .xml)."""
+    return sum(path.stat().st_size for path in profile.record.artifact_files(artifact))
 
 
 def timing_sample(task: Task, profile: HardwareProfile) -> np.ndarray:
@@ -38,14 +34,14 @@ def timing_sample(task: Task, profile: HardwareProfile) -> np.ndarray:
 def _run(
     profile: HardwareProfile, artifacts: list[Path], score: list[int], task: Task, policy: TimingPolicy
 ) -> DeviceResult:
-    request = DeviceRequest(
-        [str(path) for path in artifacts], profile.runtime, profile.runtime_options, profile.threads, policy, score
-    )
+    session = str(profile.record.session_file)
+    request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
+                            policy, score)  # fmt: skip
     batches = [inputs.numpy() for inputs, _ in task.data.validation] if score else []
     try:
         return runner_for(profile).run(request, batches, timing_sample(task, profile))
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
-        raise TrialError(f"{profile.runtime} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+        raise TrialError(f"{profile.record.name} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
 
 
 def measure_artifact(
@@ -69,7 +65,7 @@ def measure_artifact(
     return Measurement(
         value,
         timing.latencies[-1],
-        artifact_size(artifact),
+        artifact_size(artifact, profile),
         result.environment,
         extras,
         baseline_latency=timing.latencies[0] if baseline is not None else None,

@@ -34,7 +34,6 @@ from torch import nn
 
 from autocompress.errors import ConfigError
 from autocompress.home import home
-from autocompress.spaces.space import SpaceOptions
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import DataSplits, Task
 
@@ -303,18 +302,18 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
 # costs far more fidelity per parameter than head pruning, and recovering it takes hundreds of distillation steps
 # at 1-3 s each on 2 cores, so pruning stays mild and per-layer precision does most of the work. Measured with
 # ORT: int8 on every Linear gives fidelity 0.91, int8 on all but the FFN output projections 0.99.
-SPACE = SpaceOptions(
-    granularity="family",  # one knob per layer kind across the 6 blocks: 6 precisions, 1 FFN ratio, 1 head count
-    max_prune_ratio=0.25,
-    prune_step=0.125,
-    max_head_ratio=2 / 12,
-    importances=("l1", "l2"),
-    calibrations=("minmax", "entropy", "percentile"),
-    distill_steps=(0, 50, 100),
-    lr=(1e-5, 5e-4),
-    distill_losses=("cosine", "mse"),
-    hidden_weight=(0.0, 1.0),
-)
+SPACE = {
+    "granularity": "family",  # one knob per layer kind across the 6 blocks: 6 precisions, 1 FFN ratio, 1 head count
+    "max_prune_ratio": 0.25,
+    "prune_step": 0.125,
+    "max_head_ratio": 2 / 12,
+    "importances": ("l1", "l2"),
+    "calibrations": ("minmax", "entropy", "percentile"),
+    "distill_steps": (0, 50, 100),
+    "lr": (1e-5, 5e-4),
+    "distill_losses": ("cosine", "mse"),
+    "hidden_weight": (0.0, 1.0),
+}
 TRAIN_BATCH_SIZE = 8
 
 
@@ -339,5 +338,4 @@ def load_task() -> Task:
         distill_layers=tuple(layers),
         extra_metrics={"min_fidelity": min_fidelity},
         space=SPACE,
-        runtimes=("onnxruntime", "openvino"),
     )

@@ -1,20 +1,27 @@
-"""Hardware profiles: what a device runs, how, and which precisions each layer type may take there."""
+"""Hardware profiles: what a device runs, how, and which precisions each layer kind may take there.
+
+A profile is validated against its runtime's record when it is loaded: a precision the runtime cannot build for
+a layer kind, quantizer options it does not take, or settings it calls inconsistent are one line naming the
+file, never a silent fp32 later.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from autocompress.errors import DeviceError
+from autocompress.errors import AutocompressError, DeviceError
 from autocompress.home import home
+from autocompress.runtimes import Runtime, get_runtime
+from autocompress.spaces.vocabulary import LAYER_KINDS, Precision
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 SSH_HOST = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.:\[\]_-]+?(:\d{1,5})?$")
-Precision = Literal["fp32", "fp16", "int8", "int16", "int4"]
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class RemoteSettings(BaseModel):
@@ -39,17 +46,28 @@ class HardwareProfile(BaseModel):
     name: str
     description: str = ""
     aliases: list[str] = Field(default_factory=list)
-    runtime: Literal["onnxruntime", "openvino", "tflite"]
+    runtime: str = Field(description="a built-in runtime (autocompress devices lists them) or a module with RUNTIME")
     runtime_options: dict[str, Any] = Field(default_factory=dict)
+    quantize: dict[str, Any] = Field(default_factory=dict, description="the runtime's quantizer options")
     threads: int = Field(default=2, ge=1)
     precisions: dict[str, list[Precision]] = Field(
-        description="layer type (Conv, Gemm, MatMul) -> precisions it may take on this device"
+        description="layer kind (Conv, Gemm, MatMul) -> precisions it may take on this device"
     )
-    export_format: Literal["onnx", "openvino", "tflite"] = "onnx"
     batch_size: int = Field(default=1, ge=1)
     channel_round_to: int = Field(default=1, ge=1, description="keep pruned channel counts multiples of this")
     host: str = Field(default="local", description="local, or ssh://user@host[:port]")
     remote: RemoteSettings = Field(default_factory=RemoteSettings)
+    verified_on_hardware: bool = Field(
+        default=False, description="this profile's runtime path has run on the hardware it describes"
+    )
+    source: Path | None = Field(default=None, exclude=True, description="the YAML file it was read from")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(f"'{value}' must be letters, digits, '.', '_' or '-' (it names folders and studies)")
+        return value
 
     @field_validator("host")
     @classmethod
@@ -58,29 +76,63 @@ class HardwareProfile(BaseModel):
             raise ValueError(f"host '{value}' must be 'local' or ssh://user@host[:port]")
         return value
 
+    @field_validator("precisions")
+    @classmethod
+    def _fp32_always_allowed(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, choices in value.items():
+            if kind not in LAYER_KINDS:
+                raise ValueError(f"layer kind '{kind}' is not one of {', '.join(LAYER_KINDS)}")
+            if "fp32" not in choices:
+                raise ValueError(f"precisions for {kind} must include fp32 (the uncompressed choice)")
+        return value
+
+    @model_validator(mode="after")
+    def _runtime_can_build_it(self, info: ValidationInfo) -> HardwareProfile:
+        base_dir = (info.context or {}).get("base_dir")
+        try:
+            runtime = get_runtime(self.runtime, base_dir)
+        except AutocompressError as error:
+            raise ValueError(str(error)) from None
+        try:
+            runtime.quantize_options(**self.quantize)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ValueError(f"quantize.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        for kind, choices in self.precisions.items():
+            possible = runtime.precisions(self, kind)
+            missing = [precision for precision in choices if precision not in possible]
+            if missing:
+                raise ValueError(
+                    f"{runtime.name} cannot build {', '.join(missing)} for {kind} layers "
+                    f"(it builds {', '.join(possible) or 'nothing'} there)"
+                )
+        problem = runtime.check(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def record(self) -> Runtime:
+        """The runtime's record (hardware-independent facts: artifact files, builder, session)."""
+        return get_runtime(self.runtime, self.source.parent if self.source else None)
+
+    @property
+    def export_format(self) -> str:
+        return self.record.export_format
+
     @property
     def is_remote(self) -> bool:
         return self.host != "local"
 
-    @field_validator("precisions")
-    @classmethod
-    def _fp32_always_allowed(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for layer_type, choices in value.items():
-            if "fp32" not in choices:
-                raise ValueError(f"precisions for {layer_type} must include fp32 (the uncompressed choice)")
-        return value
-
-    def precision_choices(self, layer_type: str) -> list[str]:
-        """The precisions a layer of this ONNX op type may take; fp32 only when the device lists none."""
-        return list(self.precisions.get(layer_type, ["fp32"]))
+    def precision_choices(self, kind: str) -> list[str]:
+        """The precisions a layer of this kind may take; fp32 only when the device lists none."""
+        return list(self.precisions.get(kind, ["fp32"]))
 
 
-def _profile_files() -> list[Path]:
+def _profile_files() -> tuple[list[Path], list[Path]]:
+    """(built-in files, the user's files in $AUTOCOMPRESS_HOME/profiles)."""
     user_dir = home() / "profiles"
-    files = sorted(BUILTIN_DIR.glob("*.yaml"))
-    if user_dir.is_dir():
-        files += sorted(user_dir.glob("*.yaml"))
-    return files
+    return sorted(BUILTIN_DIR.glob("*.yaml")), sorted(user_dir.glob("*.yaml")) if user_dir.is_dir() else []
 
 
 def load_profile_file(path: Path) -> HardwareProfile:
@@ -91,19 +143,31 @@ def load_profile_file(path: Path) -> HardwareProfile:
         raise DeviceError(f"cannot read hardware profile {path}: {error}".splitlines()[0]) from None
     if not isinstance(raw, dict):
         raise DeviceError(f"hardware profile {path} must be a YAML mapping")
+    raw.pop("export_format", None)  # older profiles said it; it is the runtime's, not the device's
     try:
-        return HardwareProfile(**raw)
+        folder = path.resolve().parent
+        return HardwareProfile.model_validate(raw | {"source": path.resolve()}, context={"base_dir": folder})
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise DeviceError(f"hardware profile {path}: {where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise DeviceError(f"hardware profile {path}: {where + ': ' if where else ''}{message}") from None
 
 
 def all_profiles() -> dict[str, HardwareProfile]:
-    """Built-in profiles, then the user's (`$AUTOCOMPRESS_HOME/profiles/*.yaml`), by name."""
-    profiles = {}
-    for path in _profile_files():
+    """Built-in profiles, then the user's (`$AUTOCOMPRESS_HOME/profiles/*.yaml`), by name. A user's profile may
+    not take a built-in name or alias: `cpu` must never silently mean someone's SSH host."""
+    builtin_files, user_files = _profile_files()
+    profiles: dict[str, HardwareProfile] = {}
+    taken: dict[str, Path] = {}
+    for path in [*builtin_files, *user_files]:
         profile = load_profile_file(path)
+        for word in [profile.name, *profile.aliases]:
+            if word in taken:
+                raise DeviceError(
+                    f"hardware profile {path} uses the name '{word}', already taken by {taken[word]}: rename one"
+                )
+            taken[word] = path
         profiles[profile.name] = profile
     return profiles
 

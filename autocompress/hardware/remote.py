@@ -31,7 +31,6 @@ from autocompress.hardware.ssh import SshTarget, execute, parse_host, with_conne
 
 PACKAGE = "autocompress_device"
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "device"
-RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tflite": "ai_edge_litert"}
 KEEP_ARTIFACTS = 32  # most recently used artifacts kept on the device; older ones are deleted
 transfers: Counter[str] = Counter()  # uploads by kind ("package", "artifact", "inputs"), to see what was re-sent
 
@@ -81,8 +80,9 @@ def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
             sftp.mkdir(folder)
 
 
-def _upload_package(sftp: paramiko.SFTPClient, workdir: str) -> None:
-    files = sorted(DEVICE_DIR.glob("*.py"))
+def _upload_package(sftp: paramiko.SFTPClient, workdir: str, session: Path) -> None:
+    """The device-side code and the runtime's session file (a runtime defined outside autocompress included)."""
+    files = sorted({*DEVICE_DIR.glob("*.py"), session}, key=lambda path: path.name)
     digest = hashlib.sha256(b"".join(f.name.encode() + b"\0" + f.read_bytes() for f in files)).hexdigest()
     marker = f"{workdir}/{PACKAGE}/.content-sha256"
     try:
@@ -164,9 +164,11 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
         _makedirs(sftp, f"{workdir}/artifacts")
         _makedirs(sftp, f"{workdir}/inputs")
         _makedirs(sftp, f"{workdir}/runs")
-        _upload_package(sftp, workdir)
+        session = Path(job.request.session)
+        _upload_package(sftp, workdir, session)
         run = f"runs/{uuid.uuid4().hex}"
         request = job.request.as_dict() | {
+            "session": f"{PACKAGE}/{session.name}",
             "artifacts": [_upload_artifact(sftp, workdir, Path(path)) for path in job.request.artifacts],
             "inputs": _upload_inputs(sftp, workdir, job.batches, job.sample),
             "outputs": f"{run}/outputs.npz",
@@ -180,7 +182,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
             _check_python(status, stderr, settings, target)
             if status != 0:
                 last = [line for line in stderr.strip().splitlines() if line.strip()] or [f"exit status {status}"]
-                raise TrialError(f"{job.profile.runtime} on {target.display}: {last[-1][:300]}")
+                raise TrialError(f"{job.profile.record.name} on {target.display}: {last[-1][:300]}")
             buffer = io.BytesIO()
             sftp.getfo(f"{workdir}/{run}/outputs.npz", buffer)  # prefetched: fast for large outputs
             outputs = read_outputs(np.load(io.BytesIO(buffer.getvalue())))
@@ -219,7 +221,7 @@ def probe(profile: HardwareProfile) -> str | None:
     """
     if not profile.is_remote:
         return None
-    module = RUNTIME_MODULES[profile.runtime]
+    module = profile.record.device_module
     settings = profile.remote
     try:
         target = parse_host(profile.host)

@@ -41,7 +41,7 @@ class Runner(Protocol):
 
 
 class _Worker:
-    """One `python -m ...device.runner --serve` process for one (runtime, threads): it keeps the reference
+    """One `python -m ...device.runner --serve` process per (runtime session, threads): it keeps the reference
     session (a study's baseline) loaded between requests, so the baseline is timed in the same state as every
     candidate paired with it."""
 
@@ -113,8 +113,8 @@ class LocalRunner:
         self._workers: dict[tuple[str, int], _Worker] = {}
         self._lock = threading.Lock()
 
-    def _worker(self, runtime: str, threads: int) -> _Worker:
-        key = (runtime, threads)
+    def _worker(self, session: str, threads: int) -> _Worker:
+        key = (session, threads)
         worker = self._workers.get(key)
         if worker is None or not worker.alive():
             if worker is not None:
@@ -124,7 +124,7 @@ class LocalRunner:
 
     def run(self, request: DeviceRequest, batches: list[np.ndarray], sample: np.ndarray) -> DeviceResult:
         with self._lock, timing_lock() as waited:
-            worker = self._worker(request.runtime, request.threads)
+            worker = self._worker(request.session, request.threads)
             outputs = worker.folder / f"outputs-{uuid.uuid4().hex[:8]}.npz"
             raw = request.as_dict() | {"inputs": str(worker.inputs(batches, sample)), "outputs": str(outputs)}
             started = time.monotonic()

@@ -7,17 +7,13 @@ import json
 import logging
 import platform
 import shutil
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from autocompress.compress.pipeline import build
@@ -29,6 +25,7 @@ from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
 from autocompress.search.confirm import Confirmed, confirm
 from autocompress.search.progress import SearchProgress
+from autocompress.search.recovery import WORKER_ATTR, recover_trials, requeue, this_worker
 from autocompress.search.results import (
     BASELINE_ATTR,
     METRICS_ATTR,
@@ -41,6 +38,7 @@ from autocompress.search.results import (
 )
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import MlflowTracker
+from autocompress.signals import interrupts_as_keyboard
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task
 
@@ -72,8 +70,11 @@ class Objective:
     baseline: dict
     baseline_path: Path
     tracker: MlflowTracker
+    ran: list[int] = field(default_factory=list)  # the trials of this invocation
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        trial.set_user_attr(WORKER_ATTR, this_worker())  # so a worker that dies is recognised (recovery.py)
+        self.ran.append(trial.number)
         strategy = self.space.sample(trial, seed=trial_seed(self.settings.seed, trial.number))
         trial.set_user_attr("strategy", strategy.model_dump())
         run_id = self.tracker.start_trial(trial.number, tags={"device": self.profile.name})
@@ -93,7 +94,10 @@ class Objective:
             self.tracker.log(run_id, metrics=metrics | named, tags={"state": "COMPLETE", **environment})
             self.tracker.end_trial(run_id, "FINISHED")
         except KeyboardInterrupt:
-            self._record_failure(trial, run_id, "interrupted by the user (SIGINT/SIGTERM)", "KILLED")
+            self._record_failure(
+                trial, run_id, "interrupted by the user (SIGINT/SIGTERM); queued to run again", "KILLED"
+            )
+            requeue(trial.study, trial)
             raise
         except Exception as error:
             self._record_failure(trial, run_id, one_line(error), "FAILED")
@@ -130,22 +134,6 @@ class KeepArtifacts:
             shutil.rmtree(trial_dir(self.study_name, number), ignore_errors=True)
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the same path as Ctrl-C: the trial is failed and recorded, the parent run closed. SIGINT is
-    handled explicitly too: a process started in the background by a non-interactive shell inherits it ignored."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
-
-
 def measure_baseline(task: Task, profile: HardwareProfile, study: optuna.Study) -> tuple[dict, Path]:
     """The uncompressed model, exported exactly like a candidate and kept on disk for the whole study: its metric
     and size are measured once and stored; its latency is re-timed beside every candidate."""
@@ -163,6 +151,12 @@ class SearchOutcome:
     confirmed: list[Confirmed] = field(default_factory=list)
     wall_s: float = 0.0  # this invocation, confirmation included
     confirm_s: float = 0.0  # the confirmation stage alone
+    trials: list[int] = field(default_factory=list)  # the trial numbers this invocation ran
+
+    def failures(self) -> list[str]:
+        """Why this invocation's trials failed (one entry per failed trial)."""
+        failed = [self.study.trials[n] for n in self.trials if self.study.trials[n].state == TrialState.FAIL]
+        return [trial.user_attrs.get("fail_reason", "unknown") for trial in failed]
 
 
 def run_search(
@@ -176,13 +170,16 @@ def run_search(
     raises SearchInterrupted."""
     started = time.monotonic()
     space = SearchSpace.for_task(task, profile, settings.granularity)
-    study = open_study(study_name, open_storage(settings.storage), settings, space)
+    storage = open_storage(settings.storage)
+    study = open_study(study_name, storage, settings, space)
+    recover_trials(study, storage)
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
+    tracker.close_orphans()
     tracker.start_parent(run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}", params=_run_params(task, profile,
                          settings, space), tags={"study": study_name, "host": profile.host,
-                         "runtime": profile.runtime, "controller": platform.node()})  # fmt: skip
+                         "runtime": profile.record.name, "controller": platform.node()})  # fmt: skip
     try:
-        with sigterm_as_interrupt():
+        with interrupts_as_keyboard():
             baseline, baseline_path = measure_baseline(task, profile, study)
             if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
                 for label, params in space.warm_starts()[: settings.trials or None]:  # never more than the budget
@@ -213,7 +210,7 @@ def run_search(
     _log_confirmation(tracker, confirmed)
     tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s})
     tracker.end_parent("FINISHED")
-    return SearchOutcome(study, confirmed, wall_s, confirm_s)
+    return SearchOutcome(study, confirmed, wall_s, confirm_s, objective.ran)
 
 
 def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, space: SearchSpace) -> dict:
@@ -223,7 +220,7 @@ def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, 
         "trials": settings.trials or 0,
         "max_drop": settings.max_drop,
         "drop_mode": settings.drop_mode,
-        "granularity": space.options.granularity,
+        "granularity": space.granularity,
         "sampler": settings.sampler,
         "seed": settings.seed,
         "confirm": settings.confirm,

@@ -10,20 +10,23 @@ from optuna.storages import BaseStorage, RDBStorage
 from autocompress.config import SearchSettings
 from autocompress.errors import ConfigError
 from autocompress.home import default_storage
+from autocompress.search.recovery import retry_stale
 from autocompress.search.results import OBJECTIVE, OBJECTIVE_ATTR
 from autocompress.spaces.space import SearchSpace
 
 log = logging.getLogger(__name__)
 SPACE_ATTR = "space_signature"
+BOUNDS_ATTR = "bounds"
 STARTUP_TRIALS = 10  # at most: random trials before TPE models the results (warm starts count among them)
 
 
 def open_storage(url: str | None) -> BaseStorage:
-    """RDB storages get a heartbeat, so a trial left RUNNING by a killed process is failed on the next run."""
+    """RDB storages get a heartbeat and a retry callback: a trial whose worker stopped beating is failed after the
+    grace period and run again (recovery.py recovers this host's dead workers at once, without waiting)."""
     url = url or default_storage()
     try:
         if url.startswith(("sqlite", "postgresql", "mysql")):
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120, failed_trial_callback=retry_stale)
         return optuna.storages.get_storage(url)
     except Exception as error:  # SQLAlchemy and the journal backends raise many types
         raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
@@ -32,12 +35,6 @@ def open_storage(url: str | None) -> BaseStorage:
 def directions(settings: SearchSettings) -> list[str]:
     """Maximize the metric, minimize the latency relative to the baseline; size is an optional third objective."""
     return ["maximize", "minimize"] + (["minimize"] if settings.size_objective else [])
-
-
-def space_signature(space: SearchSpace) -> str:
-    groups = ",".join(f"{group.name}:{group.channels}" for group in space.groups)
-    layers = ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in space.precision_units().items())
-    return f"groups={groups};precisions={layers};granularity={space.options.granularity}"
 
 
 def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
@@ -76,7 +73,8 @@ def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space:
         )
     if objective is None:
         study.set_user_attr(OBJECTIVE_ATTR, OBJECTIVE)
-    signature = space_signature(space)
+    _same_bounds(study, settings)
+    signature = space.signature()
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is None:
         study.set_user_attr(SPACE_ATTR, signature)
@@ -85,6 +83,25 @@ def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space:
             f"study '{name}' was created for a different model, device or granularity; use another --study name"
         )
     return study
+
+
+def bounds(settings: SearchSettings) -> dict[str, object]:
+    return {"max_drop": settings.max_drop, "drop_mode": settings.drop_mode, "max_size_mb": settings.max_size_mb}
+
+
+def _same_bounds(study: optuna.Study, settings: SearchSettings) -> None:
+    """Feasibility is judged once per trial: a study resumed with another bound would mix two definitions."""
+    stored = study.user_attrs.get(BOUNDS_ATTR)
+    wanted = bounds(settings)
+    if stored is None:
+        study.set_user_attr(BOUNDS_ATTR, wanted)
+    elif stored != wanted:
+        differ = ", ".join(
+            f"{key} {stored[key]} (now {wanted[key]})" for key in wanted if stored.get(key) != wanted[key]
+        )
+        raise ConfigError(
+            f"study '{study.study_name}' was searched with {differ}: keep its bounds or use another --study name"
+        )
 
 
 def _trials_so_far(name: str, storage: BaseStorage) -> list[optuna.trial.FrozenTrial]:

@@ -11,8 +11,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from autocompress.home import home
+from autocompress.search.recovery import is_dead, this_worker
 
 log = logging.getLogger(__name__)
+WORKER_TAG = "autocompress.worker"
 for _quiet in ("alembic", "mlflow"):  # table creation and migrations are not news to the user
     logging.getLogger(_quiet).setLevel(logging.WARNING)
 
@@ -30,8 +32,20 @@ class MlflowTracker:
             self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
 
+    def close_orphans(self) -> list[str]:
+        """Runs left RUNNING by a worker of this host that died (kill -9) are closed as KILLED."""
+        closed = []
+        for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+            worker = run.data.tags.get(WORKER_TAG)
+            if worker is not None and is_dead(worker):
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                closed.append(run.info.run_id)
+        if closed:
+            log.warning("closed %d MLflow run(s) of a worker that died as KILLED", len(closed))
+        return closed
+
     def start_parent(self, run_name: str, params: dict[str, str | int | float], tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={**tags, WORKER_TAG: this_worker()})
         self.parent_id = run.info.run_id
         self.log(self.parent_id, params=params)
         return self.parent_id
@@ -41,7 +55,7 @@ class MlflowTracker:
             self.client.set_terminated(self.parent_id, status=status)
 
     def start_trial(self, trial_number: int, tags: dict[str, str]) -> str:
-        all_tags = {"optuna.trial_number": str(trial_number), **tags}
+        all_tags = {"optuna.trial_number": str(trial_number), WORKER_TAG: this_worker(), **tags}
         if self.parent_id is not None:
             all_tags["mlflow.parentRunId"] = self.parent_id
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=all_tags)

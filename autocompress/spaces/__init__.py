@@ -1,6 +1,1 @@
-"""Search spaces and the Strategy they produce."""
-
-from autocompress.spaces.space import SearchSpace, SpaceOptions
-from autocompress.spaces.strategy import Strategy
-
-__all__ = ["SearchSpace", "SpaceOptions", "Strategy"]
+"""Search spaces (space.py, composed from each compression step's knobs) and the Strategy they produce."""

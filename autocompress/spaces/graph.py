@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from autocompress.task import PruneHints
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
-LAYER_OP_TYPES = {nn.Conv2d: "Conv", nn.Conv1d: "Conv", nn.Linear: "Gemm"}
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)  # modules with weights whose precision a strategy chooses
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ class PruneGroup:
 
 @dataclass(frozen=True)
 class QuantLayer:
-    """A layer whose precision the strategy chooses; op_type is the ONNX op it exports to."""
+    """A layer whose precision the strategy chooses; `kind` is the ONNX op it exports to (a LayerKind)."""
 
     name: str
-    op_type: str
+    kind: str
 
 
 def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
@@ -83,11 +83,33 @@ def prune_groups(model: nn.Module, example_input: torch.Tensor, hints: PruneHint
     return sorted(groups, key=lambda group: group.name)
 
 
-def quant_layers(model: nn.Module) -> list[QuantLayer]:
-    """Conv and Linear layers by module name, with the ONNX op type each one exports to."""
-    layers = []
-    for name, module in model.named_modules():
-        op_type = LAYER_OP_TYPES.get(type(module))
-        if op_type is not None:
-            layers.append(QuantLayer(name=name, op_type=op_type))
-    return layers
+def layer_names(model: nn.Module) -> list[str]:
+    """Conv and Linear layers by module name, in module order."""
+    return [name for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)]
+
+
+def quant_layers(model: nn.Module, example_input: torch.Tensor) -> list[QuantLayer]:
+    """Conv and Linear layers with the ONNX op each exports to: Conv; Gemm for a Linear applied to 2-D inputs;
+    MatMul for one applied to larger ones (every projection of a transformer). Found by running the model once."""
+    kinds: dict[str, str] = {}
+    names = {module: name for name, module in model.named_modules()}
+
+    def record(module: nn.Module, inputs: tuple, _output: object) -> None:
+        if isinstance(module, nn.Linear):
+            kinds.setdefault(names[module], "Gemm" if inputs[0].dim() == 2 else "MatMul")
+        else:
+            kinds.setdefault(names[module], "Conv")
+
+    hooks = [module.register_forward_hook(record) for module in model.modules() if isinstance(module, LAYER_TYPES)]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # a layer the example input never reaches keeps the kind its type suggests
+    return [
+        QuantLayer(name, kinds.get(name, "Gemm" if isinstance(module, nn.Linear) else "Conv"))
+        for name, module in model.named_modules()
+        if isinstance(module, LAYER_TYPES)
+    ]

@@ -12,63 +12,28 @@ no study at all. Example (digits, abridged)::
       calibration: minmax
       precisions: {stem.0: fp32, stage1.0.conv1: int8, fc: int8}
     distill: {steps: 100, loss: kl, temperature: 4.0, alpha: 0.7, lr: 0.001, hidden_weight: 0.0}
+
+Each section is defined by the step that applies it (compress/prune.py, quantize.py, distill.py), with its knobs;
+the precisions and layer kinds come from one vocabulary (spaces/vocabulary.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from autocompress.compress.distill import DistillSettings
+from autocompress.compress.prune import PruneSettings
+from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import ConfigError
+from autocompress.spaces.vocabulary import Section
 
 SCHEMA_VERSION = 1
-Importance = Literal["l1", "l2", "fpgm", "bn_scale"]
-Calibration = Literal["minmax", "entropy", "percentile"]
-DistillLoss = Literal["kl", "mse", "cosine"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class PruneSettings(_Frozen):
-    """Structured pruning: a fraction of output channels removed per torch-pruning group (keyed by root layer)."""
-
-    importance: Importance = "l2"
-    ratios: dict[str, float] = Field(default_factory=dict)
-
-    @property
-    def mean_ratio(self) -> float:
-        return sum(self.ratios.values()) / len(self.ratios) if self.ratios else 0.0
-
-
-class QuantizeSettings(_Frozen):
-    """Per-layer precision (layer = torch module name of a Conv/Linear) and the calibration method."""
-
-    calibration: Calibration = "minmax"
-    precisions: dict[str, str] = Field(default_factory=dict)
-
-    def layers_at(self, precision: str) -> list[str]:
-        return sorted(name for name, value in self.precisions.items() if value == precision)
-
-
-class DistillSettings(_Frozen):
-    """Knowledge distillation from the original model: steps (0 = none), the loss on the outputs (kl on softened
-    logits with a temperature; mse or cosine for embeddings), teacher weight alpha, lr, and the weight of
-    matching the task's hidden states (0 = outputs only)."""
-
-    steps: int = Field(default=0, ge=0)
-    loss: DistillLoss = "kl"
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    lr: float = Field(default=1e-3, gt=0)
-    hidden_weight: float = Field(default=0.0, ge=0)
-
-
-class Strategy(_Frozen):
+class Strategy(Section):
     """One compression candidate, fully specified; the compressor applies exactly this."""
 
     schema_version: int = SCHEMA_VERSION
@@ -81,8 +46,7 @@ class Strategy(_Frozen):
     @property
     def is_uncompressed(self) -> bool:
         """Nothing pruned and every layer fp32: the original computation (distillation alone changes no speed)."""
-        pruned = any(ratio > 0 for ratio in self.prune.ratios.values())
-        return not pruned and all(precision == "fp32" for precision in self.quantize.precisions.values())
+        return not self.prune.any and not self.quantize.any
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
@@ -118,21 +82,5 @@ class Strategy(_Frozen):
             raise ConfigError(f"cannot read strategy file {path}: {error.strerror}") from None
 
     def summary(self) -> dict[str, float | int | str]:
-        """Flat, comparable parameters for MLflow: the full strategy goes in as a YAML artifact."""
-        return {
-            "prune.mean_ratio": round(self.prune.mean_ratio, 4),
-            "prune.max_ratio": max(self.prune.ratios.values(), default=0.0),
-            "prune.importance": self.prune.importance,
-            **{
-                f"quantize.{p}_layers": len(self.quantize.layers_at(p))
-                for p in ("int8", "int16", "fp16", "int4", "fp32")
-            },
-            "quantize.calibration": self.quantize.calibration,
-            "distill.steps": self.distill.steps,
-            "distill.loss": self.distill.loss,
-            "distill.hidden_weight": self.distill.hidden_weight,
-            "distill.temperature": self.distill.temperature,
-            "distill.alpha": self.distill.alpha,
-            "distill.lr": self.distill.lr,
-            "seed": self.seed,
-        }
+        """Flat, comparable parameters for MLflow (each step's own); the full strategy goes in as a YAML artifact."""
+        return {**self.prune.summary(), **self.quantize.summary(), **self.distill.summary(), "seed": self.seed}

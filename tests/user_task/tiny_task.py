@@ -67,11 +67,14 @@ def loaders() -> dict[str, DataLoader]:
 
 
 def flaky_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy, except that call number $TINY_FAIL_CALL (1 = the baseline) returns NaN; $TINY_METRIC_SECONDS
-    makes every call that slow, so a test's signal lands inside a trial rather than between two."""
+    """Accuracy, except that call number $TINY_FAIL_CALL (1 = the check at load, 2 = the baseline), or every call
+    from $TINY_FAIL_FROM on, returns NaN; $TINY_METRIC_SECONDS makes every call that slow, so a test's signal
+    lands inside a trial rather than between two."""
     _calls["metric"] += 1
     time.sleep(float(os.environ.get("TINY_METRIC_SECONDS", "0")))
     if str(_calls["metric"]) == os.environ.get("TINY_FAIL_CALL"):
+        return float("nan")
+    if _calls["metric"] >= int(os.environ.get("TINY_FAIL_FROM") or 10**9):
         return float("nan")
     return float(np.mean(outputs.argmax(axis=1) == labels))
 
@@ -97,3 +100,34 @@ class _BranchOnData(nn.Module):
 
 def unexportable_model() -> tuple[nn.Module, torch.Tensor]:
     return _BranchOnData().eval(), torch.zeros(1, 1, 8, 8)
+
+
+def broken_model() -> tuple[nn.Module, torch.Tensor]:
+    raise RuntimeError("checkpoint tiny.pt not found")
+
+
+def wrong_input_model() -> tuple[nn.Module, torch.Tensor]:
+    """The example input has 3 channels; the model takes 1."""
+    return TinyNet().eval(), torch.zeros(1, 3, 8, 8)
+
+
+def metric_one_argument(outputs: np.ndarray) -> float:
+    return float(outputs.mean())
+
+
+def metric_as_text(outputs: np.ndarray, labels: np.ndarray) -> str:
+    return f"{np.mean(outputs.argmax(axis=1) == labels):.1%}"
+
+
+def generator_loaders() -> dict:
+    split = _split()
+    return {name: ((x.unsqueeze(0), y.unsqueeze(0)) for x, y in data) for name, data in split.items()}
+
+
+def float_label_loaders() -> dict:
+    split = _split()
+    return {name: [(data.tensors[0][:100], data.tensors[1][:100].float())] for name, data in split.items()}
+
+
+def not_loaders() -> str:
+    return "train.csv"

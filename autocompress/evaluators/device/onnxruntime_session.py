@@ -76,9 +76,10 @@ class Session:
         for output in self._session.get_outputs():
             binding.bind_output(output.name, self._device, 0)
 
-        def call() -> None:
+        def call() -> ort.IOBinding:
             self._session.run_with_iobinding(binding)
             binding.synchronize_outputs()
+            return binding  # outputs stay on the device; binding.copy_outputs_to_cpu() reads them back
 
         return call
 

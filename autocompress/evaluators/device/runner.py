@@ -2,15 +2,16 @@
 
 Run by a local worker process (`python -m <pkg>.runner --serve`, one request per line), or on a remote device
 as `python -m <pkg>.runner request.json`. A request names the artifacts (the first is the reference that the
-others' speedups are paired with), which of them to score, the runtime, options, threads, an .npz of input
-batches and a timing policy; the runner writes outputs.npz and answers one JSON line (timing, versions, machine).
+others' speedups are paired with), which of them to score, the runtime's session file, its options, threads, an
+.npz of input batches and a timing policy; the runner writes outputs.npz and answers one JSON line (timing,
+versions, machine). It knows no runtime by name: each runtime's record names its session file.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -26,8 +27,6 @@ import numpy as np
 
 from .latency import Interleaved, TimingPolicy, measure_interleaved
 
-SESSION_MODULES = {"onnxruntime": "onnxruntime_session", "openvino": "openvino_session", "tflite": "tflite_session"}
-
 
 class Session(Protocol):
     """An artifact loaded in its runtime: `run` maps a batch to the first output; `timed_call` is one timed
@@ -38,12 +37,23 @@ class Session(Protocol):
     def timed_call(self, sample: np.ndarray) -> Callable[[], object]: ...
 
 
+class SessionModule(Protocol):
+    """A runtime's device-side file (stdlib, numpy and the runtime only): its Session class, process-wide set-up
+    before any session exists, and the versions recorded with every measurement."""
+
+    Session: Callable[[str, dict[str, Any], int], Session]
+
+    def configure_process(self, threads: int) -> None: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class DeviceRequest:
     """Artifacts to measure together: artifacts[0] is the reference; `score` lists those whose outputs return."""
 
     artifacts: list[str]
-    runtime: str
+    session: str  # path of the runtime's session file (relative to the working folder on a remote device)
     options: dict[str, Any]
     threads: int
     policy: TimingPolicy = field(default_factory=TimingPolicy)
@@ -61,24 +71,35 @@ class DeviceResult:
     lock_wait_s: float = 0.0  # time spent waiting for the device's timing lock
 
 
-def _session_module(runtime: str) -> Any:
-    if runtime not in SESSION_MODULES:
-        raise RuntimeError(f"runtime '{runtime}' is not supported by this runner")
-    return importlib.import_module(f"{__package__}.{SESSION_MODULES[runtime]}")
+_modules: dict[str, SessionModule] = {}
 
 
-def open_session(artifact: str, runtime: str, options: dict[str, Any], threads: int) -> Session:
-    return _session_module(runtime).Session(artifact, options, threads)
+def session_module(path: str) -> SessionModule:
+    """Load a runtime's session file by path (once per process): no package layout needed on the device."""
+    resolved = str(Path(path).resolve())
+    if resolved not in _modules:
+        if not Path(resolved).is_file():
+            raise RuntimeError(f"session file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"autocompress_session_{Path(path).stem}", resolved)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _modules[resolved] = module  # type: ignore[assignment]
+    return _modules[resolved]
+
+
+def open_session(artifact: str, session: str, options: dict[str, Any], threads: int) -> Session:
+    return session_module(session).Session(artifact, options, threads)
 
 
 def session_key(artifact: str, request: DeviceRequest) -> tuple:
     """A loaded session is reused only for the very same file (size and mtime) under the same settings."""
     stat = Path(artifact).stat()
-    return (str(Path(artifact).resolve()), stat.st_size, stat.st_mtime_ns, request.runtime,
+    return (str(Path(artifact).resolve()), stat.st_size, stat.st_mtime_ns, request.session,
             json.dumps(request.options, sort_keys=True), request.threads)  # fmt: skip
 
 
-def environment(runtime: str, threads: int) -> dict[str, str]:
+def environment(session: str, threads: int) -> dict[str, str]:
     """Runtime versions, CPU model and thread count, recorded with every measurement."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -88,7 +109,7 @@ def environment(runtime: str, threads: int) -> dict[str, str]:
                 break
     except OSError:
         pass
-    versions = _session_module(runtime).versions()
+    versions = session_module(session).versions()
     return {"cpu": cpu, "threads": str(threads), "python": platform.python_version(), **versions}
 
 
@@ -109,13 +130,13 @@ def run_request(
             key = session_key(artifact, request)
             if key not in reference_cache:
                 reference_cache.clear()  # one reference at a time: a new study's baseline replaces the old
-                reference_cache[key] = open_session(artifact, request.runtime, request.options, request.threads)
+                reference_cache[key] = open_session(artifact, request.session, request.options, request.threads)
             sessions.append(reference_cache[key])
         else:
-            sessions.append(open_session(artifact, request.runtime, request.options, request.threads))
+            sessions.append(open_session(artifact, request.session, request.options, request.threads))
     outputs = {index: [sessions[index].run(batch) for batch in batches] for index in request.score}
     timing = measure_interleaved([session.timed_call(sample) for session in sessions], request.policy)
-    return DeviceResult(outputs, timing, environment(request.runtime, request.threads))
+    return DeviceResult(outputs, timing, environment(request.session, request.threads))
 
 
 def packed_inputs(batches: list[np.ndarray], sample: np.ndarray) -> tuple[str, dict[str, np.ndarray]]:
@@ -141,15 +162,15 @@ def handle(raw: dict[str, Any], reference_cache: MutableMapping[tuple, Session] 
     return {"timing": result.timing.as_dict(), "environment": result.environment}
 
 
-def configure_process(runtime: str, threads: int) -> None:
+def configure_process(session: str, threads: int) -> None:
     """Process-wide runtime settings, before any session exists (e.g. ONNX Runtime's shared thread pool)."""
-    _session_module(runtime).configure_process(threads)
+    session_module(session).configure_process(threads)
 
 
 def main(request_path: str) -> None:
     """Remote entry point, run in the device's work folder; its lock file there is shared by every controller."""
     raw = json.loads(Path(request_path).read_text())
-    configure_process(raw["runtime"], raw["threads"])
+    configure_process(raw["session"], raw["threads"])
     started = time.monotonic()
     with open("timing.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the process exits, however it exits
@@ -172,7 +193,7 @@ def serve() -> None:
     for line in sys.stdin:
         try:
             raw = json.loads(line)
-            key = (raw["runtime"], int(raw["threads"]))
+            key = (raw["session"], int(raw["threads"]))
             if configured is None:
                 configure_process(*key)
                 configured = key

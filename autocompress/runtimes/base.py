@@ -1,0 +1,94 @@
+"""What a runtime is to autocompress: one record, from which every registry is derived.
+
+A runtime module (autocompress/runtimes/<name>.py, or any module a profile names) defines `RUNTIME = Runtime(...)`:
+its name, the artifact it builds (format and files), what it needs (packages here, the module on the device, an
+availability probe), what it can build per layer kind (precision and scheme), its builder, and its device-side
+session file. Nothing else in autocompress names a runtime: profiles, the pipeline, the runners, `devices` and
+the sizes of artifacts all read these records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from autocompress.compress.quantize import QuantizeSettings
+    from autocompress.hardware.profile import HardwareProfile
+    from autocompress.task import Batches, DynamicAxes
+
+DEVICE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "device"
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How a runtime builds one precision for one layer kind: what the weights and the activations become."""
+
+    precision: str
+    weights: str = ""
+    activations: str = ""
+
+    def describe(self) -> str:
+        parts = [part for part in (self.weights, self.activations) if part]
+        return f"{self.precision} ({'; '.join(parts)})" if parts else self.precision
+
+
+class Builder(Protocol):
+    """(pruned, distilled model) -> the artifact's main file in `workdir`, with exactly the strategy's layers at
+    their precisions, built with the profile's quantizer options."""
+
+    def __call__(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        settings: QuantizeSettings,
+        calibration: Batches,
+        workdir: Path,
+        profile: HardwareProfile,
+        dynamic_axes: DynamicAxes | None,
+    ) -> Path: ...
+
+
+class NoOptions(BaseModel):
+    """A runtime whose quantizer takes no options from the profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def no_problem(profile: HardwareProfile) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime, as data. `capabilities(profile)` lists per layer kind the schemes the builder can produce
+    there (fp32 always among them); a profile offering anything else is refused when it is loaded."""
+
+    name: str
+    export_format: str
+    artifact: str  # the main file a build writes, e.g. model.onnx
+    companions: tuple[str, ...]  # other files of the same artifact, e.g. model.bin beside model.xml
+    build_packages: tuple[str, ...]  # import names needed here to build its artifacts
+    device_module: str  # import name the device needs to run them
+    session_file: Path  # device-side module (stdlib, numpy, the runtime): Session, configure_process, versions
+    builder: Builder
+    capabilities: Callable[[HardwareProfile], Mapping[str, tuple[Scheme, ...]]]
+    probe: Callable[[HardwareProfile], str | None] = no_problem  # this machine can run it (packages aside)
+    check: Callable[[HardwareProfile], str | None] = no_problem  # the profile's settings are consistent
+    quantize_options: type[BaseModel] = NoOptions  # the profile's `quantize:` mapping, validated
+    dynamic_shapes: bool = True  # can serve inputs whose non-batch axes vary (e.g. a sentence's length)
+    description: str = ""
+
+    def artifact_files(self, main: Path) -> list[Path]:
+        """The files of a built artifact that exist (the main file first)."""
+        return [main, *(path for name in self.companions if (path := main.with_name(name)).exists())]
+
+    def precisions(self, profile: HardwareProfile, kind: str) -> tuple[str, ...]:
+        return tuple(scheme.precision for scheme in self.capabilities(profile).get(kind, ()))

@@ -1,0 +1,105 @@
+"""ONNX Runtime: ONNX artifacts quantized per layer with onnxruntime.quantization, run by an InferenceSession.
+
+CPU: static QDQ int8 (signed per-channel weights; unsigned asymmetric activations by default). GPU providers:
+also fp16 per layer. TensorRT accepts only signed, symmetric int8 activations, so a TensorRT profile must say
+so in its `quantize:` options (jetson-orin.yaml does), and it must not let TensorRT run fp32 layers in fp16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+
+if TYPE_CHECKING:
+    from autocompress.hardware.profile import HardwareProfile
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+class OrtQuantizeOptions(BaseModel):
+    """onnxruntime.quantization settings a profile may set (`quantize:`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    activation_symmetric: bool = False
+    per_channel: bool = True
+    reduce_range: bool = False
+
+
+def providers(profile: HardwareProfile) -> list[Any]:
+    return list(profile.runtime_options.get("providers", ["CPUExecutionProvider"]))
+
+
+def primary_provider(profile: HardwareProfile) -> str:
+    first = providers(profile)[0]
+    return first if isinstance(first, str) else first[0]
+
+
+def _activations(profile: HardwareProfile) -> str:
+    options = OrtQuantizeOptions(**profile.quantize)
+    symmetric = "symmetric" if options.activation_symmetric else "asymmetric"
+    return f"{options.activation_type} {symmetric} activations, calibrated"
+
+
+def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+    int8 = Scheme("int8", "int8 per-channel weights", _activations(profile))
+    schemes = [int8, Scheme("fp32")]
+    if primary_provider(profile) in GPU_PROVIDERS:
+        schemes.insert(1, Scheme("fp16", "fp16 weights", "fp16 activations (casts at the layer's edges)"))
+    return dict.fromkeys(("Conv", "Gemm", "MatMul"), tuple(schemes))
+
+
+def probe(profile: HardwareProfile) -> str | None:
+    import onnxruntime
+
+    primary = primary_provider(profile)
+    if primary not in onnxruntime.get_available_providers():
+        return (
+            f"{primary} not in onnxruntime's providers ({', '.join(onnxruntime.get_available_providers())}): "
+            "install onnxruntime-gpu on the device, or set host: ssh://user@device in the profile"
+        )
+    return None
+
+
+def check(profile: HardwareProfile) -> str | None:
+    """TensorRT: signed symmetric int8 only, and fp16 only where the strategy puts it."""
+    if primary_provider(profile) != "TensorrtExecutionProvider":
+        return None
+    options = OrtQuantizeOptions(**profile.quantize)
+    if options.activation_type != "int8" or not options.activation_symmetric:
+        return (
+            "TensorRT takes only signed symmetric int8: "
+            "set quantize: {activation_type: int8, activation_symmetric: true}"
+        )
+    settings = providers(profile)[0]
+    if not isinstance(settings, str) and settings[1].get("trt_fp16_enable"):
+        return "trt_fp16_enable lets TensorRT run fp32 layers (and the baseline) in fp16: set it to false"
+    return None
+
+
+def build(*args: Any, **kwargs: Any) -> Path:
+    from autocompress.compress.quantize_onnxruntime import build_artifact  # onnx and the quantizer, on use
+
+    return build_artifact(*args, **kwargs)
+
+
+RUNTIME = Runtime(
+    name="onnxruntime",
+    export_format="onnx",
+    artifact="model.onnx",
+    companions=(),
+    build_packages=("onnxruntime",),
+    device_module="onnxruntime",
+    session_file=DEVICE_DIR / "onnxruntime_session.py",
+    builder=build,
+    capabilities=capabilities,
+    probe=probe,
+    check=check,
+    quantize_options=OrtQuantizeOptions,
+    description="ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
+)

@@ -1,0 +1,48 @@
+"""OpenVINO: ONNX converted to OpenVINO IR (model.xml + model.bin), int8 per layer with NNCF, run by the plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+
+if TYPE_CHECKING:
+    from autocompress.hardware.profile import HardwareProfile
+
+INT8 = Scheme("int8", "int8 symmetric per-channel weights", "int8/uint8 activations (NNCF), calibrated")
+
+
+def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+    return dict.fromkeys(("Conv", "Gemm", "MatMul"), (INT8, Scheme("fp32")))
+
+
+def probe(profile: HardwareProfile) -> str | None:
+    import openvino
+
+    device = profile.runtime_options.get("device", "CPU")
+    available = openvino.Core().available_devices
+    if not any(name.split(".")[0] == device.split(".")[0] for name in available):
+        return f"OpenVINO device {device} not available here (found {', '.join(available)})"
+    return None
+
+
+def build(*args: Any, **kwargs: Any) -> Path:
+    from autocompress.compress.quantize_openvino import build_artifact  # openvino and nncf, on use
+
+    return build_artifact(*args, **kwargs)
+
+
+RUNTIME = Runtime(
+    name="openvino",
+    export_format="openvino",
+    artifact="model.xml",
+    companions=("model.bin",),
+    build_packages=("openvino", "nncf"),
+    device_module="openvino",
+    session_file=DEVICE_DIR / "openvino_session.py",
+    builder=build,
+    capabilities=capabilities,
+    probe=probe,
+    description="OpenVINO (CPU plugin; NNCF int8)",
+)

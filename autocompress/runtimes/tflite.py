@@ -1,0 +1,45 @@
+"""LiteRT (TFLite): litert-torch conversion, per-layer ai-edge-quantizer recipes, the interpreter with XNNPACK.
+
+Graphs have static shapes: a task whose inputs vary beyond the batch (a sentence's length) cannot be served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+
+if TYPE_CHECKING:
+    from autocompress.hardware.profile import HardwareProfile
+
+INT8 = Scheme("int8", "int8 per-channel weights", "int8 activations, calibrated")
+INT16 = Scheme("int16", "int8 weights", "int16 activations (no XNNPACK kernels)")
+INT4 = Scheme("int4", "int4 per-channel weights", "activations quantized at run time")
+FP16 = Scheme("fp16", "fp16 weights", "fp32 compute")
+
+
+def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+    linear = (INT8, INT16, INT4, FP16, Scheme("fp32"))
+    return {"Conv": (INT8, INT16, FP16, Scheme("fp32")), "Gemm": linear, "MatMul": linear}
+
+
+def build(*args: Any, **kwargs: Any) -> Path:
+    from autocompress.compress.quantize_tflite import build_artifact  # litert-torch and the quantizer, on use
+
+    return build_artifact(*args, **kwargs)
+
+
+RUNTIME = Runtime(
+    name="tflite",
+    export_format="tflite",
+    artifact="model.tflite",
+    companions=(),
+    build_packages=("litert_torch", "ai_edge_quantizer", "ai_edge_litert"),
+    device_module="ai_edge_litert",
+    session_file=DEVICE_DIR / "tflite_session.py",
+    builder=build,
+    capabilities=capabilities,
+    dynamic_shapes=False,
+    description="LiteRT / TFLite (XNNPACK; ai-edge-quantizer)",
+)

@@ -1,0 +1,42 @@
+"""The words every part of autocompress shares: precisions, layer kinds, knob granularity, strategy sections.
+
+One vocabulary, so a profile, a runtime, a strategy and a search space cannot disagree on what "int8" or a
+"MatMul layer" is: profiles are validated against it when loaded, runtimes declare what they build in it, and
+strategies are checked against the device before anything is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+Precision = Literal["fp32", "fp16", "int8", "int16", "int4"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+# A layer is a module with weights, named by the ONNX op it exports to: convolutions, Linear on 2-D inputs (Gemm),
+# Linear on 3-D or larger inputs (MatMul, e.g. every projection of a transformer).
+LayerKind = Literal["Conv", "Gemm", "MatMul"]
+LAYER_KINDS: tuple[str, ...] = get_args(LayerKind)
+Granularity = Literal["layer", "family", "stage", "global"]
+BLOCK_INDEX = re.compile(r"(^|\.)\d+(?=\.|$)")
+
+
+class Section(BaseModel):
+    """A part of a Strategy (one per compression step): frozen, and strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def unit_of(name: str, granularity: Granularity) -> str:
+    """The shared knob a layer (or channel group) belongs to at a granularity.
+
+    layer: its own; family: the same layer of every repeated block (layer.0.query, layer.1.query ->
+    layer.*.query); stage: its top-level module; global: one knob for the whole model."""
+    if granularity == "layer":
+        return name
+    if granularity == "family":
+        return BLOCK_INDEX.sub(r"\1*", name)
+    if granularity == "stage":
+        return name.split(".")[0]
+    return "all"

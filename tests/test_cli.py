@@ -1,0 +1,55 @@
+"""The command line as a user meets it: device names never cut, JSON for scripts, Ctrl-C from the first second,
+and a search whose every trial failed says why and exits non-zero."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from autocompress.hardware import all_profiles
+from tests.helpers import run_cli, start_cli, user_config
+
+
+def test_devices_in_a_pipe_and_a_narrow_terminal_show_whole_names():
+    result = run_cli("devices", "--no-probe-remote", env={"COLUMNS": "80"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for profile in all_profiles().values():
+        assert profile.name in result.stdout and profile.host in result.stdout
+    assert "…" not in result.stdout
+    assert "not verified on hardware" in result.stdout  # the Jetson and the Pi profiles never ran on their hardware
+
+
+def test_devices_json_lists_every_profile():
+    result = run_cli("devices", "--no-probe-remote", "--json", timeout=120)
+    rows = json.loads(result.stdout)
+    assert {row["name"] for row in rows} == set(all_profiles())
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["cpu"]["runtime"] == "onnxruntime" and by_name["cpu"]["usable"] == "yes"
+    assert by_name["raspberry-pi-5"]["usable"] == "unchecked"
+    assert by_name["jetson-orin"]["verified_on_hardware"] is False and by_name["cpu"]["verified_on_hardware"] is True
+
+
+@pytest.mark.e2e
+def test_ctrl_c_while_the_example_trains_is_one_line(tmp_path):
+    process = start_cli("search", "--example", "digits", "--trials", "1", env={"AUTOCOMPRESS_HOME": str(tmp_path)})
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "examples").glob("*")) and not (tmp_path / "studies.db").exists():
+        assert time.monotonic() < deadline, "the search never started"
+        time.sleep(0.2)
+    time.sleep(2)  # inside the example's training (about 40 s)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-1000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted")
+
+
+@pytest.mark.e2e
+def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
+    result = run_cli("search", str(user_config()), "--study", "tiny-all-fail", "--trials", "2",
+                     env={"TINY_FAIL_FROM": "3"})  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "every trial of this search failed (2)" in last and "2x TrialError: metric is nan" in last
