@@ -90,6 +90,12 @@ def search(
     sampler: Annotated[str | None, typer.Option(help="tpe (default) or random (plain, for comparisons)")] = None,
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
     confirm: ConfirmOpt = None,
+    sensitivity: Annotated[
+        bool | None, typer.Option(help="measure each choice alone first and seed the search (default on)")
+    ] = None,
+    warm_starts: Annotated[
+        bool | None, typer.Option(help="start from hand-made and one-click recipe candidates (default on)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -100,7 +106,7 @@ def search(
             _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
                     tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
                     size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
-                    confirm=confirm))  # fmt: skip
+                    confirm=confirm, sensitivity=sensitivity, warm_starts=warm_starts))  # fmt: skip
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was left half-done; run the same command again to go on", err=True)
         raise typer.Exit(130) from None
@@ -254,6 +260,62 @@ def apply(
         typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
         raise _fail(str(error)) from None
+
+
+@app.command(name="sensitivity")
+def sensitivity_command(
+    config: ConfigArg = None,
+    example: ExampleOpt = None,
+    device: DeviceOpt = None,
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    granularity: Annotated[str | None, typer.Option(help=GRANULARITY_HELP)] = None,
+    max_drop: Annotated[float | None, typer.Option(help="allowed metric drop, for the plot's line")] = None,
+    out: Annotated[Path, typer.Option(help="folder for sensitivity.{md,csv,json,png}")] = Path("sensitivity"),
+) -> None:
+    """Measure what each single choice costs (metric) and saves (paired speedup) on the device; the table is kept
+    in the study, so a search of the same study starts from it."""
+    _setup_logging(False)
+    try:
+        with interrupts_as_keyboard():
+            _sensitivity(config, example, device, out, dict(study=study, storage=storage, granularity=granularity,
+                         max_drop=max_drop))  # fmt: skip
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was stored; run the same command again", err=True)
+        raise typer.Exit(130) from None
+    except AutocompressError as error:
+        raise _fail(str(error)) from None
+
+
+def _sensitivity(config: Path | None, example: str | None, device: str | None, out: Path, flags: dict) -> None:
+    from datetime import datetime
+
+    from autocompress.hardware.availability import usable_profile
+    from autocompress.home import default_tracking_uri
+    from autocompress.search.driver import measure_baseline
+    from autocompress.search.sensitivity_report import write
+    from autocompress.search.stages import allowed_drop, sensitivity_table
+    from autocompress.search.study import open_storage, open_study
+    from autocompress.search.tracking import MlflowTracker
+    from autocompress.spaces.space import SearchSpace
+    from autocompress.tasks import load_task
+
+    experiment = _experiment(config, example, device, **flags)
+    profile = usable_profile(experiment.device)
+    storage = open_storage(experiment.search.storage)
+    task = load_task(experiment)
+    settings = experiment.search
+    name = settings.study or f"{task.name}-{profile.name}"
+    space = SearchSpace.for_task(task, profile, settings.granularity)
+    stored = open_study(name, storage, settings, space)
+    tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), name)
+    tracker.start_parent(f"sensitivity-{datetime.now():%Y%m%d-%H%M%S}", {"device": profile.name}, {"study": name})
+    baseline, baseline_path = measure_baseline(task, profile, stored)
+    table = sensitivity_table(stored, task, profile, space, baseline, baseline_path, settings, tracker)
+    tracker.end_parent("FINISHED")
+    bound = allowed_drop(settings, baseline["metric"])
+    paths = write(table, out, task.metric_name, bound, f"{task.name} on {profile.name}")
+    err.print(f"{len(table.rows)} choices measured in {table.seconds:.0f} s; wrote {', '.join(map(str, paths))}")
 
 
 @app.command()

@@ -60,6 +60,8 @@ class SearchSettings(_Strict):
     )
     seed: int = 0
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
+    sensitivity: bool = Field(default=True, description="measure each choice alone first and seed the search")
+    warm_starts: bool = Field(default=True, description="start from hand-made and one-click recipe candidates")
 
     _study_name = field_validator("study")(safe_name)
 

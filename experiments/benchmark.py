@@ -253,7 +253,7 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         raise RuntimeError(f"the fp32 baseline could not be measured: {baseline['error']}")
     reference = baseline["points"][0]
     bound = reference["accuracy"] - args.max_drop
-    for name, builder in one_click_methods(profile).items():
+    for name, builder in one_click_methods(profile, task).items():
         if wanted is None or name in wanted:
 
             def work(name=name, builder=builder) -> dict[str, Any]:

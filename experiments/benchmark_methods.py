@@ -6,16 +6,19 @@ quantizers are called directly with their stock settings (not through autocompre
 these points are what the runtime's own documentation gives a user in one call.
 
 - onnxruntime: `ort-dynamic-int8` (quantize_dynamic, defaults: int8 weights, activations quantized at run
-  time) and `ort-static-int8` (quantize_static, defaults: QDQ, int8, MinMax, every supported op), calibrated
-  with one feed per calibration batch.
-- openvino: `nncf-int8` (convert_model of the fp32 ONNX, nncf.quantize with defaults, IR kept at fp32).
+  time), `ort-dynamic-pc-rr` (the same per-channel with reduce_range: ORT's advice for transformers on CPUs
+  without VNNI), `ort-static-int8` (quantize_static, defaults: QDQ, int8, MinMax, every supported op) and
+  `ort-static-pc-rr` (per-channel, reduce_range), calibrated with one feed per calibration batch.
+- openvino: `nncf-int8` (convert_model of the fp32 ONNX, nncf.quantize with defaults, IR kept at fp32); for
+  transformers `nncf-transformer` (model_type=TRANSFORMER on the ov.Model) and `nncf-transformer-sq` (plus
+  SmoothQuant alpha 0.5 on MatMul), the recipes NNCF documents for BERT-like models.
 - tflite: ai-edge-quantizer's stock recipes on the litert-torch conversion: `aeq-dynamic-wi8`
   (dynamic_wi8_afp32) and `aeq-static-wi8-ai8` (static_wi8_ai8, calibrated on the calibration split, with the
   model's input and output left float32: the stock recipe makes them int8, which the evaluator does not feed).
 - every runtime: `prune-30` / `prune-50`, uniform structured pruning of every group (l2), fp32, distilled with
   the search's largest step count and its fixed distillation settings (the uniform baselines it enqueues); and
-  `prune-50-int8`: the same 50% pruned model, then the runtime's default int8 quantizer above (what a
-  practitioner would try next: the two one-click steps chained).
+  `prune-50-int8`: the same 50% pruned model, then the runtime's best int8 recipe for the model (the first
+  that applies above: what a practitioner would try next, the two one-click steps chained).
 """
 
 from __future__ import annotations
@@ -58,13 +61,19 @@ def calibration_inputs(task: Task) -> list[np.ndarray]:
 # --- onnxruntime ---------------------------------------------------------------------------------------------
 
 
-def ort_dynamic_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
+def ort_dynamic_int8(model: nn.Module, task: Task, workdir: Path, **options: bool) -> Path:
     from onnxruntime.quantization import quantize_dynamic
 
     source = export_float_onnx(model, task, workdir / "float.onnx")
     target = workdir / "model.onnx"
-    quantize_dynamic(str(source), str(target))
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_dynamic(str(source), str(target), **options)
     return target
+
+
+def ort_dynamic_recommended(model: nn.Module, task: Task, workdir: Path) -> Path:
+    """ORT's documented advice for transformers on CPUs without VNNI: per-channel weights, reduce_range."""
+    return ort_dynamic_int8(model, task, workdir, per_channel=True, reduce_range=True)
 
 
 class _Feeds(CalibrationDataReader):
@@ -81,7 +90,7 @@ class _Feeds(CalibrationDataReader):
         self._iterator = iter(self._feeds)
 
 
-def ort_static_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
+def ort_static_int8(model: nn.Module, task: Task, workdir: Path, **options: bool) -> Path:
     import onnx
     from onnxruntime.quantization import quantize_static
 
@@ -90,23 +99,44 @@ def ort_static_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
     reader = _Feeds(input_name, calibration_inputs(task))
     target = workdir / "model.onnx"
     with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(str(source), str(target), reader)
+        quantize_static(str(source), str(target), reader, **options)
     return target
+
+
+def ort_static_recommended(model: nn.Module, task: Task, workdir: Path) -> Path:
+    """ORT's documented advice for CNNs on CPUs without VNNI: QDQ with per-channel weights, reduce_range."""
+    return ort_static_int8(model, task, workdir, per_channel=True, reduce_range=True)
 
 
 # --- openvino --------------------------------------------------------------------------------------------------
 
 
-def nncf_int8(model: nn.Module, task: Task, workdir: Path) -> Path:
+def nncf_int8(
+    model: nn.Module, task: Task, workdir: Path, transformer: bool = False, alpha: float | None = None
+) -> Path:
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     converted = ov.convert_model(str(export_float_onnx(model, task, workdir / "float.onnx")))
+    advanced = None
+    if alpha is not None:
+        advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
     with contextlib.redirect_stdout(io.StringIO()):
-        quantized = nncf.quantize(converted, nncf.Dataset(calibration_inputs(task)))
+        quantized = nncf.quantize(converted, nncf.Dataset(calibration_inputs(task)), advanced_parameters=advanced,
+                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None)  # fmt: skip
     target = workdir / "model.xml"
     ov.save_model(quantized, target, compress_to_fp16=False)
     return target
+
+
+def nncf_transformer(model: nn.Module, task: Task, workdir: Path) -> Path:
+    """NNCF's preset for BERT-like models, on the ov.Model (so SmoothQuant applies)."""
+    return nncf_int8(model, task, workdir, transformer=True)
+
+
+def nncf_transformer_smooth(model: nn.Module, task: Task, workdir: Path) -> Path:
+    return nncf_int8(model, task, workdir, transformer=True, alpha=0.5)
 
 
 # --- tflite ----------------------------------------------------------------------------------------------------
@@ -180,26 +210,47 @@ def on_original(quantizer: Quantizer) -> Builder:
     return builder
 
 
-RUNTIME_QUANTIZERS: dict[str, dict[str, Quantizer]] = {
-    "onnxruntime": {"ort-dynamic-int8": ort_dynamic_int8, "ort-static-int8": ort_static_int8},
-    "openvino": {"nncf-int8": nncf_int8},
-    "tflite": {"aeq-dynamic-wi8": aeq_dynamic_wi8, "aeq-static-wi8-ai8": aeq_static_wi8_ai8},
+def is_transformer(task: Task) -> bool:
+    """Linear layers on sequences (MatMul layers): the recipes for BERT-like models apply."""
+    from autocompress.spaces.graph import quant_layers
+
+    return any(layer.kind == "MatMul" for layer in quant_layers(task.model, task.example_input))
+
+
+# runtime -> name -> (quantizer, for transformers only); the first of a runtime that applies is its best int8 recipe
+RUNTIME_QUANTIZERS: dict[str, dict[str, tuple[Quantizer, bool]]] = {
+    "onnxruntime": {
+        "ort-dynamic-pc-rr": (ort_dynamic_recommended, True),
+        "ort-static-pc-rr": (ort_static_recommended, False),
+        "ort-dynamic-int8": (ort_dynamic_int8, False),
+        "ort-static-int8": (ort_static_int8, False),
+    },
+    "openvino": {
+        "nncf-transformer-sq": (nncf_transformer_smooth, True),
+        "nncf-transformer": (nncf_transformer, True),
+        "nncf-int8": (nncf_int8, False),
+    },
+    "tflite": {"aeq-static-wi8-ai8": (aeq_static_wi8_ai8, False), "aeq-dynamic-wi8": (aeq_dynamic_wi8, False)},
 }
-DEFAULT_INT8 = {"onnxruntime": "ort-static-int8", "openvino": "nncf-int8", "tflite": "aeq-static-wi8-ai8"}
 LABELS = {
     "ort-dynamic-int8": "onnxruntime quantize_dynamic, defaults",
+    "ort-dynamic-pc-rr": "onnxruntime quantize_dynamic, per-channel, reduce_range (ORT's advice without VNNI)",
     "ort-static-int8": "onnxruntime quantize_static, defaults (QDQ, int8, MinMax), calibration split",
+    "ort-static-pc-rr": "onnxruntime quantize_static, per-channel, reduce_range, calibration split",
     "nncf-int8": "nncf.quantize, defaults, calibration split",
+    "nncf-transformer": "nncf.quantize(ov_model, model_type=TRANSFORMER), calibration split",
+    "nncf-transformer-sq": "nncf.quantize(ov_model, TRANSFORMER, SmoothQuant matmul alpha 0.5), calibration split",
     "aeq-dynamic-wi8": "ai-edge-quantizer recipe dynamic_wi8_afp32",
     "aeq-static-wi8-ai8": "ai-edge-quantizer recipe static_wi8_ai8 (float32 model I/O), calibration split",
     "prune-30": "uniform structured pruning 30% (l2), fp32, distilled",
     "prune-50": "uniform structured pruning 50% (l2), fp32, distilled",
-    "prune-50-int8": "uniform structured pruning 50% (l2), distilled, then the runtime's default int8",
+    "prune-50-int8": "uniform structured pruning 50% (l2), distilled, then the runtime's best int8 recipe",
 }
 
 
-def one_click_methods(profile: HardwareProfile) -> dict[str, Builder]:
-    """The baselines for a device's runtime, then the pruning baselines (alone and chained with default int8).
+def one_click_methods(profile: HardwareProfile, task: Task) -> dict[str, Builder]:
+    """The recipes of a device's runtime that apply to the model, then the pruning baselines (alone and chained
+    with the runtime's best int8 recipe for the model).
 
     Each builds under this machine's compute slot, so it never runs while a measurement is being timed."""
 
@@ -210,10 +261,14 @@ def one_click_methods(profile: HardwareProfile) -> dict[str, Builder]:
 
         return run
 
-    runtime = profile.record.name
-    quantizers = RUNTIME_QUANTIZERS.get(runtime, {})
+    transformer = is_transformer(task)
+    quantizers = {
+        name: quantizer
+        for name, (quantizer, for_transformers) in RUNTIME_QUANTIZERS.get(profile.record.name, {}).items()
+        if transformer or not for_transformers
+    }
     methods: dict[str, Builder] = {name: guarded(on_original(q)) for name, q in quantizers.items()}
     methods |= {"prune-30": pruned(0.3), "prune-50": pruned(0.5)}
-    if runtime in DEFAULT_INT8:
-        methods["prune-50-int8"] = guarded(pruned_then(quantizers[DEFAULT_INT8[runtime]]))
+    if quantizers:
+        methods["prune-50-int8"] = guarded(pruned_then(next(iter(quantizers.values()))))
     return methods

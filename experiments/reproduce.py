@@ -1,6 +1,6 @@
 """Does an exported report's speedup hold? Re-time the exported artifact against its baseline, independently.
 
-    python -m experiments.reproduce best/cpu [--rounds 15 --runs 100]
+    python -m experiments.reproduce best/cpu [--rounds 30 --runs 100]
 
 Reads `<dir>/report.json` (its device and `confirmed_speedup`), `<dir>/model.*` and `<dir>/baseline/model.*`,
 and times the pair with a plain loop written directly against the runtime's own API (no autocompress code
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -123,6 +124,12 @@ def reproduce(folder: Path, rounds: int, runs: int) -> dict:
     calls = [plain_call(runtime, path, profile["threads"], sample) for path in (baseline, candidate)]
     ratios = paired_loop(*calls, rounds=rounds, runs=runs)
     independent = statistics.median(ratios)
+    ordered = sorted(ratios)  # a 95% interval of the median from order statistics, computed here independently
+    half = 1.96 * math.sqrt(len(ordered)) / 2
+    low, high = (
+        ordered[max(0, math.floor(len(ordered) / 2 - half))],
+        ordered[min(len(ordered) - 1, math.ceil(len(ordered) / 2 + half))],
+    )
     return {
         "folder": str(folder),
         "device": report["device"],
@@ -132,6 +139,7 @@ def reproduce(folder: Path, rounds: int, runs: int) -> dict:
         "independent_speedup": independent,
         "independent_rounds": rounds,
         "independent_range": [min(ratios), max(ratios)],
+        "independent_ci": [low, high],
         "difference": report["confirmed_speedup"] / independent - 1,
     }
 
@@ -139,7 +147,7 @@ def reproduce(folder: Path, rounds: int, runs: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="export folders (best/<device>)")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for folder in args.folders:

@@ -1,7 +1,8 @@
 """What precision each layer of a built artifact really holds, read from the artifact itself (test helper).
 
 One reader per artifact format, each written against the format's own library: the ONNX graph (onnx), the IR
-(openvino), the flatbuffer (the TFLite schema). They answer per layer: int8, int4, fp16 or fp32.
+(openvino), the flatbuffer (the TFLite schema). They answer per layer: int8, int8-dynamic (TFLite hybrid ops),
+int4, fp16 or fp32.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ def tflite_precisions(path: Path, model, layers: list[str]) -> dict[str, str]:
     found = {}
     for layer, layer_op_list in layer_ops(graph_ops(path), module_paths(model)).items():
         if layer in layers:
-            weight = layer_op_list[0].inputs[1]
+            op = layer_op_list[0]
+            weight, activation = op.inputs[1], op.inputs[0]
             tensor_type = subgraph.tensors[dequantized.get(weight, weight)].type
             found[layer] = names.get(tensor_type, str(tensor_type))
+            if tensor_type == TensorType.INT8 and subgraph.tensors[activation].type == TensorType.FLOAT32:
+                found[layer] = "int8-dynamic"  # int8 weights, float activations: a dynamic-range (hybrid) op
     return found
 
 

@@ -110,7 +110,8 @@ CASES = {
     "profile bad host": (lambda t: ["search", "--device", _profile(t, host="pi@raspberry")],
                          "must be 'local' or ssh://"),
     "profile TensorRT unsigned": (lambda t: ["search", "--device", _profile(t, runtime_options={
-                                  "providers": ["TensorrtExecutionProvider"]})], "signed symmetric int8"),
+                                  "providers": ["TensorrtExecutionProvider"]},
+                                  precisions={"MatMul": ["int8", "fp32"]})], "signed symmetric int8"),
     # strategies
     "strategy precision the device lacks": (lambda t: ["apply", _strategy(t, "quantize: {precisions: {fc: int4}}\n"),
                                             "--config", str(user_config()), "--device", "cpu"],
@@ -146,10 +147,12 @@ def test_the_corpus_is_large_enough():
 
 
 def test_a_resume_with_another_bound_is_refused(tmp_path):
-    first = CliRunner().invoke(app, ["search", str(user_config()), "--study", "tiny-bounds", "--trials", "1"])
+    first = CliRunner().invoke(
+        app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-bounds", "--trials", "1"]
+    )
     assert first.exit_code == 0, first.stderr
-    again = CliRunner().invoke(app, ["search", str(user_config()), "--study", "tiny-bounds", "--trials", "1",
-                                     "--max-drop", "0.05"])  # fmt: skip
+    again = CliRunner().invoke(app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-bounds",
+                                     "--trials", "1", "--max-drop", "0.05"])  # fmt: skip
     assert again.exit_code == 2
     assert "was searched with max_drop 0.02 (now 0.05)" in again.stderr and len(again.stderr.splitlines()) == 1
 

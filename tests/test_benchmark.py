@@ -185,7 +185,7 @@ def test_ort_dynamic_int8_is_really_int8_and_measured(tiny_task, cpu_profile, tm
 
 
 def test_pruned_then_default_int8_is_smaller_and_integer(tiny_task, cpu_profile, tmp_path: Path) -> None:
-    path = one_click_methods(cpu_profile)["prune-50-int8"](tiny_task, cpu_profile, tmp_path, 0)
+    path = one_click_methods(cpu_profile, tiny_task)["prune-50-int8"](tiny_task, cpu_profile, tmp_path, 0)
     graph = onnx.load(str(path)).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}  # quantize_static's QDQ
     conv1 = next(init for init in graph.initializer if init.name == "conv1.weight_quantized")
@@ -195,9 +195,9 @@ def test_pruned_then_default_int8_is_smaller_and_integer(tiny_task, cpu_profile,
 def test_methods_per_runtime_and_the_prune_baseline_strategy(tiny_task, cpu_profile) -> None:
     from autocompress.hardware import get_profile
 
-    assert list(one_click_methods(cpu_profile)) == [
-        "ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50", "prune-50-int8"]  # fmt: skip
-    assert list(one_click_methods(get_profile("openvino-cpu")))[0] == "nncf-int8"
+    assert list(one_click_methods(cpu_profile, tiny_task)) == [
+        "ort-static-pc-rr", "ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50", "prune-50-int8"]  # fmt: skip
+    assert list(one_click_methods(get_profile("openvino-cpu"), tiny_task))[0] == "nncf-int8"  # a CNN: no NNCF preset
     strategy = uniform_prune_strategy(tiny_task, cpu_profile, 0.5, seed=3)
     assert strategy.prune.ratios and set(strategy.prune.ratios.values()) == {0.5}
     assert strategy.distill.steps == 150 and (strategy.distill.temperature, strategy.distill.alpha) == (4.0, 0.7)
@@ -211,3 +211,25 @@ def test_bad_example_or_device_is_one_line_and_exit_2(flags, tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and flags[1] in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_transformer_gets_the_libraries_transformer_recipes(cpu_profile) -> None:
+    import torch
+
+    from autocompress.hardware import get_profile
+    from autocompress.task import DataSplits, Task, accuracy
+    from experiments.benchmark_methods import is_transformer
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x).mean(dim=1)
+
+    batches = [(torch.zeros(2, 5, 8), torch.zeros(2, dtype=torch.long))]
+    task = Task("encoder", Encoder().eval(), torch.zeros(1, 5, 8), DataSplits(batches, batches, batches), accuracy)
+    assert is_transformer(task)
+    assert list(one_click_methods(cpu_profile, task))[0] == "ort-dynamic-pc-rr"
+    assert list(one_click_methods(get_profile("openvino-cpu"), task))[:2] == ["nncf-transformer-sq", "nncf-transformer"]

@@ -34,7 +34,9 @@ def test_devices_json_lists_every_profile():
 
 @pytest.mark.e2e
 def test_ctrl_c_while_the_example_trains_is_one_line(tmp_path):
-    process = start_cli("search", "--example", "digits", "--trials", "1", env={"AUTOCOMPRESS_HOME": str(tmp_path)})
+    process = start_cli(
+        "search", "--no-sensitivity", "--example", "digits", "--trials", "1", env={"AUTOCOMPRESS_HOME": str(tmp_path)}
+    )
     deadline = time.monotonic() + 120
     while not list((tmp_path / "examples").glob("*")) and not (tmp_path / "studies.db").exists():
         assert time.monotonic() < deadline, "the search never started"
@@ -48,7 +50,7 @@ def test_ctrl_c_while_the_example_trains_is_one_line(tmp_path):
 
 @pytest.mark.e2e
 def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
-    result = run_cli("search", str(user_config()), "--study", "tiny-all-fail", "--trials", "2",
+    result = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-all-fail", "--trials", "2",
                      env={"TINY_FAIL_FROM": "3"})  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]

@@ -22,8 +22,8 @@ CONFIRMED_FIELDS = {"confirmed_speedup", "confirmed_speedup_ci", "confirm_rounds
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, digits_task):
     out = tmp_path_factory.mktemp("best")
-    result = run_cli("search", "--example", "digits", "--device", "cpu", "--trials", "3", "--study", STUDY,
-                     "--out", str(out))  # fmt: skip
+    result = run_cli("search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "3",
+                     "--study", STUDY, "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
@@ -93,7 +93,9 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
 
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path):
-    result = run_cli("search", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY)
+    result = run_cli(
+        "search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(STUDY)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.e2e
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on():
     # metric call 1 checks the metric at load, 2 is the baseline, 3 trial 0, 4 trial 1: trial 1 gets NaN accuracy
-    result = run_cli("search", str(user_config()), "--study", "tiny-fail", env={"TINY_FAIL_CALL": "4"})
+    result = run_cli(
+        "search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", env={"TINY_FAIL_CALL": "4"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study("tiny-fail")
     states = [t.state for t in study.trials]
@@ -47,7 +49,14 @@ def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> Non
 def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     name = f"tiny-interrupt-{signum.name.lower()}"
     process = start_cli(
-        "search", str(user_config()), "--study", name, "--trials", "40", env={"TINY_METRIC_SECONDS": "2"}
+        "search",
+        "--no-sensitivity",
+        str(user_config()),
+        "--study",
+        name,
+        "--trials",
+        "40",
+        env={"TINY_METRIC_SECONDS": "2"},
     )
     _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
     process.send_signal(signum)
@@ -67,7 +76,7 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     assert again.state == TrialState.WAITING  # nothing lost: the interrupted candidate is queued to run again
     before = len([t for t in study.trials if t.state.is_finished()])  # a warm start may still be waiting
     first_metrics = study.trials[0].user_attrs["metrics"]
-    resumed = run_cli("search", str(user_config()), "--study", name, "--trials", "2")
+    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert len(study.trials) == before + 2
@@ -77,7 +86,17 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
 
 
 def test_a_study_with_only_the_uncompressed_model_exports_nothing(tmp_path):
-    result = run_cli("search", str(user_config()), "--study", "tiny-nothing", "--trials", "1", "--out", str(tmp_path))
+    result = run_cli(
+        "search",
+        "--no-sensitivity",
+        str(user_config()),
+        "--study",
+        "tiny-nothing",
+        "--trials",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "nothing exported" in result.stderr
     assert load_study("tiny-nothing").trials[0].user_attrs["enqueued"] == "no compression"
@@ -89,7 +108,14 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     no trial and no MLflow run is left RUNNING."""
     name = "tiny-kill9"
     process = start_cli(
-        "search", str(user_config()), "--study", name, "--trials", "40", env={"TINY_METRIC_SECONDS": "2"}
+        "search",
+        "--no-sensitivity",
+        str(user_config()),
+        "--study",
+        name,
+        "--trials",
+        "40",
+        env={"TINY_METRIC_SECONDS": "2"},
     )
     _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
     process.kill()
@@ -99,7 +125,7 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     _, children = mlflow_runs(name)
     assert any(run.info.status == "RUNNING" for run in children)  # what kill -9 leaves behind
 
-    resumed = run_cli("search", str(user_config()), "--study", name, "--trials", "3")
+    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "3")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

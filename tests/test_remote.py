@@ -241,7 +241,17 @@ def test_a_search_on_a_remote_device_completes(sshd_server, tmp_path):
     profile_file = tmp_path / "cpu-ssh.yaml"
     profile_file.write_text(yaml.safe_dump(profile))
     study = f"tiny-remote-{uuid.uuid4().hex[:8]}"
-    result = run_cli("search", str(user_config()), "--device", str(profile_file), "--trials", "2", "--study", study)
+    result = run_cli(
+        "search",
+        "--no-sensitivity",
+        str(user_config()),
+        "--device",
+        str(profile_file),
+        "--trials",
+        "2",
+        "--study",
+        study,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     trials = load_study(study).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from autocompress.compress.pipeline import build
@@ -58,8 +59,8 @@ def test_a_runtime_from_the_tests_folder_needs_no_product_change(tiny_task, tmp_
 
 @pytest.mark.e2e
 def test_a_search_on_the_added_runtime(tmp_path):
-    result = run_cli("search", str(user_config()), "--device", str(EXTRA / "onnx-reference.yaml"), "--trials", "3",
-                     "--study", "tiny-onnx-reference", "--out", str(tmp_path))  # fmt: skip
+    result = run_cli("search", "--no-sensitivity", str(user_config()), "--device", str(EXTRA / "onnx-reference.yaml"),
+                     "--trials", "3", "--study", "tiny-onnx-reference", "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert [t.state.name for t in load_study("tiny-onnx-reference").trials] == ["COMPLETE"] * 3
 
@@ -73,10 +74,15 @@ def _uniform(model, example, profile, precision: str) -> Strategy:
     return Strategy.model_validate({"quantize": {"precisions": precisions}})
 
 
+# the tiny model's layer kinds; precisions for MatMul alone: test_onnxruntime_dynamic_int8_and_the_nncf_transformer_path
+TINY_KINDS = ("Conv", "Gemm")
 CASES = [
     (path.stem, precision)
     for path in sorted(BUILTIN_DIR.glob("*.yaml"))
-    for precision in sorted({p for choices in load_profile_file(path).precisions.values() for p in choices} - {"fp32"})
+    for precision in sorted(
+        {p for kind, choices in load_profile_file(path).precisions.items() if kind in TINY_KINDS for p in choices}
+        - {"fp32"}
+    )
 ]
 
 
@@ -127,3 +133,39 @@ def test_a_home_profile_cannot_take_a_builtin_name(session_home, tmp_path, monke
     with pytest.raises(DeviceError, match="uses the name 'cpu', already taken by .*cpu.yaml") as raised:
         get_profile("cpu")
     assert str(tmp_path / "profiles" / "mine.yaml") in str(raised.value)
+
+
+class _Encoder(torch.nn.Module):
+    """Linear layers on [batch, tokens, features]: what a transformer's projections are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(16, 32), torch.nn.Linear(32, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x))).mean(dim=1)
+
+
+def test_onnxruntime_dynamic_int8_and_the_nncf_transformer_path(tmp_path):
+    """int8-dynamic layers become MatMulInteger with run-time activation quantization; on OpenVINO, MatMul layers
+    go through NNCF's TRANSFORMER model type, and a SmoothQuant alpha scales their inputs."""
+    import onnx
+    import openvino as ov
+
+    from autocompress.task import DataSplits, Task, accuracy
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(4, 6, 16), torch.randint(0, 16, (4,))) for _ in range(4)]
+    task = Task("encoder", _Encoder().eval(), torch.zeros(1, 6, 16), DataSplits(batches, batches, batches), accuracy)
+    precisions = {"quantize": {"precisions": {"up": "int8-dynamic", "down": "int8"}}}
+    artifact = build(task, Strategy.model_validate(precisions), get_profile("cpu"), tmp_path / "ort").path
+    ops = [node.op_type for node in onnx.load(str(artifact)).graph.node]
+    assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops  # up: dynamic
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # down: static QDQ
+    smooth = Strategy.model_validate({"quantize": {"precisions": {"up": "int8", "down": "int8"},
+                                                   "options": {"smooth_quant": 0.5}}})  # fmt: skip
+    ir = build(task, smooth, get_profile("openvino-cpu"), tmp_path / "ov").path
+    model = ov.Core().read_model(str(ir))
+    kinds = [op.get_type_name() for op in model.get_ordered_ops()]
+    assert kinds.count("FakeQuantize") >= 2
+    assert any("smooth_quant" in op.get_friendly_name() for op in model.get_ordered_ops())

@@ -133,8 +133,13 @@ def distillation_loss(
 
 
 def hidden_state_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over the matched layers of the MSE between student and teacher hidden states."""
-    return torch.stack([F.mse_loss(s, t) for s, t in zip(student, teacher, strict=True)]).mean()
+    """Mean over the matched layers of the MSE between student and teacher hidden states, each relative to the
+    teacher's mean square: layers whose activations are large (a transformer's later layers) do not drown the
+    others, and the weight means the same for any model."""
+    terms = [
+        F.mse_loss(s, t) / t.detach().pow(2).mean().clamp_min(1e-12) for s, t in zip(student, teacher, strict=True)
+    ]
+    return torch.stack(terms).mean()
 
 
 @contextmanager
@@ -172,6 +177,9 @@ def distill(
     torch.manual_seed(seed)
     teacher.eval()
     student.train()
+    for module in student.modules():  # dropout off: the target is the teacher's exact function, not a regulariser
+        if isinstance(module, nn.Dropout):
+            module.eval()
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.steps)
     batches = itertools.chain.from_iterable(itertools.repeat(train))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -103,6 +104,18 @@ class PruneKnobs:
             return heads[unit] / group.heads if group.heads else ratios[unit]
 
         return {group.name: ratio(group) for group in self.groups}
+
+    def settings(self, ratios: Mapping[str, float], heads: Mapping[str, int], importance: str = "l2") -> PruneSettings:
+        """Settings from per-unit values (units not named stay whole)."""
+        every = {unit: ratios.get(unit, 0.0) for unit in self.ratio_units()}
+        removed = {unit: heads.get(unit, 0) for unit in self.head_units()}
+        return PruneSettings(importance=importance, ratios=self._group_ratios(every, removed))
+
+    def params(self, ratios: Mapping[str, float], heads: Mapping[str, int], importance: str = "l2") -> dict[str, Any]:
+        """Optuna parameters from per-unit values (units not named stay whole)."""
+        params: dict[str, Any] = {f"prune/{unit}": ratios.get(unit, 0.0) for unit in self.ratio_units()}
+        params |= {f"heads/{unit}": heads.get(unit, 0) for unit in self.head_units()}
+        return params | {"prune/importance": importance}
 
     def uniform(self, ratio: float, importance: str = "l2") -> dict[str, Any]:
         """Optuna parameters of every group at `ratio` (clamped to the range; attention groups lose the nearest

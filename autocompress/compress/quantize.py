@@ -7,6 +7,7 @@ layer unit, from the precisions the device's profile allows for that layer's kin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import QuantLayer, quant_layers
-from autocompress.spaces.vocabulary import Granularity, Precision, Section, unit_of
+from autocompress.spaces.vocabulary import PRECISIONS, STATIC_INT, Granularity, Precision, Section, unit_of
 
 if TYPE_CHECKING:
     import optuna
@@ -22,15 +23,18 @@ if TYPE_CHECKING:
     from torch import nn
 
     from autocompress.hardware.profile import HardwareProfile
+    from autocompress.runtimes.base import Knob, Recipe
 
 Calibration = Literal["minmax", "entropy", "percentile"]
 
 
 class QuantizeSettings(Section):
-    """Per-layer precision (layer = torch module name of a Conv/Linear) and the calibration method."""
+    """Per-layer precision (layer = torch module name of a Conv/Linear), the calibration method, and the values of
+    the runtime's own quantizer knobs (e.g. OpenVINO's SmoothQuant alpha); unset knobs take the runtime's default."""
 
     calibration: Calibration = "minmax"
     precisions: dict[str, Precision] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
     def layers_at(self, precision: str) -> list[str]:
         return sorted(name for name, value in self.precisions.items() if value == precision)
@@ -39,26 +43,39 @@ class QuantizeSettings(Section):
     def any(self) -> bool:
         return any(precision != "fp32" for precision in self.precisions.values())
 
+    @property
+    def calibrated(self) -> bool:
+        """Static integer layers take their activation ranges from the calibration split."""
+        return any(precision in STATIC_INT for precision in self.precisions.values())
+
     def summary(self) -> dict[str, int | str]:
-        counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in ("int8", "int16", "fp16", "int4", "fp32")}
-        return counts | {"quantize.calibration": self.calibration}
+        counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in PRECISIONS}
+        options = {f"quantize.{name}": str(value) for name, value in sorted(self.options.items())}
+        return counts | {"quantize.calibration": self.calibration} | options
 
 
 @dataclass(frozen=True)
 class QuantizeKnobs:
-    """The precision part of a search space: each layer's choices on the device, shared per granularity."""
+    """The precision part of a search space: each layer's choices on the device, shared per granularity, the
+    calibration method, and the runtime's own quantizer knobs; plus the runtime's one-click recipes."""
 
     layers: tuple[QuantLayer, ...]
     choices: dict[str, tuple[str, ...]]  # layer -> precisions its kind may take on the device (fp32 included)
     granularity: Granularity = "layer"
     calibrations: tuple[str, ...] = ("minmax", "entropy", "percentile")
+    knobs: tuple[Knob, ...] = ()
+    recipes: tuple[Recipe, ...] = ()
 
     @classmethod
     def for_model(
         cls, model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile, **ranges: Any
     ) -> QuantizeKnobs:
         layers = tuple(quant_layers(model, example_input))
-        return cls(layers, {layer.name: tuple(profile.precision_choices(layer.kind)) for layer in layers}, **ranges)
+        choices = {layer.name: tuple(profile.precision_choices(layer.kind)) for layer in layers}
+        kinds = {layer.kind for layer in layers}
+        runtime = profile.record
+        recipes = tuple(r for r in runtime.recipes(profile) if not r.kinds or kinds & set(r.kinds))
+        return cls(layers, choices, knobs=runtime.knobs, recipes=recipes, **ranges)
 
     def units(self) -> dict[str, list[str]]:
         """Each shared precision knob with the choices every layer in it supports (knobs with one choice drop)."""
@@ -74,22 +91,60 @@ class QuantizeKnobs:
             unit: trial.suggest_categorical(f"precision/{unit}", choices) for unit, choices in self.units().items()
         }
         precisions = {layer.name: chosen.get(unit_of(layer.name, self.granularity), "fp32") for layer in self.layers}
-        calibration = "minmax"
-        if any(precision in ("int8", "int16") for precision in precisions.values()):  # only static int needs it
-            calibration = trial.suggest_categorical("quantize/calibration", list(self.calibrations))
-        return QuantizeSettings(calibration=calibration, precisions=precisions)
+        settings = QuantizeSettings(precisions=precisions)
+        if settings.calibrated:  # only static integer layers need calibration
+            settings = settings.model_copy(
+                update={"calibration": trial.suggest_categorical("quantize/calibration", list(self.calibrations))}
+            )
+        if settings.any and self.knobs:
+            options = {
+                knob.name: trial.suggest_categorical(f"quantize/{knob.name}", knob.choices) for knob in self.knobs
+            }
+            settings = settings.model_copy(update={"options": options})
+        return settings
 
-    def uniform(self, precision: str, calibration: str = "minmax") -> dict[str, Any]:
-        """Every layer at `precision` where the device allows it (fp32 elsewhere)."""
-        params: dict[str, Any] = {
-            f"precision/{unit}": precision if precision in choices else "fp32" for unit, choices in self.units().items()
-        }
-        if precision in ("int8", "int16") and params:
+    def _params(self, precision_of: dict[str, str], options: dict[str, Any], calibration: str) -> dict[str, Any]:
+        """Parameters that `suggest` maps back to these precisions (a unit whose layers disagree, or that cannot
+        take the precision, stays fp32), the calibration if anything is static int, and the knobs if quantized."""
+        params: dict[str, Any] = {}
+        for unit, choices in self.units().items():
+            wanted = {
+                precision_of[layer.name] for layer in self.layers if unit_of(layer.name, self.granularity) == unit
+            }
+            params[f"precision/{unit}"] = wanted.pop() if len(wanted) == 1 and wanted <= set(choices) else "fp32"
+        chosen = set(params.values())
+        if chosen & set(STATIC_INT):
             params["quantize/calibration"] = calibration
+        if chosen - {"fp32"}:
+            params |= {f"quantize/{knob.name}": options.get(knob.name, knob.default) for knob in self.knobs}
         return params
 
+    def unit_params(self, per_unit: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Parameters from a precision per unit (units not named stay fp32)."""
+        return self._params(self._per_layer(per_unit), dict(options or {}), "minmax")
+
+    def _per_layer(self, per_unit: Mapping[str, str]) -> dict[str, str]:
+        return {layer.name: per_unit.get(unit_of(layer.name, self.granularity), "fp32") for layer in self.layers}
+
+    def settings(self, per_unit: Mapping[str, str]) -> QuantizeSettings:
+        """Settings from a precision per unit, the runtime's knobs at their defaults."""
+        settings = QuantizeSettings(precisions=self._per_layer(per_unit))
+        if settings.any:
+            settings = settings.model_copy(update={"options": {knob.name: knob.default for knob in self.knobs}})
+        return settings
+
+    def uniform(self, precision: str, calibration: str = "minmax") -> dict[str, Any]:
+        """Every layer at `precision` where the device allows it (fp32 elsewhere), the knobs at their defaults."""
+        return self._params({layer.name: precision for layer in self.layers}, {}, calibration)
+
+    def recipe(self, recipe: Recipe) -> dict[str, Any]:
+        """A runtime's one-click recipe as parameters: each layer at its kind's precision where allowed."""
+        precision_of = {layer.name: recipe.precisions.get(layer.kind, "fp32") for layer in self.layers}
+        return self._params(precision_of, dict(recipe.options), "minmax")
+
     def signature(self) -> str:
-        return "precisions=" + ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in self.units().items())
+        units = ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in self.units().items())
+        return f"precisions={units};knobs=" + ",".join(f"{k.name}:{'/'.join(map(str, k.choices))}" for k in self.knobs)
 
 
 def check_precisions(settings: QuantizeSettings, layers: list[QuantLayer], profile: HardwareProfile) -> None:

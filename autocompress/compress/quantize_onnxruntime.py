@@ -1,8 +1,10 @@
-"""Per-layer static quantization with onnxruntime.quantization (QDQ format, calibrated on real data).
+"""Per-layer quantization with onnxruntime.quantization: static QDQ (calibrated on real data) and dynamic.
 
-Layers the strategy marks int8 are quantized; layers at fp32 stay fp32. Supporting ops (ReLU, Add,
-pooling, reshapes) follow their producers: an op whose every activation input is already int8 stays
-int8 rather than bouncing through float, so a run of int8 layers executes as one integer pipeline.
+Layers the strategy marks int8 are quantized statically; layers at int8-dynamic get ORT's dynamic recipe
+(MatMulInteger, activations quantized per call: the fast int8 path for transformers on CPUs without VNNI); layers
+at fp32 stay fp32. Supporting ops (ReLU, Add, pooling, reshapes) follow their static producers: an op whose every
+activation input is already int8 stays int8 rather than bouncing through float, so a run of int8 layers executes
+as one integer pipeline.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,6 +29,7 @@ from onnxruntime.quantization import (
     QuantFormat,
     QuantType,
     quant_pre_process,
+    quantize_dynamic,
     quantize_static,
 )
 from torch import nn
@@ -107,7 +111,7 @@ def build_artifact(
     target = workdir / "model.onnx"
     symbolic_shapes = not (dynamic_axes and set(dynamic_axes) - {0})  # only the batch axis is dynamic
     options = OrtQuantizeOptions(**profile.quantize)
-    quantize(float_path, target, settings, calibration, symbolic_shapes, options)
+    quantize(float_path, target, settings, calibration, symbolic_shapes, options, options.reduce(profile))
     float_path.unlink()
     fp16_layers = set(settings.layers_at("fp16"))
     if fp16_layers:
@@ -175,42 +179,45 @@ def quantize(
     calibration: Batches,
     symbolic_shapes: bool = True,
     options: OrtQuantizeOptions | None = None,
+    reduce_range: bool = False,
 ) -> None:
-    """Write `target`: `source` with exactly the strategy's int8 layers quantized (a copy if there are none)."""
+    """Write `target`: `source` with exactly the strategy's int8 layers quantized statically (QDQ, calibrated) and
+    its int8-dynamic layers dynamically (MatMulInteger, activations quantized per call); a copy if neither."""
     options = options or OrtQuantizeOptions()
-    int8_layers = set(settings.layers_at("int8"))
-    if not int8_layers:
+    static, dynamic = set(settings.layers_at("int8")), set(settings.layers_at("int8-dynamic"))
+    if not static and not dynamic:
         shutil.copyfile(source, target)
         return
     model = onnx.load(str(source))
-    missing = int8_layers - {node.name for node in model.graph.node}
+    missing = (static | dynamic) - {node.name for node in model.graph.node}
     if missing:
         raise TrialError(f"strategy quantizes layers absent from the exported graph: {', '.join(sorted(missing)[:3])}")
-    selected = nodes_to_quantize(model, int8_layers)
-    op_types = sorted({node.op_type for node in model.graph.node if node.name in selected})
     with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        _pre_process(source, prepared, symbolic_shapes)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                quantize_static(
-                    str(prepared),
-                    str(target),
-                    _Reader(model.graph.input[0].name, calibration),
-                    quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=op_types,
-                    nodes_to_quantize=selected,
-                    per_channel=options.per_channel,
-                    reduce_range=options.reduce_range,
-                    activation_type=ACTIVATION_TYPES[options.activation_type],
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=CALIBRATION_METHODS[settings.calibration],
-                    extra_options={
-                        "CalibTensorRangeSymmetric": options.activation_symmetric,
-                        "ActivationSymmetric": options.activation_symmetric,
-                    },
-                )
-        except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
-            raise TrialError(
-                f"onnxruntime quantization failed: {type(error).__name__}: {error}".splitlines()[0]
-            ) from error
+        current = source
+        if static:
+            current = Path(scratch) / "static.onnx"
+            selected = nodes_to_quantize(model, static)
+            op_types = sorted({node.op_type for node in model.graph.node if node.name in selected})
+            prepared = Path(scratch) / "prepared.onnx"
+            _pre_process(source, prepared, symbolic_shapes)
+            reader = _Reader(model.graph.input[0].name, calibration)
+            _run("quantization", quantize_static, str(prepared), str(current), reader, quant_format=QuantFormat.QDQ,
+                 op_types_to_quantize=op_types, nodes_to_quantize=selected, per_channel=options.per_channel,
+                 reduce_range=reduce_range, activation_type=ACTIVATION_TYPES[options.activation_type],
+                 weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[settings.calibration],
+                 extra_options={"CalibTensorRangeSymmetric": options.activation_symmetric,
+                                "ActivationSymmetric": options.activation_symmetric})  # fmt: skip
+        if dynamic:  # ORT's dynamic recipe on exactly these MatMul layers (int8 per-channel weights)
+            _run("dynamic quantization", quantize_dynamic, str(current), str(target), op_types_to_quantize=["MatMul"],
+                 nodes_to_quantize=sorted(dynamic), per_channel=options.per_channel, reduce_range=reduce_range,
+                 weight_type=QuantType.QInt8)  # fmt: skip
+        else:
+            shutil.copyfile(current, target)
+
+
+def _run(what: str, quantizer: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantizer(*args, **kwargs)
+    except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
+        raise TrialError(f"onnxruntime {what} failed: {type(error).__name__}: {error}".splitlines()[0]) from error

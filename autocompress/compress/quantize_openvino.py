@@ -29,7 +29,11 @@ import nncf
 import numpy as np
 import openvino as ov
 import torch
-from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+from nncf.quantization.advanced_parameters import (
+    AdvancedQuantizationParameters,
+    AdvancedSmoothQuantParameters,
+    OverflowFix,
+)
 from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEstimatorParametersSet
 from torch import nn
 
@@ -37,6 +41,7 @@ from autocompress.compress.export import export_onnx
 from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import TrialError
 from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.graph import quant_layers
 from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -117,7 +122,8 @@ def build_artifact(
         float_path.unlink()
     int8_layers = set(settings.layers_at("int8"))
     if int8_layers:
-        ov_model = quantize(ov_model, int8_layers, settings.calibration, calibration)
+        transformer = any(layer.kind == "MatMul" for layer in quant_layers(model, example_input))
+        ov_model = quantize(ov_model, int8_layers, settings, calibration, transformer)
     target = workdir / "model.xml"
     ov.save_model(ov_model, target, compress_to_fp16=False)  # fp32 weights stay fp32 (compare like with like)
     return target
@@ -127,23 +133,38 @@ def _model_input(batch: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
     return batch[0].numpy()
 
 
-def quantize(model: ov.Model, int8_layers: set[str], method: str, calibration: Batches) -> ov.Model:
-    """`model` with exactly `int8_layers` (and the followers they feed) quantized, calibrated on `calibration`."""
+def advanced_parameters(settings: QuantizeSettings) -> AdvancedQuantizationParameters:
+    """The calibration method's range estimator, OverflowFix, and SmoothQuant's alpha on MatMul (when set)."""
+    options = settings.options
+    parameters = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RANGE_ESTIMATORS[settings.calibration],
+        overflow_fix=OverflowFix(options.get("overflow_fix", "first_layer_only")),
+    )
+    if options.get("smooth_quant") is not None:
+        parameters.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=float(options["smooth_quant"]))
+    return parameters
+
+
+def quantize(
+    model: ov.Model, int8_layers: set[str], settings: QuantizeSettings, calibration: Batches, transformer: bool
+) -> ov.Model:
+    """`model` with exactly `int8_layers` (and the followers they feed) quantized, calibrated on `calibration`.
+    A transformer gets NNCF's TRANSFORMER model type (which enables SmoothQuant), on the ov.Model itself."""
     int8_ops = set(layer_ops(model, int8_layers).values())
     ignored = ignored_ops(model, int8_ops)
     log.debug("NNCF: %d int8 layers, %d ops ignored", len(int8_ops), len(ignored))
     batches = list(calibration)
     if not batches:
         raise TrialError("the calibration split is empty: int8 layers need calibration data")
-    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RANGE_ESTIMATORS[method])
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
             return nncf.quantize(
                 model,
                 nncf.Dataset(batches, _model_input),
                 subset_size=len(batches),  # counted in dataset items, i.e. batches: use the whole split
+                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 ignored_scope=nncf.IgnoredScope(names=ignored),
-                advanced_parameters=advanced,
+                advanced_parameters=advanced_parameters(settings),
             )
     except Exception as error:  # NNCF raises assorted types; each fails only this candidate
         raise TrialError(f"NNCF quantization failed: {_one_line(error)}") from error

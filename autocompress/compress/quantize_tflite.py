@@ -9,6 +9,7 @@ full quantizer scope (unique tensor names, anchored), so a layer left at fp32 st
 Precisions (per TFLite op; anything the quantizer's policy refuses fails the candidate):
   int8  static: int8 per-channel weights, int8 activations calibrated on the calibration split.
   int16 static: int8 weights, int16 activations (no XNNPACK kernels: runs on TFLite's own, slow kernels).
+  int8-dynamic: int8 per-channel weights, activations quantized at run time (the dynamic_wi8_afp32 recipe).
   fp16  weight-only float16 weights (FLOAT_CASTING); compute stays fp32, XNNPACK folds the dequantize.
   int4  dynamic: int4 per-channel weights, activations quantized at run time (FULLY_CONNECTED, CONV_2D);
         weight-only int4 where the quantizer has no dynamic int4 (BATCH_MATMUL); none for DEPTHWISE_CONV_2D.
@@ -192,6 +193,8 @@ def _add_config(qt: quantizer.Quantizer, op: GraphOp, precision: str, algorithm:
     regex, op_name = f"^{re.escape(op.scope)}$", OpName(op.name)
     if precision in ACTIVATION_BITS:
         qt.add_static_config(regex, op_name, ACTIVATION_BITS[precision], 8, algorithm_key=algorithm)
+    elif precision == "int8-dynamic":
+        qt.add_dynamic_config(regex, op_name, 8, algorithm_key=algorithm)
     elif precision == "int4":
         try:
             qt.add_dynamic_config(regex, op_name, 4, algorithm_key=algorithm)
@@ -200,7 +203,7 @@ def _add_config(qt: quantizer.Quantizer, op: GraphOp, precision: str, algorithm:
     elif precision == "fp16":
         qt.add_weight_only_config(regex, op_name, 16, algorithm_key=Algorithm.FLOAT_CASTING)
     else:
-        raise TrialError(f"precision '{precision}' is not one of fp32, fp16, int8, int16, int4")
+        raise TrialError(f"precision '{precision}' is not one of fp32, fp16, int8, int8-dynamic, int16, int4")
 
 
 def _samples(calibration: Batches, shape: tuple[int, ...]) -> Iterator[np.ndarray]:

@@ -10,9 +10,9 @@ the sizes of artifacts all read these records.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,6 +56,27 @@ class Builder(Protocol):
     ) -> Path: ...
 
 
+@dataclass(frozen=True)
+class Knob:
+    """A setting of the runtime's quantizer that the search may vary (`quantize/<name>`), with the value its
+    one-click recipe uses."""
+
+    name: str
+    choices: tuple[Any, ...]
+    default: Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the runtime's documentation gives in one call, as a strategy: a precision per layer kind and knob
+    values. Searches start from these (warm starts), so they never end below them."""
+
+    label: str
+    precisions: Mapping[str, str]  # layer kind -> precision
+    options: Mapping[str, Any] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ()  # only for models with layers of these kinds (empty: any model)
+
+
 class NoOptions(BaseModel):
     """A runtime whose quantizer takes no options from the profile."""
 
@@ -84,6 +105,8 @@ class Runtime:
     check: Callable[[HardwareProfile], str | None] = no_problem  # the profile's settings are consistent
     quantize_options: type[BaseModel] = NoOptions  # the profile's `quantize:` mapping, validated
     dynamic_shapes: bool = True  # can serve inputs whose non-batch axes vary (e.g. a sentence's length)
+    knobs: tuple[Knob, ...] = ()  # its quantizer's searchable settings
+    recipes: Callable[[HardwareProfile], tuple[Recipe, ...]] = lambda profile: ()
     description: str = ""
 
     def artifact_files(self, main: Path) -> list[Path]:

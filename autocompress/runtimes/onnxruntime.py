@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+from autocompress.runtimes.base import DEVICE_DIR, Recipe, Runtime, Scheme
 
 if TYPE_CHECKING:
     from autocompress.hardware.profile import HardwareProfile
@@ -21,14 +21,29 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 class OrtQuantizeOptions(BaseModel):
-    """onnxruntime.quantization settings a profile may set (`quantize:`)."""
+    """onnxruntime.quantization settings a profile may set (`quantize:`). reduce_range "auto" uses 7-bit weights
+    on CPUs without VNNI, where u8s8 products can saturate (ORT's own advice), and on remote devices (unknown)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     activation_type: Literal["uint8", "int8"] = "uint8"
     activation_symmetric: bool = False
     per_channel: bool = True
-    reduce_range: bool = False
+    reduce_range: bool | Literal["auto"] = "auto"
+
+    def reduce(self, profile: HardwareProfile) -> bool:
+        if self.reduce_range != "auto":
+            return bool(self.reduce_range)
+        return profile.is_remote or not has_vnni()
+
+
+def has_vnni() -> bool:
+    """x86 VNNI (AVX512-VNNI or AVX-VNNI): int8 dot products without the u8s8 saturation risk."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def providers(profile: HardwareProfile) -> list[Any]:
@@ -46,12 +61,31 @@ def _activations(profile: HardwareProfile) -> str:
     return f"{options.activation_type} {symmetric} activations, calibrated"
 
 
+DYNAMIC = Scheme("int8-dynamic", "int8 per-channel weights", "uint8 activations quantized per call (MatMulInteger)")
+
+
 def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
     int8 = Scheme("int8", "int8 per-channel weights", _activations(profile))
     schemes = [int8, Scheme("fp32")]
     if primary_provider(profile) in GPU_PROVIDERS:
         schemes.insert(1, Scheme("fp16", "fp16 weights", "fp16 activations (casts at the layer's edges)"))
-    return dict.fromkeys(("Conv", "Gemm", "MatMul"), tuple(schemes))
+    static = tuple(schemes)
+    # quantize_dynamic has integer kernels for MatMul (not Gemm); TensorRT takes only explicit static QDQ
+    matmul = static if primary_provider(profile) == "TensorrtExecutionProvider" else (DYNAMIC, *static)
+    return {"Conv": static, "Gemm": static, "MatMul": matmul}
+
+
+def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+    """ONNX Runtime's documented recipes: quantize_dynamic (per-channel, reduce_range on CPUs without VNNI) for
+    MatMul layers (transformers) with quantize_static for the rest; and quantize_static (QDQ) everywhere."""
+    return (
+        Recipe(
+            "onnxruntime dynamic int8 (MatMul) + static int8",
+            {"Conv": "int8", "Gemm": "int8", "MatMul": "int8-dynamic"},
+            kinds=("MatMul",),
+        ),
+        Recipe("onnxruntime static int8 (QDQ)", dict.fromkeys(("Conv", "Gemm", "MatMul"), "int8")),
+    )
 
 
 def probe(profile: HardwareProfile) -> str | None:
@@ -101,5 +135,6 @@ RUNTIME = Runtime(
     probe=probe,
     check=check,
     quantize_options=OrtQuantizeOptions,
+    recipes=recipes,
     description="ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
 )

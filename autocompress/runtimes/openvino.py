@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+from autocompress.runtimes.base import DEVICE_DIR, Knob, Recipe, Runtime, Scheme
 
 if TYPE_CHECKING:
     from autocompress.hardware.profile import HardwareProfile
@@ -13,8 +13,26 @@ if TYPE_CHECKING:
 INT8 = Scheme("int8", "int8 symmetric per-channel weights", "int8/uint8 activations (NNCF), calibrated")
 
 
+KNOBS = (
+    # SmoothQuant migrates activation outliers into the weights of MatMul layers (None: NNCF's default for the
+    # model type, on for transformers); OverflowFix halves the weights' range where u8s8 products can saturate
+    Knob("smooth_quant", (None, 0.15, 0.5, 0.95), None),
+    Knob("overflow_fix", ("first_layer_only", "enable", "disable"), "first_layer_only"),
+)
+
+
 def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
     return dict.fromkeys(("Conv", "Gemm", "MatMul"), (INT8, Scheme("fp32")))
+
+
+def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+    """nncf.quantize on the ov.Model (TRANSFORMER model type for transformers, so SmoothQuant applies), and for
+    transformers the same with SmoothQuant alpha 0.5 on MatMul (NNCF's advanced parameters)."""
+    every = dict.fromkeys(("Conv", "Gemm", "MatMul"), "int8")
+    return (
+        Recipe("NNCF int8 (model type preset)", every),
+        Recipe("NNCF int8, SmoothQuant 0.5", every, {"smooth_quant": 0.5}, kinds=("MatMul",)),
+    )
 
 
 def probe(profile: HardwareProfile) -> str | None:
@@ -44,5 +62,7 @@ RUNTIME = Runtime(
     builder=build,
     capabilities=capabilities,
     probe=probe,
+    knobs=KNOBS,
+    recipes=recipes,
     description="OpenVINO (CPU plugin; NNCF int8)",
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autocompress.runtimes.base import DEVICE_DIR, Runtime, Scheme
+from autocompress.runtimes.base import DEVICE_DIR, Recipe, Runtime, Scheme
 
 if TYPE_CHECKING:
     from autocompress.hardware.profile import HardwareProfile
@@ -19,9 +19,24 @@ INT4 = Scheme("int4", "int4 per-channel weights", "activations quantized at run 
 FP16 = Scheme("fp16", "fp16 weights", "fp32 compute")
 
 
+DYNAMIC = Scheme("int8-dynamic", "int8 per-channel weights", "activations quantized at run time")
+
+
 def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
-    linear = (INT8, INT16, INT4, FP16, Scheme("fp32"))
+    linear = (INT8, DYNAMIC, INT16, INT4, FP16, Scheme("fp32"))
     return {"Conv": (INT8, INT16, FP16, Scheme("fp32")), "Gemm": linear, "MatMul": linear}
+
+
+def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+    """ai-edge-quantizer's stock recipes: static_wi8_ai8, and dynamic_wi8_afp32 (on Linear layers)."""
+    return (
+        Recipe("ai-edge-quantizer static int8", dict.fromkeys(("Conv", "Gemm", "MatMul"), "int8")),
+        Recipe(
+            "ai-edge-quantizer dynamic int8 (Linear)",
+            {"Gemm": "int8-dynamic", "MatMul": "int8-dynamic"},
+            kinds=("Gemm", "MatMul"),
+        ),  # fmt: skip
+    )
 
 
 def build(*args: Any, **kwargs: Any) -> Path:
@@ -41,5 +56,6 @@ RUNTIME = Runtime(
     builder=build,
     capabilities=capabilities,
     dynamic_shapes=False,
+    recipes=recipes,
     description="LiteRT / TFLite (XNNPACK; ai-edge-quantizer)",
 )

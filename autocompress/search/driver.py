@@ -36,6 +36,9 @@ from autocompress.search.results import (
     top_feasible,
     trial_metrics,
 )
+from autocompress.search.seeds import estimate
+from autocompress.search.sensitivity import Sensitivity
+from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import MlflowTracker
 from autocompress.signals import interrupts_as_keyboard
@@ -70,6 +73,7 @@ class Objective:
     baseline: dict
     baseline_path: Path
     tracker: MlflowTracker
+    table: Sensitivity | None = None
     ran: list[int] = field(default_factory=list)  # the trials of this invocation
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -86,6 +90,11 @@ class Objective:
             measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
             metrics = trial_metrics(measurement, self.baseline, self.settings)
             metrics["parameters"] = float(artifact.metadata["parameters"])
+            if self.table is not None:  # how far the sensitivity table's additive estimate was from the truth
+                drop, speedup = estimate(self.space, self.table, strategy)
+                metrics |= {"estimate_drop": drop, "estimate_speedup": speedup,
+                            "estimate_drop_error": metrics["metric_drop"] - drop,
+                            "estimate_speedup_error": metrics["speedup"] / speedup - 1.0}  # fmt: skip
             trial.set_user_attr(METRICS_ATTR, metrics)
             for key, value in constraint_values(metrics["metric_drop"], measurement.size_bytes, self.settings).items():
                 trial.set_constraint(key, value)
@@ -181,20 +190,23 @@ def run_search(
     try:
         with interrupts_as_keyboard():
             baseline, baseline_path = measure_baseline(task, profile, study)
-            if not study.trials and settings.sampler == "tpe":  # random search stays plain: it is the comparison
-                for label, params in space.warm_starts()[: settings.trials or None]:  # never more than the budget
-                    study.enqueue_trial(params, user_attrs={"enqueued": label})
+            table = None
+            if settings.sampler == "tpe" and settings.sensitivity:  # random search stays plain: the comparison
+                table = sensitivity_table(study, task, profile, space, baseline, baseline_path, settings, tracker)
+            if not study.trials and settings.sampler == "tpe":
+                first_candidates(study, space, settings, table, baseline["metric"])
             tracker.log(tracker.parent_id or "", metrics={
                 "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
                 "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
-            objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker)
+            objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker, table)
+            promote = [PromoteProbes(space, settings)] if settings.sampler == "tpe" else []  # random stays plain
             with SearchProgress(settings.trials, settings.timeout, console) as progress:
                 study.optimize(
                     objective,
                     n_trials=settings.trials,
                     timeout=settings.timeout,
                     catch=(Exception,),
-                    callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), progress],
+                    callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), *promote, progress],
                     gc_after_trial=True,
                 )
             confirming = time.monotonic()

@@ -26,7 +26,7 @@ def open_storage(url: str | None) -> BaseStorage:
     url = url or default_storage()
     try:
         if url.startswith(("sqlite", "postgresql", "mysql")):
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120, failed_trial_callback=retry_stale)
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120, heartbeat_stale_trial_callback=retry_stale)
         return optuna.storages.get_storage(url)
     except Exception as error:  # SQLAlchemy and the journal backends raise many types
         raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
@@ -37,14 +37,18 @@ def directions(settings: SearchSettings) -> list[str]:
     return ["maximize", "minimize"] + (["minimize"] if settings.size_objective else [])
 
 
-def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(settings: SearchSettings, seed: int, startup: int | None = None) -> optuna.samplers.BaseSampler:
+    """TPE (or plain random search, for comparisons). `startup`: trials before TPE models the results; by default
+    at most half the budget; with seeded candidates, just those (they are better than random draws)."""
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if startup is None:
+        startup = min(STARTUP_TRIALS, max(4, (settings.trials or STARTUP_TRIALS) // 2))
     return optuna.samplers.TPESampler(
         seed=seed,
         multivariate=True,
         group=True,  # the space is conditional (distillation steps depend on whether anything is pruned)
-        n_startup_trials=min(STARTUP_TRIALS, max(4, (settings.trials or STARTUP_TRIALS) // 2)),
+        n_startup_trials=startup,
         constant_liar=True,
     )
 

@@ -98,29 +98,38 @@ class SearchSpace:
     def uniform(self, prune: float = 0.0, precision: str = "fp32", distill_steps: int = 0) -> dict[str, Any]:
         """Optuna parameters of a uniform candidate: every group at one ratio, every layer at one precision (where
         the device allows it), the hand-made distillation settings."""
-        pruned = prune > 0 and bool(self.prune.ratio_units() or self.prune.head_units())
-        quantized = precision != "fp32" and bool(self.quantize.units())
-        return {
-            **self.prune.uniform(prune),
-            **self.quantize.uniform(precision),
-            **self.distill.uniform(distill_steps, pruned, quantized),
-        }
+        return self.combine(prune, self.quantize.uniform(precision), distill_steps)
 
     def strategy(self, params: Mapping[str, Any], seed: int = 0) -> Strategy:
         """The Strategy that Optuna parameters describe (e.g. a warm start's, to build it outside a study)."""
         return self.sample(optuna.trial.FixedTrial(dict(params)), seed)
 
+    def combine(self, prune: float, quantize: dict[str, Any], distill_steps: int) -> dict[str, Any]:
+        """Uniform pruning at `prune`, the given precision parameters, the hand-made distillation."""
+        pruned = prune > 0 and bool(self.prune.ratio_units() or self.prune.head_units())
+        quantized = any(value != "fp32" for key, value in quantize.items() if key.startswith("precision/"))
+        return {**self.prune.uniform(prune), **quantize, **self.distill.uniform(distill_steps, pruned, quantized)}
+
     def warm_starts(self) -> list[tuple[str, dict[str, Any]]]:
-        """The first candidates of a search: what a user would try by hand. The sampler starts from their
-        measurements, so the search never does worse than these, and the budget goes to improving on them."""
+        """The first candidates of a search: what a user would try by hand, and each of the runtime's documented
+        one-click recipes. The sampler starts from their measurements, so the search never ends below these, and
+        the budget goes to improving on them."""
         most = max(self.distill.distill_steps)
-        starts = [("no compression", self.uniform()), ("uniform int8", self.uniform(precision="int8"))]
+        recipes = [(recipe.label, self.quantize.recipe(recipe)) for recipe in self.quantize.recipes]
+        if not recipes:
+            recipes = [("uniform int8", self.quantize.uniform("int8"))]
+        starts = [("no compression", self.uniform())]
+        starts += [(label, self.combine(0.0, params, 0)) for label, params in recipes]
         if self.prune.groups:
+            label, params = recipes[0]
             starts += [
                 ("uniform pruning 50%", self.uniform(0.5, "fp32", most)),
-                ("uniform pruning 50% + int8", self.uniform(0.5, "int8", most)),
+                (f"uniform pruning 50% + {label}", self.combine(0.5, params, most)),
             ]
-        return starts
+        unique: dict[str, tuple[str, dict[str, Any]]] = {}
+        for label, params in starts:  # recipes that mean the same here (e.g. no Linear layers) run once
+            unique.setdefault(repr(sorted(params.items())), (label, params))
+        return list(unique.values())
 
     def signature(self) -> str:
         """What a stored study must match to be resumed with this space."""

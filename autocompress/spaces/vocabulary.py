@@ -12,7 +12,11 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-Precision = Literal["fp32", "fp16", "int8", "int16", "int4"]
+# int8: static (weights and activations int8, activation ranges calibrated); int8-dynamic: int8 weights, activations
+# quantized at run time per call (no calibration; the fast int8 path for Linear layers on CPUs without VNNI);
+# int4: int4 weights (activations at run time where the runtime does it); fp16/fp32: float.
+Precision = Literal["fp32", "fp16", "int8", "int8-dynamic", "int16", "int4"]
+STATIC_INT = ("int8", "int16")  # precisions whose activation ranges come from calibration
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 # A layer is a module with weights, named by the ONNX op it exports to: convolutions, Linear on 2-D inputs (Gemm),
 # Linear on 3-D or larger inputs (MatMul, e.g. every projection of a transformer).

@@ -1,0 +1,145 @@
+"""Sensitivity analysis: what each single choice costs in metric and buys in speed, measured on the device.
+
+For every knob unit of the space, each of its choices alone (one unit at int8, or one channel group pruned by a
+quarter or a half, with no fine-tuning), everything else untouched: the artifact is built for the device, its
+metric measured in the runtime, and then all of them are timed together with the baseline in the same
+interleaved rounds, so every saving in the table comes from one window (HAQ, AMC and HAWQ-v3 start from such
+per-layer tables). The table seeds the search (search/seeds.py) and is cached in the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from autocompress.compress.pipeline import build
+from autocompress.errors import TrialError
+from autocompress.evaluators.device.latency import TimingPolicy
+from autocompress.evaluators.measure import CONFIRM_POLICY, measure_artifact, time_together
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.strategy import Strategy
+from autocompress.task import Task
+
+log = logging.getLogger(__name__)
+SENSITIVITY_ATTR = "sensitivity"
+PRUNE_RATIOS = (0.25, 0.5)
+SCORE_ONLY = TimingPolicy(warmup_runs=0, slot_s=0.0, min_rounds=1, max_rounds=1, time_cap_s=0.0)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One unit at one value: a precision, a channel ratio removed, or a number of heads removed."""
+
+    kind: str  # "precision" | "prune" | "heads"
+    unit: str
+    value: Any
+
+    @property
+    def label(self) -> str:
+        if self.kind == "prune":
+            return f"{self.unit}: {self.value:.0%}"
+        return f"{self.unit}: -{self.value} heads" if self.kind == "heads" else f"{self.unit}: {self.value}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one choice alone measured: its metric and drop, its paired speedup over the baseline, its size."""
+
+    kind: str
+    unit: str
+    value: Any
+    metric: float
+    drop: float
+    speedup: float
+    speedup_ci: tuple[float, float]
+    size_bytes: int
+
+    @property
+    def saving(self) -> float:
+        """The fraction of the baseline's latency this choice removes (negative: it slows the model down)."""
+        return 1.0 - 1.0 / self.speedup
+
+
+def choices(space: SearchSpace) -> list[Choice]:
+    """Every single choice worth measuring: each non-fp32 precision per unit, two ratios per channel group, one
+    head and the most heads per attention unit."""
+    found = [
+        Choice("precision", unit, precision)
+        for unit, options in space.quantize.units().items()
+        for precision in options
+        if precision != "fp32"
+    ]
+    limit = space.prune.max_prune_ratio
+    ratios = sorted({min(ratio, limit) for ratio in PRUNE_RATIOS})
+    found += [Choice("prune", unit, ratio) for unit in space.prune.ratio_units() for ratio in ratios if ratio > 0]
+    for unit, most in space.prune.head_units().items():
+        found += [Choice("heads", unit, heads) for heads in sorted({1, most}) if heads > 0]
+    return found
+
+
+def strategy_of(space: SearchSpace, choice: Choice) -> Strategy:
+    """The strategy changing only this choice (no distillation: the cost of the choice itself)."""
+    if choice.kind == "precision":
+        return Strategy(quantize=space.quantize.settings({choice.unit: choice.value}))
+    ratios = {choice.unit: choice.value} if choice.kind == "prune" else {}
+    heads = {choice.unit: choice.value} if choice.kind == "heads" else {}
+    return Strategy(prune=space.prune.settings(ratios, heads))
+
+
+@dataclass
+class Sensitivity:
+    """The table, and what it took to measure."""
+
+    rows: list[Row]
+    baseline_metric: float
+    seconds: float
+    rounds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": [asdict(row) for row in self.rows], "baseline_metric": self.baseline_metric,
+                "seconds": self.seconds, "rounds": self.rounds}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Sensitivity:
+        rows = [Row(**{**row, "speedup_ci": tuple(row["speedup_ci"])}) for row in raw["rows"]]
+        return cls(rows, raw["baseline_metric"], raw["seconds"], raw["rounds"])
+
+
+def analyse(
+    task: Task,
+    profile: HardwareProfile,
+    space: SearchSpace,
+    baseline: Path,
+    baseline_metric: float,
+    workdir: Path,
+    policy: TimingPolicy = CONFIRM_POLICY,
+) -> Sensitivity:
+    """Build and score every single choice, then time them all with the baseline in one interleaved window."""
+    started = time.monotonic()
+    measured: list[tuple[Choice, Path, float, int]] = []
+    try:
+        for index, choice in enumerate(choices(space)):
+            try:
+                artifact = build(task, strategy_of(space, choice), profile, workdir / f"{index:03d}").path
+                scored = measure_artifact(artifact, task, profile, policy=SCORE_ONLY)
+            except TrialError as error:  # a choice the device cannot take is simply not in the table
+                log.warning("sensitivity: %s failed: %s", choice.label, error)
+                continue
+            measured.append((choice, artifact, scored.metric, scored.size_bytes))
+        if not measured:
+            return Sensitivity([], baseline_metric, time.monotonic() - started, 0)
+        timing = time_together(baseline, [path for _, path, _, _ in measured], task, profile, policy)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = []
+    for index, (choice, _, metric, size) in enumerate(measured, start=1):
+        paired = timing.speedups[index]
+        assert paired is not None
+        rows.append(Row(choice.kind, choice.unit, choice.value, metric, baseline_metric - metric, paired.speedup,
+                        (paired.ci_low, paired.ci_high), size))  # fmt: skip
+    return Sensitivity(rows, baseline_metric, time.monotonic() - started, timing.rounds)

@@ -1,0 +1,115 @@
+"""The stages before the sampler takes over: the sensitivity table (once per study) and the first candidates.
+
+The first candidates are what a user would try by hand and the runtime's one-click recipes (warm starts,
+labelled `enqueued`), then the candidates the table's solver proposes (labelled `seeded`: the search's own
+proposals, not hand-made). With seeds, TPE starts modelling right after them instead of spending trials at random.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autocompress.config import SearchSettings
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.home import study_dir
+from autocompress.search.results import METRICS_ATTR, fastest_feasible
+from autocompress.search.seeds import Seed, seeds
+from autocompress.search.sensitivity import SENSITIVITY_ATTR, Sensitivity, analyse
+from autocompress.search.sensitivity_report import write
+from autocompress.search.study import make_sampler
+from autocompress.search.tracking import MlflowTracker
+from autocompress.spaces.space import SearchSpace
+from autocompress.task import Task
+
+log = logging.getLogger(__name__)
+SEEDED_ATTR = "seeded"
+ESTIMATE_ATTR = "estimate"
+PROMOTED_ATTR = "promoted_from"
+STEPS_AFTER_PRUNING = "distill/steps_after_pruning"
+
+
+def allowed_drop(settings: SearchSettings, baseline_metric: float) -> float:
+    """The bound in the metric's own units (a relative bound scales with the baseline)."""
+    return settings.max_drop * abs(baseline_metric) if settings.drop_mode == "relative" else settings.max_drop
+
+
+def sensitivity_table(
+    study: optuna.Study,
+    task: Task,
+    profile: HardwareProfile,
+    space: SearchSpace,
+    baseline: dict[str, Any],
+    baseline_path: Path,
+    settings: SearchSettings,
+    tracker: MlflowTracker | None = None,
+) -> Sensitivity:
+    """The study's table: measured once and stored with the study; each measurement is logged to MLflow."""
+    cached = study.user_attrs.get(SENSITIVITY_ATTR)
+    if cached is not None:
+        return Sensitivity.from_dict(cached)
+    log.info("sensitivity analysis: each choice alone, measured on %s", profile.name)
+    table = analyse(
+        task, profile, space, baseline_path, baseline["metric"], study_dir(study.study_name) / "sensitivity"
+    )
+    study.set_user_attr(SENSITIVITY_ATTR, table.as_dict())
+    if tracker is not None and tracker.parent_id is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            bound = allowed_drop(settings, baseline["metric"])
+            for path in write(table, Path(scratch), task.metric_name, bound, f"{task.name} on {profile.name}"):
+                tracker.log_artifact(tracker.parent_id, path)
+        tracker.log(tracker.parent_id, metrics={"sensitivity_s": table.seconds, "sensitivity_choices": len(table.rows)})
+    return table
+
+
+def first_candidates(
+    study: optuna.Study, space: SearchSpace, settings: SearchSettings, table: Sensitivity | None, baseline_metric: float
+) -> int:
+    """Enqueue warm starts, then seeds, within the trial budget; give the sampler that many start-up trials.
+    Returns how many were enqueued."""
+    starts: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        (params, {"enqueued": label}) for label, params in (space.warm_starts() if settings.warm_starts else [])
+    ]
+    planted: list[Seed] = seeds(space, table, allowed_drop(settings, baseline_metric)) if table else []
+    starts += [
+        (seed.params, {SEEDED_ATTR: seed.label, ESTIMATE_ATTR: {"drop": seed.drop, "speedup": seed.speedup}})
+        for seed in planted
+    ]
+    known: set[str] = set()
+    queued = 0
+    for params, attrs in starts[: settings.trials or None]:  # never more than the budget
+        key = repr(sorted(params.items()))
+        if key not in known:
+            known.add(key)
+            study.enqueue_trial(params, user_attrs=attrs)
+            queued += 1
+    if planted:
+        study.sampler = make_sampler(settings, settings.seed, startup=queued)
+    return queued
+
+
+class PromoteProbes:
+    """Short distillation as a probe, the full budget only for the promising: a pruned candidate distilled for
+    fewer than the most steps that lands within `margin` times the allowed drop, and faster than the best
+    feasible trial so far, is queued again with the most steps (same parameters otherwise). Optuna's pruners do
+    not work for multi-objective studies; this is successive halving done with the study's own trials."""
+
+    def __init__(self, space: SearchSpace, settings: SearchSettings, margin: float = 3.0) -> None:
+        self.most = max(space.distill.distill_steps)
+        self.limit = settings.max_drop * margin
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        steps = trial.params.get(STEPS_AFTER_PRUNING)
+        metrics = trial.user_attrs.get(METRICS_ATTR)
+        if metrics is None or steps is None or steps >= self.most or metrics["feasible"]:
+            return
+        best = fastest_feasible(study)
+        faster = best is None or metrics["speedup"] > best.user_attrs[METRICS_ATTR]["speedup"]
+        if metrics["metric_drop"] <= self.limit and faster:  # drop and max_drop share units
+            params = dict(trial.params) | {STEPS_AFTER_PRUNING: self.most}
+            study.enqueue_trial(params, user_attrs={PROMOTED_ATTR: trial.number}, skip_if_exists=True)
+            log.info("trial %d promoted: its parameters again with %d distillation steps", trial.number, self.most)

@@ -1,0 +1,195 @@
+"""Sensitivity analysis and the candidates it seeds: a planted sensitive layer is found, the solver keeps to its
+budget and finds the best combination, and the stage runs inside a real search."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+from autocompress.compress.pipeline import build
+from autocompress.evaluators.measure import measure_artifact
+from autocompress.search.seeds import estimate, seeds, solve
+from autocompress.search.sensitivity import Row, Sensitivity, analyse, choices
+from autocompress.search.sensitivity_report import write
+from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.strategy import Strategy
+from autocompress.task import Task
+from tests.helpers import load_study, mlflow_runs, run_cli, user_config
+
+
+class Planted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _planted(tiny_task: Task) -> Task:
+    """Trained, then two plants that leave the fp32 function unchanged: conv1 gets 8 dead channels (pruning them
+    costs nothing), and one live channel of conv1 is scaled up 1000x (with conv2 scaling it back), an activation
+    outlier that ruins a per-tensor int8 range wherever that tensor is quantized (conv1's output, conv2's input)."""
+    torch.manual_seed(0)
+    model = Planted()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(15):
+        for images, labels in tiny_task.data.train:
+            loss = nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    wide = Planted().eval()
+    wide.conv1, wide.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+    with torch.no_grad():
+        for tensor in (wide.conv1.weight, wide.conv1.bias, wide.conv2.weight):
+            tensor.zero_()
+        wide.conv1.weight[:8], wide.conv1.bias[:8] = model.conv1.weight, model.conv1.bias
+        wide.conv2.weight[:, :8], wide.conv2.bias[:] = model.conv2.weight, model.conv2.bias
+        wide.fc.load_state_dict(model.fc.state_dict())
+        wide.conv1.weight[0] *= 1000
+        wide.conv1.bias[0] *= 1000
+        wide.conv2.weight[:, 0] /= 1000
+        inputs = next(iter(tiny_task.data.validation))[0]
+        assert torch.allclose(wide(inputs), model.eval()(inputs), atol=1e-3)
+    return Task("planted", wide.eval(), tiny_task.example_input, tiny_task.data, tiny_task.metric)
+
+
+@pytest.mark.e2e
+def test_the_table_finds_the_planted_sensitive_layer(tiny_task, cpu_profile, tmp_path):
+    task = _planted(tiny_task)
+    space = SearchSpace.from_model(task.model, task.example_input, cpu_profile)
+    units = {(c.kind, c.unit) for c in choices(space)}
+    assert units == {("precision", "conv1"), ("precision", "conv2"), ("precision", "fc"), ("prune", "conv1"),
+                     ("prune", "conv2")}  # fmt: skip
+    baseline = build(task, Strategy(), cpu_profile, tmp_path / "baseline").path
+    metric = measure_artifact(baseline, task, cpu_profile).metric
+    table = analyse(task, cpu_profile, space, baseline, metric, tmp_path / "work")
+    row = {(r.kind, r.unit, r.value): r for r in table.rows}
+    assert row[("prune", "conv1", 0.5)].drop == pytest.approx(0.0, abs=1e-9)  # the dead half went
+    assert row[("prune", "conv2", 0.5)].drop > 0.05  # every channel of conv2 mattered
+    outlier = min(row[("precision", "conv1", "int8")].drop, row[("precision", "conv2", "int8")].drop)
+    assert row[("precision", "fc", "int8")].drop < 0.03 < outlier
+    assert all(r.speedup_ci[0] <= r.speedup <= r.speedup_ci[1] for r in table.rows) and table.rounds >= 30
+    assert not (tmp_path / "work").exists()  # the single-choice artifacts are removed
+    files = write(table, tmp_path / "out", "accuracy", 0.02, "planted")
+    assert [p.name for p in files] == ["sensitivity.md", "sensitivity.csv", "sensitivity.json", "sensitivity.png"]
+    assert "| conv2 | int8 |" in files[0].read_text() and files[3].read_bytes()[:4] == b"\x89PNG"
+    assert Sensitivity.from_dict(table.as_dict()) == table
+
+
+def _row(kind: str, unit: str, value, drop: float, speedup: float) -> Row:
+    return Row(kind, unit, value, 0.9 - drop, drop, speedup, (speedup * 0.99, speedup * 1.01), 1000)
+
+
+TABLE = Sensitivity(
+    [
+        _row("precision", "a", "int8", 0.004, 1.10),
+        _row("precision", "b", "int8", 0.012, 1.30),
+        _row("precision", "c", "int8", 0.001, 0.95),  # slower: never chosen
+        _row("prune", "p", 0.25, 0.003, 1.15),
+        _row("prune", "p", 0.5, 0.009, 1.40),
+        _row("prune", "q", 0.25, 0.006, 1.05),
+    ],
+    0.9,
+    1.0,
+    40,
+)
+
+
+def test_the_solver_finds_the_best_combination_within_its_budget():
+    for budget in (0.005, 0.01, 0.02, 0.04):
+        chosen = solve(TABLE, budget)
+        assert sum(r.drop for r in chosen) <= budget + 1e-12
+        assert len({(r.kind, r.unit) for r in chosen}) == len(chosen)  # one choice per unit
+        faster = [r for r in TABLE.rows if r.speedup > 1]
+        groups = [[None, *[r for r in faster if (r.kind, r.unit) == key]] for key in {(r.kind, r.unit) for r in faster}]
+        best = max(
+            sum(r.saving for r in combo if r)
+            for combo in itertools.product(*groups)
+            if sum(r.drop for r in combo if r) <= budget
+        )
+        assert sum(r.saving for r in chosen) == pytest.approx(best, abs=1e-9)  # the brute-force optimum
+
+
+def test_seeds_are_valid_parameters_with_estimates_within_their_budgets(digits_untrained, cpu_profile):
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
+    rows = [_row("precision", unit, "int8", 0.002 * i, 1.02) for i, unit in enumerate(space.quantize.units())]
+    rows += [_row("prune", unit, 0.5, 0.004 * i, 1.1) for i, unit in enumerate(space.prune.ratio_units())]
+    table = Sensitivity(rows, 0.99, 1.0, 30)
+    planted = seeds(space, table, allowed_drop=0.01)
+    assert planted and planted[0].drop <= 0.01 + 1e-12
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for seed in planted:
+        study.enqueue_trial(seed.params)
+        strategy = space.sample(study.ask(), seed=0)  # the parameters are exactly the space's
+        drop, speedup = estimate(space, table, strategy)
+        assert drop == pytest.approx(seed.drop) and speedup == pytest.approx(seed.speedup)
+        if strategy.prune.any:
+            assert strategy.distill.steps == max(space.distill.distill_steps)
+
+
+@pytest.mark.e2e
+def test_a_search_runs_the_sensitivity_stage_and_its_seeds(tmp_path: Path):
+    # on this CPU int8 slows the tiny model down and pruning costs much accuracy before distillation: a loose
+    # bound (0.3) leaves the solver a choice that pays (conv1 pruned by half: measured drop 0.52, 12% faster)
+    result = run_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "8", "--sensitivity",
+                     "--max-drop", "0.3")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = load_study("tiny-seeded")
+    table = Sensitivity.from_dict(study.user_attrs["sensitivity"])
+    assert table.rows and {r.kind for r in table.rows} == {"precision", "prune"}
+    seeded = [t for t in study.trials if "seeded" in t.user_attrs]
+    assert seeded and all(t.state.name == "COMPLETE" for t in seeded)
+    assert all("estimate_speedup" in t.user_attrs["metrics"] for t in study.trials if t.state.name == "COMPLETE")
+    parents, _ = mlflow_runs("tiny-seeded")
+    from tests.helpers import artifact_names
+
+    assert {"sensitivity.md", "sensitivity.png"} <= artifact_names(parents[0].info.run_id)
+    again = run_cli("sensitivity", str(user_config()), "--study", "tiny-seeded", "--max-drop", "0.3",
+                    "--out", str(tmp_path))  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]  # the stored table, written out again without measuring
+    assert (tmp_path / "sensitivity.md").read_text().count("\n| ") == len(table.rows) + 1
+
+
+def _probe_trial(study: optuna.Study, steps: int, drop: float, speedup: float, feasible: bool) -> None:
+    params = {"prune/all": 0.5, "prune/importance": "l2", "distill/steps_after_pruning": steps, "distill/alpha": 0.7}
+    distributions = {
+        "prune/all": optuna.distributions.FloatDistribution(0, 0.75, step=0.125),
+        "prune/importance": optuna.distributions.CategoricalDistribution(["l2"]),
+        "distill/steps_after_pruning": optuna.distributions.CategoricalDistribution([25, 50, 150]),
+        "distill/alpha": optuna.distributions.FloatDistribution(0, 1),
+    }
+    metrics = {"metric_drop": drop, "speedup": speedup, "feasible": float(feasible)}
+    attrs = {"metrics": metrics, "strategy": Strategy().model_dump()}
+    trial = optuna.trial.create_trial(params=params, distributions=distributions, values=[0.9, 1 / speedup],
+                                      user_attrs=attrs)  # fmt: skip
+    study.add_trial(trial)
+
+
+def test_a_promising_probe_gets_the_full_distillation_budget(digits_untrained, cpu_profile):
+    from autocompress.config import SearchSettings
+    from autocompress.search.stages import PromoteProbes
+
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile,
+                                   {"granularity": "global", "distill_steps": (0, 25, 50, 150)})  # fmt: skip
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    promote = PromoteProbes(space, SearchSettings(max_drop=0.01))
+    _probe_trial(study, 25, drop=0.025, speedup=3.0, feasible=False)  # close to the bound and fast: promoted
+    promote(study, study.trials[-1])
+    _probe_trial(study, 25, drop=0.2, speedup=4.0, feasible=False)  # far from the bound: not worth 150 steps
+    promote(study, study.trials[-1])
+    _probe_trial(study, 150, drop=0.02, speedup=3.5, feasible=False)  # already had the most steps
+    promote(study, study.trials[-1])
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["promoted_from"] == 0
+    queued = waiting[0].system_attrs["fixed_params"]  # what the next trial will be asked for
+    assert queued["distill/steps_after_pruning"] == 150 and queued["prune/all"] == 0.5
