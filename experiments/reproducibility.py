@@ -32,7 +32,7 @@ def run_one(device: str, run: int, args: argparse.Namespace) -> dict:
     out = args.home / "exports" / f"{device}-run{run}"
     study = f"repro-{device}-n{args.trials}-run{run}-{datetime.now():%H%M%S}"
     command = ["autocompress", "search", "--example", "digits", "--device", device, "--trials", str(args.trials),
-               "--seed", str(run), "--study", study, "--out", str(out)]  # fmt: skip
+               "--seed", str(run), "--study", study, "--out", str(out), *args.search_flags.split()]  # fmt: skip
     env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
     searched = subprocess.run(command, capture_output=True, text=True, env=env)
     row: dict = {"device": device, "run": run, "study": study, "command": " ".join(command)}
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("experiments/results"))
     parser.add_argument("--name", default="reproducibility", help="results file stem")
     parser.add_argument("--parallel", type=int, default=1, help="searches at once (timings stay exclusive)")
+    parser.add_argument("--search-flags", default="", help="more `autocompress search` flags, e.g. --no-sensitivity")
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
     jobs = [(device, run) for run in range(args.runs) for device in args.devices]  # every device early on
