@@ -63,11 +63,16 @@ def _experiment(config: Path | None, example: str | None, device: str | None, **
     if device is not None:
         base["device"] = device
     base["search"] = base.get("search", {}) | {k: v for k, v in search.items() if v is not None}
+    if search.get("timeout") is not None and search.get("trials") is None:
+        base["search"]["trials"] = None  # --timeout alone is the budget, whatever trial count the config names
     return validate_config(base, base_dir=base_dir, source=str(config or "command line"))
 
 
 ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
+]
+RegisterOpt = Annotated[
+    bool, typer.Option(help="register the exported model in MLflow's Model Registry (a new version per strategy)")
 ]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
 
@@ -97,6 +102,7 @@ def search(
         bool | None, typer.Option(help="start from hand-made and one-click recipe candidates (default on)")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
+    register: RegisterOpt = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Search compression strategies for a model on a device; resumes a study of the same name."""
@@ -106,7 +112,7 @@ def search(
             _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
                     tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
                     size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
-                    confirm=confirm, sensitivity=sensitivity, warm_starts=warm_starts))  # fmt: skip
+                    confirm=confirm, sensitivity=sensitivity, warm_starts=warm_starts), register)  # fmt: skip
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was left half-done; run the same command again to go on", err=True)
         raise typer.Exit(130) from None
@@ -114,11 +120,15 @@ def search(
         raise _fail(str(error)) from None
 
 
-def _search(config: Path | None, example: str | None, device: str | None, out: Path | None, flags: dict) -> None:
+def _search(
+    config: Path | None, example: str | None, device: str | None, out: Path | None, flags: dict, register: bool = True
+) -> None:
     from autocompress.compress.pipeline import check_runtime
     from autocompress.hardware.availability import usable_profile
+    from autocompress.home import default_tracking_uri
     from autocompress.search.driver import SearchInterrupted, run_search
     from autocompress.search.study import open_storage
+    from autocompress.search.tracking import ui_link
     from autocompress.tasks import load_task
 
     experiment = _experiment(config, example, device, **flags)
@@ -139,8 +149,11 @@ def _search(config: Path | None, example: str | None, device: str | None, out: P
     _print_summary(outcome.study, outcome.confirmed, profile.name)
     if outcome.confirmed:
         err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
+    err.print(ui_link(experiment.search.tracking_uri or default_tracking_uri(), name) or "", soft_wrap=True)
     if out is not None:
-        _export(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
+        target = _export(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
+        if target is not None and register:
+            _register(experiment.search.tracking_uri, name, target)
 
 
 def _export(study, profile, out: Path, load_task, confirmed, metric_name: str) -> Path | None:
@@ -154,6 +167,15 @@ def _export(study, profile, out: Path, load_task, confirmed, metric_name: str) -
         return None
     err.print(f"exported the best strategy to {target}")
     return target
+
+
+def _register(tracking_uri: str | None, study_name: str, target: Path) -> None:
+    from autocompress.home import default_tracking_uri
+    from autocompress.search.registry import register_export
+
+    version, new = register_export(tracking_uri or default_tracking_uri(), study_name, target)
+    what = "registered as" if new else "already registered (same strategy and artifact):"
+    err.print(f"{what} MLflow model '{version.name}' version {version.version}")
 
 
 def _print_summary(study, confirmed, device: str) -> None:
@@ -188,6 +210,8 @@ def export(
     storage: StorageOpt = None,
     confirm: ConfirmOpt = None,
     out: Annotated[Path, typer.Option(help="folder to write <device>/strategy.yaml, artifact, reports")] = Path("best"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the home's store)")] = None,
+    register: RegisterOpt = True,
 ) -> None:
     """Export the confirmed fastest strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
     _setup_logging(False)
@@ -199,7 +223,9 @@ def export(
         from autocompress.search.study import open_storage
         from autocompress.tasks import load_task
 
-        experiment = _experiment(config, example, device, study=study, storage=storage, confirm=confirm)
+        experiment = _experiment(
+            config, example, device, study=study, storage=storage, confirm=confirm, tracking_uri=tracking_uri
+        )
         profile = usable_profile(experiment.device)
         name = experiment.search.study or f"{experiment.task_name}-{profile.name}"
         try:
@@ -212,6 +238,8 @@ def export(
         confirmed = confirm_top(stored, task, profile, max(1, experiment.search.confirm))
         target = _export(stored, profile, out, lambda: task, confirmed, task.metric_name)
         if target is not None:
+            if register:
+                _register(experiment.search.tracking_uri, name, target)
             typer.echo((target / "report.json").read_text())
     except AutocompressError as error:
         raise _fail(str(error)) from None

@@ -70,6 +70,13 @@ class SearchSettings(_Strict):
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)  # type: ignore[arg-type]
 
+    @model_validator(mode="after")
+    def _time_budget_alone(self) -> SearchSettings:
+        """A timeout without a trial count is the whole budget (an overnight search is not capped at 30)."""
+        if self.timeout is not None and "trials" not in self.model_fields_set:
+            self.trials = None
+        return self
+
 
 class ExperimentConfig(_Strict):
     """Either `example` or all of `model` and `data` (`package.module:function`); `metric` defaults to accuracy."""

@@ -39,12 +39,14 @@ def load_study(name: str) -> optuna.Study:
 
 
 def mlflow_runs(study_name: str) -> tuple[list, list]:
-    """(parent runs, nested trial runs) of a study's MLflow experiment."""
+    """(parent runs, nested trial runs) of a study's MLflow experiment (registry export runs left out)."""
     client = MlflowClient(default_tracking_uri())
     experiment = client.get_experiment_by_name(study_name)
     assert experiment is not None, f"no MLflow experiment for {study_name}"
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    parents = [
+        run for run in runs if "mlflow.parentRunId" not in run.data.tags and run.data.tags.get("kind") != "export"
+    ]
     children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
     return parents, children
 

@@ -1,5 +1,5 @@
 """The command line as a user meets it: device names never cut, JSON for scripts, Ctrl-C from the first second,
-and a search whose every trial failed says why and exits non-zero."""
+a search whose every trial failed says why and exits non-zero, and a timeout alone is the budget."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from autocompress.hardware import all_profiles
-from tests.helpers import run_cli, start_cli, user_config
+from tests.helpers import load_study, run_cli, start_cli, user_config
 
 
 def test_devices_in_a_pipe_and_a_narrow_terminal_show_whole_names():
@@ -55,3 +55,15 @@ def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "every trial of this search failed (2)" in last and "2x TrialError: metric is nan" in last
+
+
+@pytest.mark.e2e
+def test_a_timeout_alone_is_the_budget_whatever_the_config_trial_count():
+    """The tiny config names `trials: 3`; `--timeout` without `--trials` must not stop there."""
+    result = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-timeout", "--timeout", "45")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(load_study("tiny-timeout").trials) > 3
+    capped = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-capped", "--timeout", "45",
+                     "--trials", "2")  # fmt: skip
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    assert len(load_study("tiny-capped").trials) == 2  # both given: whichever comes first

@@ -8,6 +8,7 @@ import logging
 import platform
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
-from autocompress.search.confirm import Confirmed, confirm
+from autocompress.search.confirm import Confirmed, confirm, winner
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recovery import WORKER_ATTR, recover_trials, requeue, this_worker
 from autocompress.search.results import (
@@ -36,11 +37,12 @@ from autocompress.search.results import (
     top_feasible,
     trial_metrics,
 )
+from autocompress.search.run_views import LAYERS_TABLE, layer_table, run_name
 from autocompress.search.seeds import estimate
 from autocompress.search.sensitivity import Sensitivity
 from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table
 from autocompress.search.study import open_storage, open_study
-from autocompress.search.tracking import MlflowTracker
+from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
 from autocompress.signals import interrupts_as_keyboard
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task
@@ -83,8 +85,9 @@ class Objective:
         trial.set_user_attr("strategy", strategy.model_dump())
         run_id = self.tracker.start_trial(trial.number, tags={"device": self.profile.name})
         trial.set_user_attr("mlflow_run_id", run_id)
-        self.tracker.log(run_id, params=strategy.summary())
+        self.tracker.log(run_id, params=strategy.summary(), tags={RUN_NAME_TAG: run_name(trial.number, strategy)})
         self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
+        self.tracker.log_table(run_id, layer_table(strategy, self.space.quantize.layers), LAYERS_TABLE)
         try:
             artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
             measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
@@ -182,7 +185,8 @@ def run_search(
     storage = open_storage(settings.storage)
     study = open_study(study_name, storage, settings, space)
     recover_trials(study, storage)
-    tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name)
+    tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name, _description(task, profile,
+                            settings))  # fmt: skip
     tracker.close_orphans()
     tracker.start_parent(run_name=f"search-{datetime.now():%Y%m%d-%H%M%S}", params=_run_params(task, profile,
                          settings, space), tags={"study": study_name, "host": profile.host,
@@ -219,8 +223,10 @@ def run_search(
         tracker.end_parent("FAILED")
         raise
     wall_s = time.monotonic() - started
-    _log_confirmation(tracker, confirmed)
-    tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s})
+    _log_confirmation(tracker, study, confirmed)
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s,
+                **{f"trials_{state}": float(count) for state, count in states.items()}})  # fmt: skip
     tracker.end_parent("FINISHED")
     return SearchOutcome(study, confirmed, wall_s, confirm_s, objective.ran)
 
@@ -239,10 +245,22 @@ def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, 
     }
 
 
-def _log_confirmation(tracker: MlflowTracker, confirmed: list[Confirmed]) -> None:
-    """The parent run carries the confirmed figures: the best, and every candidate as a JSON table."""
+def _description(task: Task, profile: HardwareProfile, settings: SearchSettings) -> str:
+    bound = f"{settings.max_drop:g}" + (" (relative)" if settings.drop_mode == "relative" else "")
+    return (f"autocompress search: model `{task.name}` on device `{profile.name}` ({profile.record.name}); "
+            f"{task.metric_name} may drop by at most {bound}. One run per search, nested runs per trial; "
+            "the best confirmed trial is tagged best = true.")  # fmt: skip
+
+
+def _log_confirmation(tracker: MlflowTracker, study: optuna.Study, confirmed: list[Confirmed]) -> None:
+    """The parent run carries the confirmed figures: the best, and every candidate as a JSON table; the winner's
+    trial run is tagged `best` so the UI can filter on it."""
     if not confirmed or tracker.parent_id is None:
         return
+    chosen = winner(confirmed)
+    run_id = study.trials[chosen.trial].user_attrs.get("mlflow_run_id") if chosen else None
+    if run_id is not None:
+        tracker.log(run_id, tags={"best": "true"})
     best = confirmed[0]
     tracker.log(tracker.parent_id, metrics={"confirmed_speedup": best.speedup, "confirmed_speedup_ci_low": best.ci_low,
                 "confirmed_speedup_ci_high": best.ci_high, "confirm_rounds": float(best.rounds)},

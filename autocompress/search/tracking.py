@@ -19,17 +19,36 @@ for _quiet in ("alembic", "mlflow"):  # table creation and migrations are not ne
     logging.getLogger(_quiet).setLevel(logging.WARNING)
 
 
+# an experiment of this kind opens on its runs, not on the GenAI overview (in MLflow UIs without 3.17's global
+# GenAI / model-training switch; with it, the switch decides: see ui_link)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+DESCRIPTION_TAG = "mlflow.note.content"  # the experiment's description in the UI
+RUN_NAME_TAG = "mlflow.runName"
+
+
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
 class MlflowTracker:
     """Owns the parent run of one search invocation and opens a nested run per trial."""
 
-    def __init__(self, tracking_uri: str, study_name: str) -> None:
+    def __init__(self, tracking_uri: str, study_name: str, description: str | None = None) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         experiment = self.client.get_experiment_by_name(study_name)
         if experiment is None:
-            artifacts = (home() / "mlartifacts" / study_name).as_uri()
-            self.experiment_id = self.client.create_experiment(study_name, artifact_location=artifacts)
+            # a local store keeps artifacts under the home; a server keeps them where it was told to (proxied)
+            artifacts = None if is_server(tracking_uri) else (home() / "mlartifacts" / study_name).as_uri()
+            self.experiment_id = self.client.create_experiment(
+                study_name, artifact_location=artifacts, tags=EXPERIMENT_KIND
+            )
         else:
             self.experiment_id = experiment.experiment_id
+            for key, value in EXPERIMENT_KIND.items():  # experiments made by older versions open on the runs too
+                if experiment.tags.get(key) != value:
+                    self.client.set_experiment_tag(self.experiment_id, key, value)
+        if description is not None:
+            self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG, description)
         self.parent_id: str | None = None
 
     def close_orphans(self) -> list[str]:
@@ -79,8 +98,23 @@ class MlflowTracker:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
+    def log_table(self, run_id: str, data: dict[str, list], name: str) -> None:
+        self.client.log_table(run_id, data=data, artifact_file=name)
+
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
     def end_trial(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+def ui_link(tracking_uri: str, study_name: str) -> str | None:
+    """Where to look at a study in the MLflow UI. MLflow 3's UI chooses GenAI or model-training pages from a
+    global switch (the `workflowType` URL parameter, remembered by the browser), so the link names it."""
+    experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(study_name)
+    if experiment is None:
+        return None
+    page = f"/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
+    if is_server(tracking_uri):
+        return f"MLflow: {tracking_uri.rstrip('/')}{page}"
+    return f"MLflow: `mlflow ui --backend-store-uri {tracking_uri}`, then http://127.0.0.1:5000{page}"

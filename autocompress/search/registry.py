@@ -1,0 +1,74 @@
+"""The exported best model per device in MLflow's Model Registry, so a deployment pipeline that reads models from
+MLflow picks it up: the export folder (artifact, baseline, strategy.yaml, report.json) is logged to an "export"
+run of the study's experiment and registered as a new version of `<study>` (or `<study>-<device>` when the
+study's name does not already end with the device), tagged with what the report says. The same export again
+(same strategy and artifact bytes) finds its version instead of adding a duplicate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from autocompress.search.tracking import MlflowTracker
+
+DIGEST_TAG = "autocompress.digest"
+
+
+def model_name(study_name: str, device: str) -> str:
+    return study_name if study_name.endswith(device) else f"{study_name}-{device}"
+
+
+def export_digest(folder: Path) -> str:
+    """What makes two exports the same: the strategy and every byte of the exported artifact."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name != "report.json"):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def _existing(client: MlflowClient, name: str, digest: str) -> ModelVersion | None:
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get(DIGEST_TAG) == digest:
+            return version
+    return None
+
+
+def register_export(tracking_uri: str, study_name: str, folder: Path) -> tuple[ModelVersion, bool]:
+    """Register `folder` (an export's <device>/ folder); returns the version and whether it is new."""
+    report = json.loads((folder / "report.json").read_text())
+    device = report["device"]
+    name = model_name(study_name, device)
+    digest = export_digest(folder)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"autocompress: the best strategy of study '{study_name}' "
+                                       f"for device '{device}' (artifact, strategy.yaml, report.json)")  # fmt: skip
+    found = _existing(client, name, digest)
+    if found is not None:
+        return found, False
+    tracker = MlflowTracker(tracking_uri, study_name)
+    run = client.create_run(tracker.experiment_id, run_name=f"export {device}", tags={"device": device,
+                            "kind": "export", "source_trial": str(report["trial_number"])})  # fmt: skip
+    client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
+    client.set_terminated(run.info.run_id)
+    tags = {
+        "device": device,
+        "metric": report.get("metric", "accuracy"),
+        "metric_value": f"{report['accuracy']:.6g}",
+        "confirmed_speedup": f"{report['confirmed_speedup']:.4g}",
+        "confirmed_speedup_ci": "[{:.4g}, {:.4g}]".format(*report["confirmed_speedup_ci"]),
+        "size_bytes": str(report["size_bytes"]),
+        "trial": str(report["trial_number"]),
+        DIGEST_TAG: digest,
+    }
+    version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                          tags=tags)  # fmt: skip
+    return version, True
