@@ -140,21 +140,26 @@ def test_seeds_are_valid_parameters_with_estimates_within_their_budgets(digits_u
 @pytest.mark.e2e
 def test_a_search_runs_the_sensitivity_stage_and_its_seeds(tmp_path: Path):
     # on this CPU int8 slows the tiny model down and pruning costs much accuracy before distillation: a loose
-    # bound (0.3) leaves the solver a choice that pays (conv1 pruned by half: measured drop 0.52, 12% faster)
+    # bound leaves the solver the choices that pay (conv1 pruned by half: measured drop 0.52, 1.02-1.13x faster)
+    # without warm starts, so that no seed coincides with one (uniform 50% pruning of the one group) and is dropped
     result = run_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "8", "--sensitivity",
-                     "--max-drop", "0.3")  # fmt: skip
+                     "--no-warm-starts", "--max-drop", "0.6")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study("tiny-seeded")
     table = Sensitivity.from_dict(study.user_attrs["sensitivity"])
     assert table.rows and {r.kind for r in table.rows} == {"precision", "prune"}
     seeded = [t for t in study.trials if "seeded" in t.user_attrs]
-    assert seeded and all(t.state.name == "COMPLETE" for t in seeded)
+    # the tiny model's savings are close to timing noise: seeds exist exactly when a measured choice pays within
+    # the solver's widest budget (4x the bound), and every seed runs
+    paying = [row for row in table.rows if row.saving > 0 and row.drop <= 4 * 0.6]
+    assert bool(seeded) == bool(paying), [(r.unit, r.value, r.drop, r.speedup) for r in table.rows]
+    assert all(t.state.name == "COMPLETE" for t in seeded)
     assert all("estimate_speedup" in t.user_attrs["metrics"] for t in study.trials if t.state.name == "COMPLETE")
     parents, _ = mlflow_runs("tiny-seeded")
     from tests.helpers import artifact_names
 
     assert {"sensitivity.md", "sensitivity.png"} <= artifact_names(parents[0].info.run_id)
-    again = run_cli("sensitivity", str(user_config()), "--study", "tiny-seeded", "--max-drop", "0.3",
+    again = run_cli("sensitivity", str(user_config()), "--study", "tiny-seeded", "--max-drop", "0.6",
                     "--out", str(tmp_path))  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]  # the stored table, written out again without measuring
     assert (tmp_path / "sensitivity.md").read_text().count("\n| ") == len(table.rows) + 1
