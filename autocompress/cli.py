@@ -71,9 +71,7 @@ def _experiment(config: Path | None, example: str | None, device: str | None, **
 ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
 ]
-RegisterOpt = Annotated[
-    bool, typer.Option(help="register the exported model in MLflow's Model Registry (a new version per strategy)")
-]
+RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
 
 
@@ -173,9 +171,12 @@ def _register(tracking_uri: str | None, study_name: str, target: Path) -> None:
     from autocompress.home import default_tracking_uri
     from autocompress.search.registry import register_export
 
-    version, new = register_export(tracking_uri or default_tracking_uri(), study_name, target)
-    what = "registered as" if new else "already registered (same strategy and artifact):"
-    err.print(f"{what} MLflow model '{version.name}' version {version.version}")
+    try:  # the export on disk stands whatever happens here: the registry is a convenience on top of it
+        version, new = register_export(tracking_uri or default_tracking_uri(), study_name, target)
+    except Exception as error:
+        return err.print(f"not registered in MLflow ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+    err.print(f"{'registered as' if new else 'already registered (same strategy, artifact):'} MLflow model "
+              f"'{version.name}' version {version.version}")  # fmt: skip
 
 
 def _print_summary(study, confirmed, device: str) -> None:
