@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
@@ -45,20 +46,18 @@ def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> Non
     raise AssertionError("the search never reached a running trial")
 
 
+def _search_inside_a_trial(name: str) -> subprocess.Popen:
+    """A search whose metric takes 2 s, returned once two trials are done and a third is running."""
+    process = start_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "40",
+                        env={"TINY_METRIC_SECONDS": "2"})  # fmt: skip
+    _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
+    return process
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     name = f"tiny-interrupt-{signum.name.lower()}"
-    process = start_cli(
-        "search",
-        "--no-sensitivity",
-        str(user_config()),
-        "--study",
-        name,
-        "--trials",
-        "40",
-        env={"TINY_METRIC_SECONDS": "2"},
-    )
-    _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
+    process = _search_inside_a_trial(name)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)  # generous: a loaded CI machine is slow to wind down
     assert process.returncode == 130, stderr[-2000:]
@@ -107,17 +106,7 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     """kill -9 in the middle of a trial, then the same command at once: the trial is failed and run again, and
     no trial and no MLflow run is left RUNNING."""
     name = "tiny-kill9"
-    process = start_cli(
-        "search",
-        "--no-sensitivity",
-        str(user_config()),
-        "--study",
-        name,
-        "--trials",
-        "40",
-        env={"TINY_METRIC_SECONDS": "2"},
-    )
-    _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
+    process = _search_inside_a_trial(name)
     process.kill()
     process.communicate(timeout=60)
     killed = [t for t in load_study(name).trials if t.state == TrialState.RUNNING]
