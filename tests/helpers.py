@@ -11,6 +11,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from autocompress.home import default_storage, default_tracking_uri
+from autocompress.search.study import open_storage
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -34,13 +35,13 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
-def load_study(name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=default_storage())
+def load_study(name: str, storage: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(storage or default_storage()))
 
 
-def mlflow_runs(study_name: str) -> tuple[list, list]:
+def mlflow_runs(study_name: str, tracking_uri: str | None = None) -> tuple[list, list]:
     """(parent runs, nested trial runs) of a study's MLflow experiment (registry export runs left out)."""
-    client = MlflowClient(default_tracking_uri())
+    client = MlflowClient(tracking_uri or default_tracking_uri())
     experiment = client.get_experiment_by_name(study_name)
     assert experiment is not None, f"no MLflow experiment for {study_name}"
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -51,8 +52,8 @@ def mlflow_runs(study_name: str) -> tuple[list, list]:
     return parents, children
 
 
-def artifact_names(run_id: str) -> set[str]:
-    return {item.path for item in MlflowClient(default_tracking_uri()).list_artifacts(run_id)}
+def artifact_names(run_id: str, tracking_uri: str | None = None) -> set[str]:
+    return {item.path for item in MlflowClient(tracking_uri or default_tracking_uri()).list_artifacts(run_id)}
 
 
 def last_line(text: str) -> str:

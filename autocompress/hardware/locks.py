@@ -70,7 +70,7 @@ def _acquire(name: str, mode: int, waiting_for: str) -> Iterator[Waited]:
         try:
             waited.seconds = time.monotonic() - started
             if waited.seconds > 0.5:
-                log.info("waited %.1f s for %s on %s", waited.seconds, waiting_for, name)
+                log.debug("waited %.1f s for %s on %s", waited.seconds, waiting_for, name)  # in MLflow too
             yield waited
         finally:
             fcntl.flock(main, fcntl.LOCK_UN)

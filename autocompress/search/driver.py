@@ -24,6 +24,7 @@ from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
+from autocompress.search.claim import once_per_study
 from autocompress.search.confirm import Confirmed, confirm, winner
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recovery import WORKER_ATTR, recover_trials, requeue, this_worker
@@ -40,7 +41,7 @@ from autocompress.search.results import (
 from autocompress.search.run_views import LAYERS_TABLE, layer_table, run_name
 from autocompress.search.seeds import estimate
 from autocompress.search.sensitivity import Sensitivity
-from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table
+from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table, worker_sampler
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
 from autocompress.signals import interrupts_as_keyboard
@@ -184,6 +185,7 @@ def run_search(
     space = SearchSpace.for_task(task, profile, settings.granularity)
     storage = open_storage(settings.storage)
     study = open_study(study_name, storage, settings, space)
+    opened_with = len(study.get_trials(deepcopy=False))  # a resumed study must not replay its draws
     recover_trials(study, storage)
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), study_name, _description(task, profile,
                             settings))  # fmt: skip
@@ -193,12 +195,17 @@ def run_search(
                          "runtime": profile.record.name, "controller": platform.node()})  # fmt: skip
     try:
         with interrupts_as_keyboard():
-            baseline, baseline_path = measure_baseline(task, profile, study)
-            table = None
-            if settings.sampler == "tpe" and settings.sensitivity:  # random search stays plain: the comparison
-                table = sensitivity_table(study, task, profile, space, baseline, baseline_path, settings, tracker)
-            if not study.trials and settings.sampler == "tpe":
-                first_candidates(study, space, settings, table, baseline["metric"])
+
+            def set_up() -> None:  # once per study, in whichever worker claims it (search/claim.py)
+                baseline, baseline_path = measure_baseline(task, profile, study)
+                table = _table(study, task, profile, space, baseline, baseline_path, settings, tracker)
+                if settings.sampler == "tpe":
+                    first_candidates(study, space, settings, table, baseline["metric"])
+
+            setup = once_per_study(study, storage, set_up)
+            worker_sampler(study, settings, setup, settings.seed + opened_with)
+            baseline, baseline_path = measure_baseline(task, profile, study)  # stored: this worker's local file
+            table = _table(study, task, profile, space, baseline, baseline_path, settings, tracker)
             tracker.log(tracker.parent_id or "", metrics={
                 "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
                 "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
@@ -229,6 +236,13 @@ def run_search(
                 **{f"trials_{state}": float(count) for state, count in states.items()}})  # fmt: skip
     tracker.end_parent("FINISHED")
     return SearchOutcome(study, confirmed, wall_s, confirm_s, objective.ran)
+
+
+def _table(study, task, profile, space, baseline, baseline_path, settings, tracker) -> Sensitivity | None:  # noqa: ANN001
+    """The study's sensitivity table (measured once, then read from the study); random search stays plain."""
+    if settings.sampler == "tpe" and settings.sensitivity:
+        return sensitivity_table(study, task, profile, space, baseline, baseline_path, settings, tracker)
+    return None
 
 
 def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, space: SearchSpace) -> dict:

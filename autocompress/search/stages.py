@@ -8,6 +8,7 @@ proposals, not hand-made). With seeds, TPE starts modelling right after them ins
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 SEEDED_ATTR = "seeded"
 ESTIMATE_ATTR = "estimate"
 PROMOTED_ATTR = "promoted_from"
+STARTUP_ATTR = "startup_trials"
 STEPS_AFTER_PRUNING = "distill/steps_after_pruning"
 
 
@@ -88,8 +90,18 @@ def first_candidates(
             study.enqueue_trial(params, user_attrs=attrs)
             queued += 1
     if planted:
-        study.sampler = make_sampler(settings, settings.seed, startup=queued)
+        study.set_user_attr(STARTUP_ATTR, queued)  # every worker's sampler starts modelling after the seeds
     return queued
+
+
+def worker_sampler(study: optuna.Study, settings: SearchSettings, setup: str, seed: int) -> None:
+    """This worker's sampler: one that starts modelling right after a seeded study's seeds, and, beside other
+    workers, a seed of its own (two workers with one seed and one history would draw the same candidates)."""
+    others_running = any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+    if setup == "waited" or others_running:
+        seed += 1009 * (os.getpid() % 9973)
+    startup = study.user_attrs.get(STARTUP_ATTR)
+    study.sampler = make_sampler(settings, seed, startup=None if startup is None else int(startup))
 
 
 class PromoteProbes:

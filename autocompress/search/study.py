@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import optuna
@@ -23,13 +24,24 @@ STARTUP_TRIALS = 10  # at most: random trials before TPE models the results (war
 def open_storage(url: str | None) -> BaseStorage:
     """RDB storages get a heartbeat and a retry callback: a trial whose worker stopped beating is failed after the
     grace period and run again (recovery.py recovers this host's dead workers at once, without waiting)."""
-    url = url or default_storage()
+    url = _with_driver(url or default_storage())
     try:
         if url.startswith(("sqlite", "postgresql", "mysql")):
             return RDBStorage(url, heartbeat_interval=30, grace_period=120, heartbeat_stale_trial_callback=retry_stale)
         return optuna.storages.get_storage(url)
     except Exception as error:  # SQLAlchemy and the journal backends raise many types
         raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; the `postgres` extra installs the maintained psycopg 3."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if importlib.util.find_spec("psycopg2") is None:
+        raise ConfigError("a PostgreSQL study storage needs a driver: pip install 'autocompress[postgres]'")
+    return url
 
 
 def directions(settings: SearchSettings) -> list[str]:

@@ -1,0 +1,74 @@
+"""Two workers on one PostgreSQL study, logging to a real `mlflow server`; one is killed with SIGKILL in the
+middle of a trial and started again. Nothing is lost, nothing is done twice, every artifact is on the server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from autocompress.search.recovery import WORKER_ATTR
+from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli, start_cli, user_config
+from tests.services import mlflow_server, postgres_cluster
+
+pytestmark = pytest.mark.e2e
+STUDY = "tiny-workers"
+
+
+def _running_trial_of(pid: int, storage: str, deadline: float) -> int:
+    """The number of a trial worker `pid` is in the middle of, once one other trial has completed."""
+    while time.monotonic() < deadline:
+        try:
+            trials = load_study(STUDY, storage).trials
+        except KeyError:
+            trials = []
+        mine = [t for t in trials if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get(WORKER_ATTR, "")]
+        if mine and any(t.state == TrialState.COMPLETE for t in trials):
+            time.sleep(0.5)
+            return mine[0].number
+        time.sleep(0.3)
+    raise AssertionError("worker never reached a running trial")
+
+
+def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
+    with postgres_cluster() as storage, mlflow_server(tmp_path / "mlflow") as tracking:
+        worker = ("search", "--no-sensitivity", str(user_config()), "--study", STUDY, "--storage", storage,
+                  "--tracking-uri", tracking, "--no-register")  # fmt: skip
+        slow = {"TINY_METRIC_SECONDS": "1"}
+        first = start_cli(*worker, "--trials", "4", env=slow)
+        second = start_cli(*worker, "--trials", "3", env=slow)
+        killed = _running_trial_of(first.pid, storage, time.monotonic() + 300)
+        first.kill()
+        first.communicate(timeout=60)
+        again = run_cli(*worker, "--trials", "2", env=slow)  # the same command, started again
+        _, second_err = second.communicate(timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert second.returncode == 0, second_err[-2000:]
+
+        study = load_study(STUDY, storage)
+        states = [t.state for t in study.trials]
+        assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+        dead = study.trials[killed]
+        assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
+        (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
+        assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+        starts = [t.user_attrs["enqueued"] for t in study.trials if "enqueued" in t.user_attrs and "retry_of"
+                  not in t.user_attrs]  # fmt: skip
+        assert len(starts) == len(set(starts)), f"warm starts queued twice: {starts}"
+        workers = {t.user_attrs[WORKER_ATTR].split(":")[1] for t in study.trials if t.state == TrialState.COMPLETE}
+        assert len(workers) >= 2  # both workers did trials
+
+        counts = {state.name: states.count(state) for state in set(states)}
+        print(f"trials {counts}; killed trial {killed} re-run as {retry.number}; workers {sorted(workers)}")
+        _, children = mlflow_runs(STUDY, tracking)
+        by_trial = {int(run.data.tags["optuna.trial_number"]): run for run in children}
+        for trial in study.trials:
+            run = by_trial[trial.number]
+            expected = "FINISHED" if trial.state == TrialState.COMPLETE else ("KILLED", "FAILED")
+            assert run.info.status in expected, (trial.number, run.info.status)
+            assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri  # on the server
+            if trial.state == TrialState.COMPLETE:
+                assert "strategy.yaml" in artifact_names(run.info.run_id, tracking)
+        assert any((tmp_path / "mlflow" / "store").rglob("strategy.yaml"))  # uploaded through the server
