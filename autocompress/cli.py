@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autocompress.errors import AutocompressError
+from autocompress.report_command import report
 from autocompress.signals import interrupts_as_keyboard
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Search, per device, how to make a trained PyTorch model smaller and faster while keeping its accuracy.",
 )
+app.command()(report)
 err = Console(stderr=True)
 out = Console()
 

@@ -26,6 +26,7 @@ from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
 from autocompress.search.claim import once_per_study
 from autocompress.search.confirm import Confirmed, confirm, winner
+from autocompress.search.morning_report import METRIC_NAME_ATTR, render
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recovery import WORKER_ATTR, recover_trials, requeue, this_worker
 from autocompress.search.results import (
@@ -197,6 +198,7 @@ def run_search(
         with interrupts_as_keyboard():
 
             def set_up() -> None:  # once per study, in whichever worker claims it (search/claim.py)
+                study.set_user_attr(METRIC_NAME_ATTR, task.metric_name)
                 baseline, baseline_path = measure_baseline(task, profile, study)
                 table = _table(study, task, profile, space, baseline, baseline_path, settings, tracker)
                 if settings.sampler == "tpe":
@@ -231,6 +233,7 @@ def run_search(
         raise
     wall_s = time.monotonic() - started
     _log_confirmation(tracker, study, confirmed)
+    tracker.log_text(tracker.parent_id or "", render([study], task.metric_name), "report.html")  # the morning page
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s,
                 **{f"trials_{state}": float(count) for state, count in states.items()}})  # fmt: skip

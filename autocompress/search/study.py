@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
@@ -27,7 +28,11 @@ def open_storage(url: str | None) -> BaseStorage:
     url = _with_driver(url or default_storage())
     try:
         if url.startswith(("sqlite", "postgresql", "mysql")):
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120, heartbeat_stale_trial_callback=retry_stale)
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5: not the user's concern
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, heartbeat_interval=30, grace_period=120, heartbeat_stale_trial_callback=retry_stale
+                )
         return optuna.storages.get_storage(url)
     except Exception as error:  # SQLAlchemy and the journal backends raise many types
         raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
