@@ -1,11 +1,13 @@
 """Does an exported report's speedup hold? Re-time the exported artifact against its baseline, independently.
 
-    python -m experiments.reproduce best/cpu [--rounds 30 --runs 100]
+    python -m experiments.reproduce best/cpu [--rounds 30 --runs 100 --windows 3 --gap 20]
 
 Reads `<dir>/report.json` (its device and `confirmed_speedup`), `<dir>/model.*` and `<dir>/baseline/model.*`,
 and times the pair with a plain loop written directly against the runtime's own API (no autocompress code
 runs): per round, `--runs` calls of one artifact, then of the other, in an order alternating per round; the
-round's ratio is baseline median / candidate median, and the speedup is the median over the rounds. Settings
+round's ratio is baseline median / candidate median, and the speedup is the median over the rounds of all
+`--windows` windows (20 s apart by default: on this 2-core VM the ratio of the same pair moved by up to 15%
+between windows minutes apart, so one window is not the pair's speedup). Settings
 are those of the device's profile (threads; OpenVINO's latency hint and f32 precision; LiteRT's XNNPACK).
 ONNX Runtime sessions share one global intra-op pool (its documented process-wide setting), as a deployment
 of one model has one pool; a pool per session would have the idle model's spinning threads slow the other.
@@ -110,7 +112,7 @@ def paired_loop(baseline: Callable[[], object], candidate: Callable[[], object],
     return ratios
 
 
-def reproduce(folder: Path, rounds: int, runs: int) -> dict:
+def reproduce(folder: Path, rounds: int, runs: int, windows: int = 1, gap_s: float = 0.0) -> dict:
     report = json.loads((folder / "report.json").read_text())
     profile = yaml.safe_load((PROFILES / f"{report['device']}.yaml").read_text())
     candidate, baseline = main_file(folder), main_file(folder / "baseline")
@@ -122,7 +124,12 @@ def reproduce(folder: Path, rounds: int, runs: int) -> dict:
         _ORT_POOL.append(profile["threads"])
     sample = sample_for(runtime, baseline)
     calls = [plain_call(runtime, path, profile["threads"], sample) for path in (baseline, candidate)]
-    ratios = paired_loop(*calls, rounds=rounds, runs=runs)
+    per_window = []  # this machine's paired ratio moves between windows minutes apart: sample several
+    for window in range(windows):
+        if window:
+            time.sleep(gap_s)
+        per_window.append(paired_loop(*calls, rounds=rounds, runs=runs))
+    ratios = [ratio for window in per_window for ratio in window]
     independent = statistics.median(ratios)
     ordered = sorted(ratios)  # a 95% interval of the median from order statistics, computed here independently
     half = 1.96 * math.sqrt(len(ordered)) / 2
@@ -137,7 +144,8 @@ def reproduce(folder: Path, rounds: int, runs: int) -> dict:
         "report_confirmed_speedup": report["confirmed_speedup"],
         "report_ci": report["confirmed_speedup_ci"],
         "independent_speedup": independent,
-        "independent_rounds": rounds,
+        "independent_rounds": len(ratios),
+        "independent_windows": [statistics.median(window) for window in per_window],
         "independent_range": [min(ratios), max(ratios)],
         "independent_ci": [low, high],
         "difference": report["confirmed_speedup"] / independent - 1,
@@ -149,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="export folders (best/<device>)")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--windows", type=int, default=3, help="separate runs of --rounds rounds, --gap s apart")
+    parser.add_argument("--gap", type=float, default=20.0)
     args = parser.parse_args(argv)
     for folder in args.folders:
-        print(json.dumps(reproduce(folder, args.rounds, args.runs)))
+        print(json.dumps(reproduce(folder, args.rounds, args.runs, args.windows, args.gap)))
     return 0
 
 
