@@ -70,23 +70,26 @@ def markdown(results: dict) -> str:
         f"{results['machine']['cores']} cores",
         "- report = report.json `confirmed_speedup` [95% CI] (autocompress: the top 5 candidates and the baseline "
         "re-timed together in interleaved rounds); independent = `experiments/reproduce.py` (the runtime's own API, "
-        "baseline and exported model alternated, 30 rounds of 100 calls; its own 95% interval)",
+        "baseline and exported model alternated, 30 rounds of 100 calls per window, 3 windows 20 s apart (their "
+        "medians listed; a row without them was checked in one window); its own 95% interval)",
         "",
-        "| device | run | trial | report | CI half-width | independent [95% CI] | report / independent - 1 "
-        "| confirmation s / search s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | run | commit | trial | report | CI half-width | independent [95% CI] | its windows "
+        "| report / independent - 1 | confirmation s / search s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         if "error" in row:
-            lines.append(f"| {row['device']} | {row['run']} | — | error: {row['error'][:120]} | | | | |")
+            lines.append(f"| {row['device']} | {row['run']} | | — | error: {row['error'][:120]} | | | | | |")
             continue
         low, high = row["report_ci"]
         half = (high - low) / 2 / row["report_confirmed_speedup"]
         share = f"{row['confirm_s']} / {row['search_wall_s']}" if "confirm_s" in row else "—"
+        windows = ", ".join(f"{value:.2f}" for value in row.get("independent_windows", []))
         lines.append(
-            f"| {row['device']} | {row['run']} | {row['trial']} | {row['report_confirmed_speedup']:.3f}x "
+            f"| {row['device']} | {row['run']} | {str(row.get('commit') or '')[:7]} | {row['trial']} "
+            f"| {row['report_confirmed_speedup']:.3f}x "
             f"[{low:.3f}, {high:.3f}] | {half:.1%} | {row['independent_speedup']:.3f}x "
-            f"[{row['independent_ci'][0]:.2f}, {row['independent_ci'][1]:.2f}] | {row['difference']:+.1%} "
+            f"[{row['independent_ci'][0]:.2f}, {row['independent_ci'][1]:.2f}] | {windows} | {row['difference']:+.1%} "
             f"| {share} |"
         )
     return "\n".join(lines) + "\n"
@@ -105,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", nargs="+", default=[], help="device:run pairs instead of --devices x --runs")
     parser.add_argument("--append", action="store_true", help="keep the rows of an earlier results file")
     parser.add_argument("--recheck", action="store_true", help="with --append: re-run the kept rows' checks")
+    parser.add_argument("--no-search", action="store_true", help="with --append --recheck: only the checks")
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
     jobs = [(device, run) for run in range(args.runs) for device in args.devices]  # every device early on
     if args.jobs:
         jobs = [(job.rsplit(":", 1)[0], int(job.rsplit(":", 1)[1])) for job in args.jobs]
+    if args.no_search:
+        jobs = []
     earlier = args.out / f"{args.name}.json"
     old = json.loads(earlier.read_text()) if args.append and earlier.exists() else {"rows": []}
     kept = [{"commit": old.get("commit")} | row for row in old["rows"] if (row["device"], row["run"]) not in set(jobs)]
@@ -125,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "rows": kept,
     }
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every row: a partial run counts
+        results["rows"].sort(key=lambda item: (item["run"], item["device"]))
+        (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
+        (args.out / f"{args.name}.md").write_text(markdown(results))
+
+    save()
     # a batch of searches may overlap (the machine's timing lock keeps every timing alone); its checks wait for
     # the batch to end, so each runs on a quiet machine
     for start in range(0, len(jobs), args.parallel):
@@ -134,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             row = check_one(row)
             print(json.dumps(row), flush=True)
             results["rows"].append(row)
-            results["rows"].sort(key=lambda item: (item["run"], item["device"]))
-            (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2))  # a partial run counts
-            (args.out / f"{args.name}.md").write_text(markdown(results))
+            save()
     print(markdown(results))
     return 0
 
