@@ -170,15 +170,9 @@ def _export(study, profile, out: Path, load_task, confirmed, metric_name: str) -
 
 
 def _register(tracking_uri: str | None, study_name: str, target: Path) -> None:
-    from autocompress.home import default_tracking_uri
-    from autocompress.search.registry import register_export
+    from autocompress.search.registry import register_and_say
 
-    try:  # the export on disk stands whatever happens here: the registry is a convenience on top of it
-        version, new = register_export(tracking_uri or default_tracking_uri(), study_name, target)
-    except Exception as error:
-        return err.print(f"not registered in MLflow ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
-    err.print(f"{'registered as' if new else 'already registered (same strategy, artifact):'} MLflow model "
-              f"'{version.name}' version {version.version}")  # fmt: skip
+    err.print(register_and_say(tracking_uri, study_name, target))
 
 
 def _print_summary(study, confirmed, device: str) -> None:

@@ -21,6 +21,7 @@ from autocompress.compress.pipeline import build
 from autocompress.config import SearchSettings
 from autocompress.errors import AutocompressError
 from autocompress.evaluators.measure import measure_artifact
+from autocompress.hardware.locks import compute_slot
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
@@ -232,8 +233,9 @@ def run_search(
         tracker.end_parent("FAILED")
         raise
     wall_s = time.monotonic() - started
-    _log_confirmation(tracker, study, confirmed)
-    tracker.log_text(tracker.parent_id or "", render([study], task.metric_name), "report.html")  # the morning page
+    with compute_slot():  # rendering and uploading are work: not during another process's timing
+        _log_confirmation(tracker, study, confirmed)
+        tracker.log_text(tracker.parent_id or "", render([study], task.metric_name), "report.html")  # morning page
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     tracker.log(tracker.parent_id or "", metrics={"wall_s": wall_s, "confirm_s": confirm_s,
                 **{f"trials_{state}": float(count) for state, count in states.items()}})  # fmt: skip

@@ -72,3 +72,18 @@ def register_export(tracking_uri: str, study_name: str, folder: Path) -> tuple[M
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
                                           tags=tags)  # fmt: skip
     return version, True
+
+
+def register_and_say(tracking_uri: str | None, study_name: str, folder: Path) -> str:
+    """Register an export and say what happened in one line; a failure is that line too: the export on disk
+    stands whatever happens here, the registry is a convenience on top of it."""
+    from autocompress.hardware.locks import compute_slot
+    from autocompress.home import default_tracking_uri
+
+    try:
+        with compute_slot():  # uploading is work: not during another process's timing
+            version, new = register_export(tracking_uri or default_tracking_uri(), study_name, folder)
+    except Exception as error:
+        return f"not registered in MLflow ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+    said = "registered as" if new else "already registered (same strategy, artifact):"
+    return f"{said} MLflow model '{version.name}' version {version.version}"
