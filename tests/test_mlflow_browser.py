@@ -64,6 +64,7 @@ def test_the_mlflow_ui_lists_the_trials_and_the_registered_model(tmp_path: Path)
             model = f"{STUDY}-cpu"
             page.goto(f"{tracking}/#/models/{model}")
             page.get_by_text("Version 1").first.wait_for(timeout=60_000)
+            assert page.get_by_text("confirmed_speedup", exact=False).count() >= 1  # the version's tags are shown
             page.screenshot(path=str(tmp_path / "model.png"))
 
             page.goto(report.as_uri())
