@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from autocompress.home import home
@@ -39,9 +40,15 @@ class MlflowTracker:
         if experiment is None:
             # a local store keeps artifacts under the home; a server keeps them where it was told to (proxied)
             artifacts = None if is_server(tracking_uri) else (home() / "mlartifacts" / study_name).as_uri()
-            self.experiment_id = self.client.create_experiment(
-                study_name, artifact_location=artifacts, tags=EXPERIMENT_KIND
-            )
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    study_name, artifact_location=artifacts, tags=EXPERIMENT_KIND
+                )
+            except MlflowException as error:  # another worker of the study created it a moment ago
+                experiment = self.client.get_experiment_by_name(study_name)
+                if error.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+                    raise
+                self.experiment_id = experiment.experiment_id
         else:
             self.experiment_id = experiment.experiment_id
             for key, value in EXPERIMENT_KIND.items():  # experiments made by older versions open on the runs too
