@@ -243,7 +243,16 @@ def run_search(
     return SearchOutcome(study, confirmed, wall_s, confirm_s, objective.ran)
 
 
-def _table(study, task, profile, space, baseline, baseline_path, settings, tracker) -> Sensitivity | None:  # noqa: ANN001
+def _table(
+    study: optuna.Study,
+    task: Task,
+    profile: HardwareProfile,
+    space: SearchSpace,
+    baseline: dict,
+    baseline_path: Path,
+    settings: SearchSettings,
+    tracker: MlflowTracker,
+) -> Sensitivity | None:
     """The study's sensitivity table (measured once, then read from the study); random search stays plain."""
     if settings.sampler == "tpe" and settings.sensitivity:
         return sensitivity_table(study, task, profile, space, baseline, baseline_path, settings, tracker)
