@@ -25,7 +25,8 @@ STARTUP_TRIALS = 10  # at most: random trials before TPE models the results (war
 def open_storage(url: str | None) -> BaseStorage:
     """RDB storages get a heartbeat and a retry callback: a trial whose worker stopped beating is failed after the
     grace period and run again (recovery.py recovers this host's dead workers at once, without waiting)."""
-    url = _with_driver(url or default_storage())
+    given = url or default_storage()
+    url = _with_driver(given)
     try:
         if url.startswith(("sqlite", "postgresql", "mysql")):
             with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5: not the user's concern
@@ -35,7 +36,7 @@ def open_storage(url: str | None) -> BaseStorage:
                 )
         return optuna.storages.get_storage(url)
     except Exception as error:  # SQLAlchemy and the journal backends raise many types
-        raise ConfigError(f"cannot open study storage '{url}': {str(error).splitlines()[0][:200]}") from None
+        raise ConfigError(f"cannot open study storage '{given}': {str(error).splitlines()[0][:200]}") from None
 
 
 def _with_driver(url: str) -> str:
