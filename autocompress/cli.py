@@ -276,6 +276,8 @@ def apply(
             "speedup": speedup.speedup,
             "speedup_ci": [speedup.ci_low, speedup.ci_high],
             "timing_rounds": speedup.rounds,
+            "settled_share": speedup.settled_share,
+            "unsettled_speedup": speedup.unsettled_speedup,
             "latency_ms": measurement.latency.median_ms,
             "baseline_latency_ms": measurement.baseline_latency.median_ms,
             "size_bytes": measurement.size_bytes,

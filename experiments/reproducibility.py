@@ -3,6 +3,7 @@
     python -m experiments.reproducibility [--devices cpu openvino-cpu tflite-cpu] [--runs 3] [--trials 20]
                                           [--home autocompress-runs/reproducibility] [--out experiments/results]
                                           [--parallel 2] [--jobs cpu:2 tflite-cpu:1] [--append]
+                                          [--recheck [--reconfirm] --no-search]
 
 For each device and run: `autocompress search --example digits --device D --trials N --seed RUN --out ...` in a
 fresh process (its own study). When every search has ended, `experiments.reproduce` checks each exported folder
@@ -11,6 +12,8 @@ alternated for 30 rounds of 100 calls. A check run beside another search's unloc
 logging, export) read 16-33% off on 2 cores; the same folders re-checked quietly agreed within 1.5-5.4%.
 Also records the search's wall time and the share of it spent confirming. Writes <out>/<name>.{json,md};
 `--append` keeps the rows already there (each row names its commit) and replaces those run again.
+`--reconfirm` (with `--recheck`) first runs `autocompress export` on each kept row's study, as a user would
+after upgrading: the stored trials re-confirmed and exported with this commit's confirmation, then checked.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +50,22 @@ def search_one(device: str, run: int, args: argparse.Namespace) -> dict:
     if timing:
         row |= {"confirm_s": int(timing[1]), "search_wall_s": int(timing[2])}
     return row | {"folder": str(out / device)}
+
+
+def reconfirm_one(row: dict, args: argparse.Namespace) -> dict:
+    """`autocompress export` on the row's study: this commit's confirmation over the stored trials."""
+    if "error" in row:
+        return row
+    out = Path(row["folder"]).parent
+    command = ["autocompress", "export", "--example", "digits", "--device", row["device"], "--study", row["study"],
+               "--out", str(out), "--no-register"]  # fmt: skip
+    started = time.monotonic()
+    env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return row | {"error": f"export failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+    return row | {"confirm_command": " ".join(command), "commit": git_commit(),
+                  "reconfirm_s": round(time.monotonic() - started)}  # fmt: skip
 
 
 def check_one(row: dict) -> dict:
@@ -109,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true", help="keep the rows of an earlier results file")
     parser.add_argument("--recheck", action="store_true", help="with --append: re-run the kept rows' checks")
     parser.add_argument("--no-search", action="store_true", help="with --append --recheck: only the checks")
+    parser.add_argument("--reconfirm", action="store_true", help="with --recheck: `autocompress export` first")
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
     jobs = [(device, run) for run in range(args.runs) for device in args.devices]  # every device early on
@@ -120,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(earlier.read_text()) if args.append and earlier.exists() else {"rows": []}
     kept = [{"commit": old.get("commit")} | row for row in old["rows"] if (row["device"], row["run"]) not in set(jobs)]
     if args.recheck:
-        kept = [check_one(row) if Path(row.get("folder", "-")).exists() else row for row in kept]
+        redo = (lambda row: check_one(reconfirm_one(row, args))) if args.reconfirm else check_one
+        kept = [redo(row) if Path(row.get("folder", "-")).exists() else row for row in kept]
     results = {
         "command": " ".join(["python", "-m", "experiments.reproducibility", *(argv or sys.argv[1:])]),
         "commit": git_commit(),

@@ -59,14 +59,20 @@ def _study(name: str, trials: list[tuple[dict, dict]]) -> optuna.Study:
     return study
 
 
-def _fake_timer(confirmed_speedups: dict[bytes, float]):
-    """Times nothing: each candidate file's content names the speedup the "device" reports for it."""
+def _fake_timer(confirmed_speedups: dict[bytes, float], baseline_floors_ms: list[float] | None = None):
+    """Times nothing: each candidate file's content names the speedup the "device" reports for it; each call
+    takes the next of `baseline_floors_ms` as the baseline's floor in that window."""
+    floors = iter(baseline_floors_ms or [])
 
     def timer(baseline: Path, candidates: list[Path], task, profile, policy) -> Interleaved:
         speedups = [confirmed_speedups[path.read_bytes()] for path in candidates]
         latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
-        paired = [SpeedupStats(s, s * 0.99, s * 1.01, 40, False) for s in speedups]
-        return Interleaved([latency] * (len(candidates) + 1), [None, *paired], 40)
+        floor = next(floors, 1.0)
+        slowing = 0.9 if floor > 1.05 else 1.0  # in a slower state the ratio is lower too, as on this VM
+        paired = [SpeedupStats(s * slowing, s * slowing * 0.99, s * slowing * 1.01, 40, False) for s in speedups]
+        known = policy.reference_floor_ms
+        return Interleaved([latency] * (len(candidates) + 1), [None, *paired], 40, floor,
+                           floor / known - 1 if known else None)  # fmt: skip
 
     return timer
 
@@ -94,6 +100,23 @@ def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny_task, tmp_pa
     assert (target / "model.onnx").read_bytes() == b"candidate 2"
     assert (target / "baseline" / "model.onnx").read_bytes() == b"baseline"
     assert Strategy.load(target / "strategy.yaml").device == "cpu"
+
+
+def test_a_window_in_a_slower_state_is_timed_again(tiny_task, tmp_path):
+    """The trials saw the baseline at 1.0 ms at best; the first two windows run it at 1.2 ms (the machine's slower
+    state), the third at 1.01: the confirmation waits, re-times, and keeps the third window's figures."""
+    study = _study("confirm-retry", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
+    timer = _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0}, baseline_floors_ms=[1.2, 1.2, 1.01, 1.0])
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, retry_gap_s=0.0)
+    assert confirmed[0].speedup == 3.0 and confirmed[0].attempts == 3
+    assert confirmed[0].machine_slowdown is not None and abs(confirmed[0].machine_slowdown - 0.01) < 1e-9
+    report = json.loads((export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
+                         / "report.json").read_text())  # fmt: skip
+    assert report["confirm_attempts"] == 3 and report["confirm_settled_share"] == 1.0
+    stuck = confirm(study, tiny_task, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0},
+                    [1.2] * 9), attempts=2, retry_gap_s=0.0)  # fmt: skip
+    assert stuck[0].attempts == 2 and abs(stuck[0].speedup - 2.7) < 1e-9  # still slower: said in the report
+    assert stuck[0].machine_slowdown is not None and stuck[0].machine_slowdown > 0.15
 
 
 def test_no_candidate_beyond_the_interval_exports_nothing(tiny_task, tmp_path):

@@ -64,8 +64,8 @@ def test_a_known_ratio_is_recovered_within_the_interval():
 
 
 def test_the_paired_ratio_survives_a_machine_whose_speed_changes():
-    """The machine runs 1.6x slower every other 150 ms (as this VM does over minutes): absolute latencies
-    spread across both speeds, the paired ratio does not."""
+    """The machine runs 1.6x slower every other 150 ms: the ratio is the same in both states, the absolute
+    latencies come from the undisturbed one."""
     started = time.perf_counter()
 
     def slowdown() -> float:
@@ -76,8 +76,9 @@ def test_the_paired_ratio_survives_a_machine_whose_speed_changes():
     paired = result.speedups[1]
     assert paired is not None
     assert abs(paired.speedup - 3.0) < 0.15, paired
-    candidate = result.latencies[1]
-    assert candidate.p90_ms > 1.3 * min(candidate.median_ms, 0.55)  # the drift is in the absolute samples
+    assert paired.unsettled_speedup is not None and abs(paired.unsettled_speedup - 3.0) < 0.15, paired
+    assert 0.25 < paired.settled_share < 0.75, paired
+    assert abs(result.latencies[1].median_ms - 0.5) < 0.05, result.latencies[1]
 
 
 def test_two_identical_artifacts_give_an_interval_containing_one(digits_untrained, cpu_profile, tmp_path: Path):
@@ -91,3 +92,36 @@ def test_two_identical_artifacts_give_an_interval_containing_one(digits_untraine
         assert paired is not None and 0.95 < paired.speedup < 1.05, paired
         contained += paired.ci_low <= 1.0 <= paired.ci_high
     assert contained >= 2
+
+
+def _two_state_machine(period_s: float, slow_every: int) -> tuple:
+    """A machine like this VM: in its slow state (one period in `slow_every`) the reference runs 1.15x and the
+    candidate 1.30x slower, so the ratio itself differs between states (3.0 undisturbed, 2.65 disturbed)."""
+    started = time.perf_counter()
+
+    def slow() -> bool:
+        return int((time.perf_counter() - started) / period_s) % slow_every == 0
+
+    return (lambda: busy(1.5e-3 * (1.15 if slow() else 1.0))), (lambda: busy(0.5e-3 * (1.30 if slow() else 1.0)))
+
+
+def test_the_speedup_is_the_undisturbed_states_and_the_other_state_is_reported():
+    reference, candidate = _two_state_machine(period_s=0.2, slow_every=3)
+    result = measure_interleaved([reference, candidate], TimingPolicy(slot_s=0.01, min_rounds=20, time_cap_s=3.0))
+    paired = result.speedups[1]
+    assert paired is not None
+    assert abs(paired.speedup - 3.0) < 0.08, paired
+    assert paired.unsettled_speedup is not None and abs(paired.unsettled_speedup - 3.0 / 1.15 * 1.0) < 0.15, paired
+    assert 0.4 < paired.settled_share < 0.9, paired
+    assert abs(result.latencies[0].median_ms - 1.5) < 0.1  # latencies from the settled rounds too
+
+
+def test_a_window_spent_in_the_slow_state_says_so_against_the_known_floor():
+    """All rounds 1.15x slower than the reference's known floor: the measurement reports the slowdown."""
+    known = measure(lambda: busy(1.5e-3), TimingPolicy(slot_s=0.01, time_cap_s=1.0))
+    policy = TimingPolicy(slot_s=0.01, time_cap_s=1.0, reference_floor_ms=known.median_ms)
+    slowed = measure_interleaved([lambda: busy(1.5e-3 * 1.15), lambda: busy(0.5e-3 * 1.3)], policy)
+    assert slowed.reference_slowdown is not None and 0.10 < slowed.reference_slowdown < 0.20, slowed
+    undisturbed = measure_interleaved([lambda: busy(1.5e-3), lambda: busy(0.5e-3)], policy)
+    assert undisturbed.reference_slowdown is not None and abs(undisturbed.reference_slowdown) < 0.05
+    assert measure_interleaved([lambda: busy(1e-3)] * 2).reference_slowdown is None  # nothing known, nothing said

@@ -63,6 +63,10 @@ def confirmed_entry(confirmed: Confirmed) -> dict[str, Any]:
         "confirm_noisy": confirmed.noisy,
         "confirmed_latency_ms": confirmed.latency_ms,
         "confirmed_baseline_latency_ms": confirmed.baseline_latency_ms,
+        "confirm_settled_share": confirmed.settled_share,
+        "confirm_unsettled_speedup": confirmed.unsettled_speedup,
+        "confirm_machine_slowdown": confirmed.machine_slowdown,
+        "confirm_attempts": confirmed.attempts,
         "speedup": confirmed.speedup,
     }
 

@@ -58,6 +58,7 @@ def trial_metrics(measurement: Measurement, baseline: dict[str, Any], settings: 
         "speedup_ci_high": paired.ci_high,
         "relative_latency": 1.0 / paired.speedup,
         "timing_rounds": float(paired.rounds),
+        "settled_share": paired.settled_share,
         "latency_noisy": float(paired.noisy),
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,

@@ -9,6 +9,17 @@ the rounds (no normality assumed; a round hit by a context switch is just one ra
 interval is within the target width, or a time cap; one that is still wide is measured once more (the rounds
 pooled) and then flagged noisy.
 
+A shared machine also has states: on this 2-vCPU VM, two-thread inference is bimodal, every artifact 15-30% slower
+for seconds to minutes at a time, and the pair's ratio moves with it (4.25x in one state, 3.75x in the other,
+each stable within 2%). A median over a mixture of states is as unstable as the mixture. So each round gets a
+state, the geometric mean over the artifacts of its slot median over that artifact's floor (a low percentile of
+its slot medians), and the figures come from the *settled* rounds, those within `settle_tolerance` of the floor:
+the machine at its undisturbed speed, what a dedicated device gives. The geometric mean of the pair moves with
+the state but not with the ratio, so choosing rounds by it does not bias the ratio. The other rounds' ratio is
+kept too (`unsettled_speedup`), and `settled_share` says how often the machine was undisturbed. Given the
+reference's floor from earlier measurements (`reference_floor_ms`), a measurement also says whether the whole
+window ran in a slower state (`reference_slowdown`), so a caller can wait and time again.
+
 Absolute latencies are kept too (every call's time, pooled over the rounds), but only ratios within one
 measurement are comparable: that is what the search optimises and what reports call a speedup.
 """
@@ -52,8 +63,10 @@ class SpeedupStats:
     speedup: float
     ci_low: float
     ci_high: float
-    rounds: int
+    rounds: int  # settled rounds, those the figures come from
     noisy: bool
+    settled_share: float = 1.0  # settled rounds / all rounds
+    unsettled_speedup: float | None = None  # the ratio in the other rounds (None with fewer than 3 of them)
 
     @property
     def rel_half_width(self) -> float:
@@ -74,6 +87,8 @@ class TimingPolicy:
     target_rel_ci: float = 0.02
     time_cap_s: float = 4.0  # per attempt; a measurement still too wide at the cap gets one more attempt
     seed: int = 0
+    settle_tolerance: float = 0.07  # a round is settled within this of the floor (the states differ by ~20%)
+    reference_floor_ms: float | None = None  # the reference's undisturbed slot median, known from earlier
 
 
 @dataclass(frozen=True)
@@ -82,13 +97,17 @@ class Interleaved:
 
     latencies: list[LatencyStats]
     speedups: list[SpeedupStats | None]  # None for the reference itself (and when there is only one artifact)
-    rounds: int
+    rounds: int  # all rounds, settled or not
+    reference_floor_ms: float = 0.0  # the reference's floor in this measurement
+    reference_slowdown: float | None = None  # that floor over `TimingPolicy.reference_floor_ms`, minus 1
 
     def as_dict(self) -> dict[str, object]:
         return {
             "latencies": [stats.as_dict() for stats in self.latencies],
             "speedups": [None if stats is None else stats.as_dict() for stats in self.speedups],
             "rounds": self.rounds,
+            "reference_floor_ms": self.reference_floor_ms,
+            "reference_slowdown": self.reference_slowdown,
         }
 
     @classmethod
@@ -97,6 +116,8 @@ class Interleaved:
             [LatencyStats(**item) for item in raw["latencies"]],
             [None if item is None else SpeedupStats(**item) for item in raw["speedups"]],
             int(raw["rounds"]),
+            float(raw.get("reference_floor_ms", 0.0)),
+            raw.get("reference_slowdown"),
         )
 
 
@@ -125,10 +146,28 @@ def summarize(samples_s: Sequence[float] | np.ndarray, noisy: bool) -> LatencySt
     )
 
 
-def _speedup(reference: list[float], candidate: list[float], noisy: bool) -> SpeedupStats:
+FLOOR_PERCENTILE = 10  # an artifact's floor: low enough to be the undisturbed state, above a lone lucky slot
+
+
+def floors(slot_medians: Sequence[Sequence[float]]) -> np.ndarray:
+    """Each artifact's undisturbed slot median: a low percentile of its slot medians."""
+    return np.percentile(np.asarray(slot_medians, dtype=float), FLOOR_PERCENTILE, axis=1)
+
+
+def settled(slot_medians: Sequence[Sequence[float]], tolerance: float) -> np.ndarray:
+    """Mask of the rounds the machine ran undisturbed: the geometric mean over the artifacts of slot median /
+    floor is within `tolerance`. (The mean of the logs moves with the machine's state, not with the ratios.)"""
+    matrix = np.log(np.asarray(slot_medians, dtype=float))
+    excess = (matrix - np.log(floors(slot_medians))[:, None]).mean(axis=0)
+    return (excess <= math.log1p(tolerance)) | (excess <= excess.min())  # never empty
+
+
+def _speedup(reference: list[float], candidate: list[float], mask: np.ndarray, noisy: bool) -> SpeedupStats:
     ratios = np.asarray(reference) / np.asarray(candidate)
-    low, high = median_ci(ratios)
-    return SpeedupStats(float(np.median(ratios)), low, high, len(ratios), noisy)
+    chosen, others = ratios[mask], ratios[~mask]
+    low, high = median_ci(chosen)
+    unsettled = float(np.median(others)) if len(others) >= 3 else None
+    return SpeedupStats(float(np.median(chosen)), low, high, len(chosen), noisy, len(chosen) / len(ratios), unsettled)
 
 
 def _rel_half_width(values: list[float]) -> float:
@@ -143,7 +182,7 @@ class _Rounds:
         self.calls = calls
         self.policy = policy
         self.order = random.Random(policy.seed)
-        self.samples: list[list[float]] = [[] for _ in calls]
+        self.samples: list[list[list[float]]] = [[] for _ in calls]  # per artifact, per round
         self.slot_medians: list[list[float]] = [[] for _ in calls]
         self.per_slot = [self._calls_per_slot(call) for call in calls]
 
@@ -169,22 +208,27 @@ class _Rounds:
                 start = clock()
                 call()
                 slot.append(clock() - start)
-            self.samples[index].extend(slot)
+            self.samples[index].append(slot)
             self.slot_medians[index].append(float(np.median(slot)))
 
     @property
     def rounds(self) -> int:
         return len(self.slot_medians[0])
 
+    def settled(self) -> np.ndarray:
+        return settled(self.slot_medians, self.policy.settle_tolerance)
+
     def widths(self) -> list[float]:
-        """Relative half-widths of what the measurement reports: each speedup, or the lone artifact's median."""
+        """Relative half-widths of what the measurement reports: each speedup, or the lone artifact's median,
+        over the settled rounds."""
+        mask = self.settled()
+        reference = np.asarray(self.slot_medians[0])[mask]
         if len(self.calls) == 1:
-            return [_rel_half_width(self.slot_medians[0])]
-        reference = np.asarray(self.slot_medians[0])
-        return [_rel_half_width(list(reference / np.asarray(medians))) for medians in self.slot_medians[1:]]
+            return [_rel_half_width(list(reference))]
+        return [_rel_half_width(list(reference / np.asarray(medians)[mask])) for medians in self.slot_medians[1:]]
 
     def converged(self) -> bool:
-        if self.rounds < self.policy.min_rounds:
+        if self.rounds < self.policy.min_rounds or int(self.settled().sum()) < self.policy.min_rounds:
             return False
         return max(self.widths()) <= self.policy.target_rel_ci
 
@@ -204,12 +248,19 @@ def measure_interleaved(calls: Sequence[Callable[[], object]], policy: TimingPol
     """Time `calls` (calls[0] is the reference) in interleaved rounds; a second attempt if the first stays wide."""
     if not calls:
         raise ValueError("nothing to time")
-    state = _Rounds(calls, policy or TimingPolicy())
+    policy = policy or TimingPolicy()
+    state = _Rounds(calls, policy)
     converged = state.attempt() or state.attempt()
-    latencies = [summarize(samples, noisy=not converged) for samples in state.samples]
+    mask = state.settled()
+    settled_samples = [np.concatenate([slot for slot, keep in zip(slots, mask, strict=True) if keep])
+                       for slots in state.samples]  # fmt: skip
+    latencies = [summarize(samples, noisy=not converged) for samples in settled_samples]
     speedups: list[SpeedupStats | None] = [None]
-    speedups += [_speedup(state.slot_medians[0], medians, not converged) for medians in state.slot_medians[1:]]
-    return Interleaved(latencies, speedups, state.rounds)
+    speedups += [_speedup(state.slot_medians[0], medians, mask, not converged) for medians in state.slot_medians[1:]]
+    floor_ms = float(floors(state.slot_medians)[0]) * 1e3
+    known = policy.reference_floor_ms
+    slowdown = floor_ms / known - 1 if known else None
+    return Interleaved(latencies, speedups, state.rounds, floor_ms, slowdown)
 
 
 def measure(run: Callable[[], object], policy: TimingPolicy | None = None) -> LatencyStats:
