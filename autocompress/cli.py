@@ -84,6 +84,7 @@ def search(
     device: DeviceOpt = None,
     trials: Annotated[int | None, typer.Option(help="trials to add in this invocation")] = None,
     timeout: Annotated[str | None, typer.Option(help="stop after this long: seconds, 90m, 8h")] = None,
+    deadline_margin: Annotated[str | None, typer.Option(help="stop a trial this long past --timeout (10m)")] = None,
     study: StudyOpt = None,
     storage: StorageOpt = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: SQLite under home)")] = None,
@@ -110,6 +111,7 @@ def search(
     try:
         with interrupts_as_keyboard():  # from the first second: training the example or the baseline included
             _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
+                    deadline_margin=deadline_margin,
                     tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
                     size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
                     confirm=confirm, sensitivity=sensitivity, warm_starts=warm_starts), register)  # fmt: skip
@@ -143,7 +145,7 @@ def _search(
         typer.echo(str(interrupted), err=True)
         raise typer.Exit(130) from None
     failures = outcome.failures()
-    if outcome.trials and len(failures) == len(outcome.trials):
+    if outcome.all_failed():
         reasons = "; ".join(f"{count}x {reason[:160]}" for reason, count in Counter(failures).most_common(3))
         raise _fail(f"every trial of this search failed ({len(failures)}): {reasons}", code=1)
     _print_summary(outcome.study, outcome.confirmed, profile.name)

@@ -32,7 +32,7 @@ def parse_duration(text: str | float | int | None) -> float | None:
         return None if text is None else float(text)
     match = DURATION.match(text)
     if not match:
-        raise ConfigError(f"timeout '{text}' is not a duration: use seconds or a number with s, m, h or d (e.g. 8h)")
+        raise ConfigError(f"'{text}' is not a duration: use seconds or a number with s, m, h or d (e.g. 8h)")
     return float(match.group(1)) * SECONDS[match.group(2)]
 
 
@@ -45,6 +45,9 @@ class SearchSettings(_Strict):
 
     trials: int | None = Field(default=30, ge=1)
     timeout: float | None = Field(default=None, description="seconds; YAML and CLI also accept 90m, 8h")
+    deadline_margin: float = Field(
+        default=600, ge=0, description="a trial still running this long after the timeout is stopped and failed"
+    )
     study: str | None = None
     storage: str | None = None
     tracking_uri: str | None = None
@@ -65,7 +68,7 @@ class SearchSettings(_Strict):
 
     _study_name = field_validator("study")(safe_name)
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "deadline_margin", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)  # type: ignore[arg-type]

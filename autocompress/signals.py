@@ -1,12 +1,23 @@
 """Ctrl-C and SIGTERM take one path from the first second of a command: KeyboardInterrupt, caught where the
-command can say what was kept (a trial recorded as failed, the MLflow parent closed) and exit 130."""
+command can say what was kept (a trial recorded as failed, the MLflow parent closed) and exit 130. And a
+time budget's hard stop: work still going past a deadline is stopped where it is."""
 
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+from autocompress.errors import TrialError
+
+DEADLINE = "deadline:"  # how a trial failed for the time budget's sake starts its reason
+
+
+class DeadlineExceeded(TrialError):
+    """A trial still running past the search's deadline plus its margin."""
 
 
 @contextmanager
@@ -23,3 +34,32 @@ def interrupts_as_keyboard() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+
+
+def not_after(deadline: float | None, what: str) -> None:
+    """Refuse to start `what` past the deadline."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"{DEADLINE} {what} not started, the search's time budget and its margin are spent")
+
+
+@contextmanager
+def stop_at(deadline: float | None, what: str) -> Iterator[None]:
+    """Raise DeadlineExceeded in this block once `time.monotonic()` passes `deadline` (SIGALRM; only in the main
+    thread, where signals arrive; elsewhere the block runs to its end). Only for local work: a block waiting
+    on a device's answer must not be cut in the middle of it."""
+    if deadline is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    not_after(deadline, what)
+    left = deadline - time.monotonic()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise DeadlineExceeded(f"{DEADLINE} {what} stopped, still running past the time budget and its margin")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, left)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

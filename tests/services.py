@@ -61,6 +61,30 @@ def postgres_cluster() -> Iterator[str]:
 
 
 @contextmanager
+def _serving(name: str, command: list[str], url: str, ready_path: str, log_path: Path) -> Iterator[str]:
+    """Start a web server, wait until `url + ready_path` answers 200, yield `url`; stop its process group after."""
+    log = log_path.open("w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+@contextmanager
 def mlflow_server(folder: Path) -> Iterator[str]:
     """`mlflow server` with a SQLite backend and proxied artifacts (clients upload through the server)."""
     port = free_port()
@@ -69,26 +93,18 @@ def mlflow_server(folder: Path) -> Iterator[str]:
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "store"),
     ]  # fmt: skip
-    log = (folder / "server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    with _serving("mlflow server", command, f"http://127.0.0.1:{port}", "/health", folder / "server.log") as url:
         yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
+
+
+@contextmanager
+def optuna_dashboard(storage: str, log_path: Path) -> Iterator[str]:
+    """`optuna-dashboard` on a study storage, as the README shows it."""
+    port = free_port()
+    executable = str(Path(sys.executable).parent / "optuna-dashboard")
+    command = [executable, storage, "--host", "127.0.0.1", "--port", str(port)]
+    with _serving("optuna-dashboard", command, f"http://127.0.0.1:{port}", "/api/studies", log_path) as url:
+        yield url
 
 
 def chromium() -> str:

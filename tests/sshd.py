@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +89,9 @@ def _config(folder: Path, port: int, user: str, host_key: Path, authorized: Path
     return config
 
 
-@pytest.fixture(scope="module")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """Start `sshd -D -e` for the current user on a free port; skip only where OpenSSH's server is absent."""
-    if not SSHD.exists():
-        pytest.skip("needs OpenSSH's server at /usr/sbin/sshd: install it (apt-get install -y openssh-server)")
-    folder = tmp_path_factory.mktemp("sshd")
+@contextmanager
+def running_sshd(folder: Path) -> Iterator[SshServer]:
+    """`sshd -D -e` for the current user on a free port, its keys and config in `folder`; stopped on exit."""
     user = pwd.getpwuid(os.geteuid()).pw_name
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory sshd requires as root
@@ -119,3 +117,12 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real sshd on 127.0.0.1 for the module; skip only where OpenSSH's server is absent."""
+    if not SSHD.exists():
+        pytest.skip("needs OpenSSH's server at /usr/sbin/sshd: install it (apt-get install -y openssh-server)")
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -1,18 +1,22 @@
 """What a user reads in the morning, in a real browser (Debian's chromium driven by Playwright): a search logged to
 a real `mlflow server` opens on its runs (not on the GenAI overview), lists every trial with its metric and
 speedup once the search run is expanded, shows the registered best model; and `autocompress report` writes a page
-whose plot and trial table render, logged to the server too. Screenshots land in the test's temporary folder."""
+whose plot and trial table render, logged to the server too; optuna-dashboard on the same study storage shows the
+study and its trials. Screenshots land in the test's temporary folder."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from autocompress.home import default_storage
 from autocompress.search.tracking import ui_link
 from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli, user_config
-from tests.services import chromium, mlflow_server
+from tests.services import chromium, mlflow_server, optuna_dashboard
 
 pytestmark = pytest.mark.e2e
 STUDY = "tiny-browser"
@@ -23,6 +27,11 @@ def _add_column(page: Page, name: str) -> None:
     page.get_by_role("button", name="Columns").click()
     page.get_by_text(name, exact=True).first.click()
     page.keyboard.press("Escape")
+
+
+def _get(server: str, path: str) -> dict:
+    with urllib.request.urlopen(f"{server}{path}", timeout=30) as answer:
+        return json.load(answer)
 
 
 def test_the_mlflow_ui_lists_the_trials_and_the_registered_model(tmp_path: Path) -> None:
@@ -74,6 +83,17 @@ def test_the_mlflow_ui_lists_the_trials_and_the_registered_model(tmp_path: Path)
             rows = page.locator("table.trials tr")
             assert rows.count() == 1 + len(study.trials) and rows.nth(1).is_visible()
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+
+            with optuna_dashboard(default_storage(), tmp_path / "dashboard.log") as dashboard:
+                listed = {item["study_name"]: item for item in _get(dashboard, "/api/studies")["study_summaries"]}
+                assert STUDY in listed and len(listed[STUDY]["directions"]) == 2  # accuracy and relative latency
+                study_id = listed[STUDY]["study_id"]
+                detail = _get(dashboard, f"/api/studies/{study_id}?after=0")
+                assert len(detail["trials"]) == len(study.trials) and detail["best_trials"]  # the Pareto front
+                assert detail["objective_names"] == [metric, "relative_latency"]  # axes named, not "0" and "1"
+                page.goto(f"{dashboard}/dashboard/studies/{study_id}")
+                page.get_by_text(STUDY).first.wait_for(timeout=60_000)
+                page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             browser.close()
         parents, _ = mlflow_runs(STUDY, tracking)
         (search_run,) = [run for run in parents if (run.info.run_name or "").startswith("search-")]

@@ -8,6 +8,7 @@ import logging
 import platform
 import shutil
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from autocompress.search.results import (
     constraint_values,
     feasible_front,
     measurement_record,
+    objective_names,
     objective_values,
     top_feasible,
     trial_metrics,
@@ -46,7 +48,7 @@ from autocompress.search.sensitivity import Sensitivity
 from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table, worker_sampler
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
-from autocompress.signals import interrupts_as_keyboard
+from autocompress.signals import DEADLINE, interrupts_as_keyboard, not_after, stop_at
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task
 
@@ -80,6 +82,7 @@ class Objective:
     tracker: MlflowTracker
     table: Sensitivity | None = None
     ran: list[int] = field(default_factory=list)  # the trials of this invocation
+    deadline: float | None = None  # monotonic: the time budget's end plus its margin; a trial past it fails
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         trial.set_user_attr(WORKER_ATTR, this_worker())  # so a worker that dies is recognised (recovery.py)
@@ -92,7 +95,9 @@ class Objective:
         self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
         self.tracker.log_table(run_id, layer_table(strategy, self.space.quantize.layers), LAYERS_TABLE)
         try:
-            artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
+            with stop_at(self.deadline, "building the candidate"):
+                artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
+            not_after(self.deadline, "measuring the candidate")  # never cut mid-way: it talks to the device
             measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
             metrics = trial_metrics(measurement, self.baseline, self.settings)
             metrics["parameters"] = float(artifact.metadata["parameters"])
@@ -173,6 +178,11 @@ class SearchOutcome:
         failed = [self.study.trials[n] for n in self.trials if self.study.trials[n].state == TrialState.FAIL]
         return [trial.user_attrs.get("fail_reason", "unknown") for trial in failed]
 
+    def all_failed(self) -> bool:
+        """Every trial of this invocation failed, and not only because the time budget ran out."""
+        failures = self.failures()
+        return bool(self.trials) and len(failures) == len(self.trials) and not all(DEADLINE in f for f in failures)
+
 
 def run_search(
     task: Task,
@@ -200,6 +210,7 @@ def run_search(
 
             def set_up() -> None:  # once per study, in whichever worker claims it (search/claim.py)
                 study.set_user_attr(METRIC_NAME_ATTR, task.metric_name)
+                name_objectives(study, objective_names(task.metric_name, settings))
                 baseline, baseline_path = measure_baseline(task, profile, study)
                 table = _table(study, task, profile, space, baseline, baseline_path, settings, tracker)
                 if settings.sampler == "tpe":
@@ -214,6 +225,8 @@ def run_search(
                 "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
             objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker, table)
             promote = [PromoteProbes(space, settings)] if settings.sampler == "tpe" else []  # random stays plain
+            if settings.timeout is not None:
+                objective.deadline = time.monotonic() + settings.timeout + settings.deadline_margin
             with SearchProgress(settings.trials, settings.timeout, console) as progress:
                 study.optimize(
                     objective,
@@ -241,6 +254,13 @@ def run_search(
                 **{f"trials_{state}": float(count) for state, count in states.items()}})  # fmt: skip
     tracker.end_parent("FINISHED")
     return SearchOutcome(study, confirmed, wall_s, confirm_s, objective.ran)
+
+
+def name_objectives(study: optuna.Study, names: list[str]) -> None:
+    """Optuna's own objective names, so optuna-dashboard labels its axes (an API still marked experimental)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def _table(

@@ -75,6 +75,11 @@ def trial_metrics(measurement: Measurement, baseline: dict[str, Any], settings: 
     }
 
 
+def objective_names(metric_name: str, settings: SearchSettings) -> list[str]:
+    """The objectives' names, in `objective_values`' order."""
+    return [metric_name, "relative_latency", *(["size_mb"] if settings.size_objective else [])]
+
+
 def objective_values(metrics: dict[str, float], settings: SearchSettings) -> tuple[float, ...]:
     """What Optuna optimises: maximise the metric, minimise the relative latency (and the size, if asked)."""
     values = [metrics["metric"], metrics["relative_latency"]]

@@ -28,6 +28,8 @@ class TinyNet(nn.Module):
         self.fc = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv1.out_channels < 16:  # pruned: $TINY_PRUNED_SECONDS makes its first use that slow (a deadline)
+            time.sleep(float(os.environ.pop("TINY_PRUNED_SECONDS", "0")))
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)) + x)
         return self.fc(x.mean(dim=(2, 3)))

@@ -20,7 +20,7 @@ kept too (`unsettled_speedup`), and `settled_share` says how often the machine w
 reference's floor from earlier measurements (`reference_floor_ms`), a measurement also says whether the whole
 window ran in a slower state (`reference_slowdown`), so a caller can wait and time again.
 
-Absolute latencies are kept too (every call's time, pooled over the rounds), but only ratios within one
+Absolute latencies are kept too (every call's time in the settled rounds), but only ratios within one
 measurement are comparable: that is what the search optimises and what reports call a speedup.
 """
 
