@@ -174,9 +174,11 @@ def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) 
     settings = SearchSettings(
         trials=args.trials, sampler=sampler, seed=args.seed, max_drop=args.max_drop, study=study_name
     )
-    study = run_search(task, profile, settings, study_name, console=Console(stderr=True)).study
+    outcome = run_search(task, profile, settings, study_name, console=Console(stderr=True))
+    study = outcome.study
     return {
         "points": search_points(study),
+        "confirmed": {str(item.trial): item.speedup for item in outcome.confirmed},
         "study": study_name,
         "sampler": sampler,
         "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
@@ -270,7 +272,8 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
     if "autocompress" in methods and "_study" in methods["autocompress"]:
         study = methods["autocompress"]["_study"]
         sampled = search_points(study, only_sampled=True)
-        methods["autocompress-search-only"] = {"kind": "search-only", "error": None, "points": sampled, "_study": study}
+        methods["autocompress-search-only"] = {"kind": "search-only", "error": None, "points": sampled, "_study": study,
+                                               "confirmed": methods["autocompress"].get("confirmed", {})}  # fmt: skip
     for method in methods.values():
         score_method(method, bound)
     rounds = final_round(methods, fp32_path, task, profile)

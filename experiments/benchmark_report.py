@@ -45,12 +45,19 @@ def is_uncompressed(point: dict[str, Any]) -> bool:
 
 
 def score_method(method: dict[str, Any], bound: float) -> dict[str, Any]:
-    """Adds `feasible` to each point, then best_feasible (by its paired speedup) and hypervolume to the method."""
+    """Adds `feasible` to each point, then best_feasible and hypervolume to the method. A search's best is the
+    winner of its own confirmation (`confirmed`: trial -> confirmed speedup), what its export gives a user;
+    without one, the point with the best paired speedup."""
     for point in method["points"]:
         point["feasible"] = point["accuracy"] >= bound
     compressed = [p for p in method["points"] if not is_uncompressed(p)]
     feasible = [p for p in compressed if p["feasible"]]
-    best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)
+    confirmed = method.get("confirmed") or {}
+    re_timed = [p for p in feasible if str(p.get("trial")) in confirmed]
+    if re_timed:
+        best = max(re_timed, key=lambda p: confirmed[str(p["trial"])])
+    else:
+        best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)
     method["best_feasible"] = best
     method["best_feasible_speedup"] = best["speedup_vs_fp32"] if best else None
     method["hypervolume"] = hypervolume([(p["accuracy"], p["speedup_vs_fp32"]) for p in compressed], bound)

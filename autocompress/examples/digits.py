@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def load_task() -> Task:
         log.info("training the digits example (once; cached at %s)", path)
         model = _train()
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        torch.save(model.state_dict(), partial)
+        os.replace(partial, path)  # atomic: workers starting together never read a half-written file
         log.info("trained in %.0f s", time.perf_counter() - started)
     model.eval()
     return Task(

@@ -211,7 +211,9 @@ def _reference(model: SentenceEmbedder) -> dict[str, dict[str, object]]:
     for name, sentences in split_sentences(stdlib_sentences()).items():
         reference[name] = {"sentences": sentences, "embeddings": embed(model, tokenize(sentences))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(reference, path)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    torch.save(reference, partial)
+    os.replace(partial, path)  # atomic: workers starting together never read a half-written file
     log.info("computed in %.0f s", time.perf_counter() - started)
     return reference
 
