@@ -101,7 +101,7 @@ def test_remote_gives_the_local_outputs_and_a_paired_speedup(sshd_server, workdi
     assert there.environment["onnxruntime"] == here.environment["onnxruntime"]
     # both artifacts were timed in the same rounds on the device: a paired ratio of one model with itself
     paired = there.timing.speedups[1]
-    assert paired is not None and paired.rounds == there.timing.rounds >= QUICK.min_rounds
+    assert paired is not None and QUICK.min_rounds <= paired.rounds <= there.timing.rounds  # the settled ones
     assert 0.8 < paired.speedup < 1.25, paired
     assert there.timing.latencies[0].n > 0 and there.timing.latencies[1].n > 0
     # the timed loop runs inside the runner on both sides (SSH is outside it): same order of magnitude
