@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     page_path = args.out / "report.html"
-    command = ["autocompress", "report", args.study, "--out", str(page_path), "--no-mlflow"]
+    command = [sys.executable, "-m", "autocompress", "report", args.study, "--out", str(page_path), "--no-mlflow"]
     command += ["--storage", args.storage] if args.storage else []
     started = time.monotonic()
     written = subprocess.run(command, capture_output=True, text=True)
