@@ -72,3 +72,29 @@ def test_the_wait_is_measured():
     with timing_lock() as waited:
         assert waited.seconds >= 0.3
     holder.join()
+
+
+def test_workers_on_one_machine_share_its_cores_for_building(tmp_path, monkeypatch):
+    """Each registered search process counts; a dead one's registration is dropped; cores are divided."""
+    import os
+    import subprocess
+    import sys
+
+    from autocompress.hardware.locks import build_threads, local_workers, registered_worker
+
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path))
+    holder = ("import sys, time; from autocompress.hardware.locks import registered_worker\n"
+              "with registered_worker():\n    print('in', flush=True); time.sleep(60)")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "AUTOCOMPRESS_LOCK_DIR": str(tmp_path)})  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "in"
+        with registered_worker():
+            assert local_workers() == 2
+            assert build_threads() == max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        other.kill()
+        other.wait()
+    assert local_workers() == 1  # the killed worker's registration is stale: removed
+    assert not list(tmp_path.glob("worker-*.lock"))
+    assert build_threads() == (os.cpu_count() or 1)

@@ -16,7 +16,7 @@ from autocompress.compress.distill import distill
 from autocompress.compress.prune import parameter_count, prune
 from autocompress.compress.quantize import check_precisions
 from autocompress.errors import ConfigError
-from autocompress.hardware.locks import compute_slot
+from autocompress.hardware.locks import build_threads, compute_slot
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.strategy import Strategy
@@ -62,6 +62,7 @@ def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pat
     check_runtime(task, profile)
     check_strategy(task, strategy, profile)
     with compute_slot():
+        torch.set_num_threads(build_threads())  # beside other workers on this machine, its share of the cores
         return _build(task, strategy, profile, workdir)
 
 

@@ -84,3 +84,40 @@ def timing_lock(name: str = LOCAL) -> contextlib.AbstractContextManager[Waited]:
 def compute_slot(name: str = LOCAL) -> contextlib.AbstractContextManager[Waited]:
     """Shared: builders run side by side, but never while a timing on this machine is running or waiting."""
     return _acquire(name, fcntl.LOCK_SH, "a timing to finish before building")
+
+
+@contextmanager
+def registered_worker() -> Iterator[None]:
+    """This process is a search worker on this machine for the block's duration (a held flock, released by the
+    kernel if the process dies), so builders can count how many share the machine's cores."""
+    path = lock_dir() / f"worker-{os.getpid()}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            with suppress(OSError):
+                path.unlink()
+
+
+def local_workers() -> int:
+    """Search workers alive on this machine (at least 1: the caller); a stale registration is removed."""
+    alive = 0
+    for path in lock_dir().glob("worker-*.lock"):
+        with suppress(OSError), path.open("a") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alive += 1
+                continue
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            path.unlink()
+    return max(1, alive)
+
+
+def build_threads() -> int:
+    """Threads for one build: the machine's cores shared among its workers. Two PyTorch processes each running
+    as many spinning OpenMP threads as there are cores slow each other ~10x (measured: 19 s -> 220 s per trial
+    on 2 cores, experiments/results/workers-throughput.md)."""
+    return max(1, (os.cpu_count() or 1) // local_workers())

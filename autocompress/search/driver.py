@@ -22,7 +22,7 @@ from autocompress.compress.pipeline import build
 from autocompress.config import SearchSettings
 from autocompress.errors import AutocompressError
 from autocompress.evaluators.measure import measure_artifact
-from autocompress.hardware.locks import compute_slot
+from autocompress.hardware.locks import compute_slot, registered_worker
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
@@ -206,7 +206,7 @@ def run_search(
                          settings, space), tags={"study": study_name, "host": profile.host,
                          "runtime": profile.record.name, "controller": platform.node()})  # fmt: skip
     try:
-        with interrupts_as_keyboard():
+        with interrupts_as_keyboard(), registered_worker():
 
             def set_up() -> None:  # once per study, in whichever worker claims it (search/claim.py)
                 study.set_user_attr(METRIC_NAME_ATTR, task.metric_name)
