@@ -55,6 +55,7 @@ CASES = {
     "unknown example": (lambda t: ["search", "--example", "mnist-huge"], "unknown example 'mnist-huge'"),
     "missing config": (lambda t: ["search", "missing.yaml"], "config file 'missing.yaml' does not exist"),
     "bad timeout": (lambda t: ["search", "--timeout", "8 parsecs"], "is not a duration"),
+    "bad deadline margin": (lambda t: ["search", "--timeout", "1h", "--deadline-margin", "soon"], "is not a duration"),
     "bad drop mode": (lambda t: ["search", "--drop-mode", "sideways"], "drop_mode"),
     "negative max drop": (lambda t: ["search", "--max-drop", "-1"], "max_drop"),
     "zero trials": (lambda t: ["search", "--trials", "0"], "search.trials"),
