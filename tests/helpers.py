@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.storages import BaseStorage
 
 from autocompress.home import default_storage, default_tracking_uri
 from autocompress.search.study import open_storage
@@ -36,7 +38,14 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(storage or default_storage()))
+    """Tests poll studies in loops: one storage (one connection pool) per URL, or a PostgreSQL server runs out of
+    connections (each RDBStorage keeps its own pool until its engine is garbage-collected)."""
+    return optuna.load_study(study_name=name, storage=_storage(storage or default_storage()))
+
+
+@functools.cache
+def _storage(url: str) -> BaseStorage:
+    return open_storage(url)
 
 
 def mlflow_runs(study_name: str, tracking_uri: str | None = None) -> tuple[list, list]:
