@@ -47,15 +47,25 @@ def device_profile(server, folder: Path) -> Path:  # noqa: ANN001 (tests.sshd.Ss
     return path
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far (/proc/stat): workers, device runner and sshd alike."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def run_phase(workers: int, study: str, args: argparse.Namespace, profile: Path, storage: str) -> dict:
     command = ["autocompress", "search", "--example", args.example, "--device", str(profile), "--study", study,
                "--storage", storage, "--timeout", str(args.phase), "--sampler", "random", "--no-warm-starts",
                "--no-sensitivity", "--confirm", "0", "--seed", str(args.seed)]  # fmt: skip
     env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
+    before = cpu_jiffies()
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for _ in range(workers)]  # fmt: skip
     errors = [process.communicate()[1] for process in processes]
     codes = [process.returncode for process in processes]
+    after = cpu_jiffies()
+    cores_busy = (after[0] - before[0]) / max(1, after[1] - before[1]) * (os.cpu_count() or 1)
     trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
     done = [t for t in trials if t.state.name == "COMPLETE"]
     if not done:
@@ -69,7 +79,8 @@ def run_phase(workers: int, study: str, args: argparse.Namespace, profile: Path,
     return {
         "workers": workers, "study": study, "exit": codes, "states": states, "complete": len(done),
         "span_s": span, "trials_per_hour": len(done) / span * 3600, "lock_wait_share": waited / busy,
-        "mean_trial_s": busy / len(done), "command": " ".join(command),
+        "mean_trial_s": busy / len(done),
+        "cores_busy": round(cores_busy, 2), "command": " ".join(command),
     }  # fmt: skip
 
 
@@ -82,18 +93,22 @@ def markdown(results: dict) -> str:
         "- each phase: its own study on PostgreSQL, random sampling, no warm starts or sensitivity, "
         f"`--timeout {results['phase_s']}` per worker; trials/h = COMPLETE / (last end - first start)",
         "",
-        "| phase | workers | COMPLETE | span s | trials/h | mean trial s | lock wait share | states |",
-        "|---|---|---|---|---|---|---|---|",
+        "- cores busy: the whole machine's CPU use during the phase (/proc/stat), in cores; one worker's figure bounds "
+        "what a second can add on this machine: ceiling = cores / (one worker's cores busy)",
+        "",
+        "| phase | workers | COMPLETE | span s | trials/h | mean trial s | cores busy | lock wait share | states |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for index, row in enumerate(results["phases"]):
         if "error" in row:
-            lines.append(f"| {index} | {row['workers']} | error: {row['error']} | | | | | |")
+            lines.append(f"| {index} | {row['workers']} | error: {row['error']} | | | | | | |")
             continue
         lines.append(f"| {index} | {row['workers']} | {row['complete']} | {row['span_s']:.0f} "
-                     f"| {row['trials_per_hour']:.0f} | {row['mean_trial_s']:.1f} | {row['lock_wait_share']:.1%} "
+                     f"| {row['trials_per_hour']:.0f} | {row['mean_trial_s']:.1f} | {row.get('cores_busy', '')} "
+                     f"| {row['lock_wait_share']:.1%} "
                      f"| {row['states']} |")  # fmt: skip
     lines += ["", f"two workers / one worker, per adjacent pair: {results['ratios']}; "
-              f"overall {results['overall_ratio']}"]  # fmt: skip
+              f"overall {results['overall_ratio']}; ceiling on this machine: {results.get('ceiling')}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     results["ratios"] = [round(rates[i + 1] / rates[i], 3) if rates[i] else None for i in range(0, len(rates), 2)]
     ones, twos = sum(rates[0::2]), sum(rates[1::2])
     results["overall_ratio"] = round(twos / ones, 3) if ones else None
+    single = [row["cores_busy"] for row in results["phases"][0::2] if "cores_busy" in row]
+    results["ceiling"] = round((os.cpu_count() or 1) / (sum(single) / len(single)), 2) if single else None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "workers-throughput.json").write_text(json.dumps(results, indent=2))
     (args.out / "workers-throughput.md").write_text(markdown(results))

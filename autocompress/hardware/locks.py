@@ -119,5 +119,8 @@ def local_workers() -> int:
 def build_threads() -> int:
     """Threads for one build: the machine's cores shared among its workers. Two PyTorch processes each running
     as many spinning OpenMP threads as there are cores slow each other ~10x (measured: 19 s -> 220 s per trial
-    on 2 cores, experiments/results/workers-throughput.md)."""
+    on 2 cores, experiments/results/workers-throughput.md). `$AUTOCOMPRESS_BUILD_THREADS` fixes the number."""
+    fixed = os.environ.get("AUTOCOMPRESS_BUILD_THREADS", "").strip()
+    if fixed.isdigit() and int(fixed) > 0:
+        return int(fixed)
     return max(1, (os.cpu_count() or 1) // local_workers())
