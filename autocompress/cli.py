@@ -234,7 +234,9 @@ def export(
                 f"no study named '{name}' in the storage: run `autocompress search` first"
             ) from None
         task = load_task(experiment)
-        confirmed = confirm_top(stored, task, profile, max(1, experiment.search.confirm))
+        confirmed = confirm_top(
+            stored, task, profile, max(1, experiment.search.confirm), attempts=experiment.search.confirm_windows
+        )
         target = _export(stored, profile, out, lambda: task, confirmed, task.metric_name)
         if target is not None:
             if register:

@@ -70,6 +70,7 @@ def test_trial_runs_are_named_and_their_layer_tables_match_strategy_yaml(searche
     report = json.loads((searched / "report.json").read_text())
     best = [run for run in trials if run.data.tags.get("best") == "true"]
     assert [run.data.tags["optuna.trial_number"] for run in best] == [str(report["trial_number"])]
+    assert report["confirm_attempts"] == 1  # tiny.yaml's `confirm_windows: 1`: one window, however slow
 
 
 @pytest.mark.e2e

@@ -237,7 +237,11 @@ def run_search(
                     gc_after_trial=True,
                 )
             confirming = time.monotonic()
-            confirmed = confirm(study, task, profile, settings.confirm) if settings.confirm else []
+            confirmed = (
+                confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows)
+                if settings.confirm
+                else []
+            )
             confirm_s = time.monotonic() - confirming
     except KeyboardInterrupt:
         tracker.end_parent("KILLED")
@@ -290,6 +294,7 @@ def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, 
         "sampler": settings.sampler,
         "seed": settings.seed,
         "confirm": settings.confirm,
+        "confirm_windows": settings.confirm_windows,
     }
 
 
