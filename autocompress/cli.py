@@ -73,6 +73,9 @@ def _experiment(config: Path | None, example: str | None, device: str | None, **
 ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
 ]
+WindowsOpt = Annotated[
+    int | None, typer.Option(help="timing windows confirmation may wait for while the machine runs slow (default 4)")
+]
 RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
 
@@ -96,6 +99,7 @@ def search(
     sampler: Annotated[str | None, typer.Option(help="tpe (default) or random (plain, for comparisons)")] = None,
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
     confirm: ConfirmOpt = None,
+    confirm_windows: WindowsOpt = None,
     sensitivity: Annotated[
         bool | None, typer.Option(help="measure each choice alone first and seed the search (default on)")
     ] = None,
@@ -114,7 +118,8 @@ def search(
                     deadline_margin=deadline_margin,
                     tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
                     size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
-                    confirm=confirm, sensitivity=sensitivity, warm_starts=warm_starts), register)  # fmt: skip
+                    confirm=confirm, confirm_windows=confirm_windows, sensitivity=sensitivity,
+                    warm_starts=warm_starts), register)  # fmt: skip
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was left half-done; run the same command again to go on", err=True)
         raise typer.Exit(130) from None
@@ -208,6 +213,7 @@ def export(
     study: StudyOpt = None,
     storage: StorageOpt = None,
     confirm: ConfirmOpt = None,
+    confirm_windows: WindowsOpt = None,
     out: Annotated[Path, typer.Option(help="folder to write <device>/strategy.yaml, artifact, reports")] = Path("best"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the home's store)")] = None,
     register: RegisterOpt = True,
@@ -222,9 +228,8 @@ def export(
         from autocompress.search.study import open_storage
         from autocompress.tasks import load_task
 
-        experiment = _experiment(
-            config, example, device, study=study, storage=storage, confirm=confirm, tracking_uri=tracking_uri
-        )
+        experiment = _experiment(config, example, device, study=study, storage=storage, confirm=confirm,
+                                 confirm_windows=confirm_windows, tracking_uri=tracking_uri)  # fmt: skip
         profile = usable_profile(experiment.device)
         name = experiment.search.study or f"{experiment.task_name}-{profile.name}"
         try:

@@ -60,6 +60,7 @@ CASES = {
     "negative max drop": (lambda t: ["search", "--max-drop", "-1"], "max_drop"),
     "zero trials": (lambda t: ["search", "--trials", "0"], "search.trials"),
     "negative confirm": (lambda t: ["search", "--confirm", "-1"], "search.confirm"),
+    "no confirmation window": (lambda t: ["export", "--confirm-windows", "0"], "search.confirm_windows"),
     "study escapes the home": (lambda t: ["search", "--study", "../../etc"], "must be 1-128 letters"),
     "study with a slash": (lambda t: ["search", "--study", "a/b"], "must be 1-128 letters"),
     "bad granularity": (lambda t: ["search", "--granularity", "blocks"], "granularity"),

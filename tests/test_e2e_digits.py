@@ -94,16 +94,19 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path):
     result = run_cli(
-        "search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY
-    )
+        "search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY,
+        "--confirm-windows", "1",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(STUDY)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     parents, _ = mlflow_runs(STUDY)
     assert len(parents) == 2
-    exported = run_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path))
+    exported = run_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path),
+                       "--confirm-windows", "2")  # fmt: skip
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = json.loads((tmp_path / "cpu" / "report.json").read_text())
     confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation
     assert report["trial_number"] == confirmed[0]["trial"]
+    assert 1 <= report["confirm_attempts"] <= 2  # --confirm-windows reached the confirmation
     assert report["confirmed_speedup"] == max(candidate["speedup"] for candidate in confirmed)

@@ -225,8 +225,9 @@ def test_cli_search_exports_the_dynamic_int8_recipe_within_fidelity(task: Task, 
     assert "Traceback" not in refused.stderr
 
     result = run_cli(
-        "search", "--no-sensitivity", "--example", "minilm", "--device", "cpu", "--trials", "2", "--out", str(tmp_path)
-    )
+        "search", "--no-sensitivity", "--example", "minilm", "--device", "cpu", "--trials", "2", "--out", str(tmp_path),
+        "--confirm-windows", "1",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     _, trials = mlflow_runs("minilm-cpu")
     assert len(trials) == 2

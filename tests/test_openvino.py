@@ -111,7 +111,7 @@ def test_int8_accuracy_is_within_a_point_of_fp32(digits_task, openvino_profile, 
 def test_search_on_openvino_exports_the_ir(digits_task, tmp_path):
     study = f"digits-openvino-{uuid.uuid4().hex[:8]}"
     result = run_cli("search", "--no-sensitivity", "--example", "digits", "--device", "openvino-cpu", "--trials", "3",
-                     "--study", study, "--out", str(tmp_path))  # fmt: skip
+                     "--study", study, "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     device_dir = tmp_path / "openvino-cpu"
     report = json.loads((device_dir / "report.json").read_text())

@@ -194,7 +194,8 @@ def test_search_on_tflite_exports_the_artifact(digits_task, tmp_path):
     # sampled trials only (the warm starts and their distillation are exercised on ONNX Runtime); seed 2 draws
     # mixes of int8 / fp16 / fp32 layers without long distillation
     result = run_cli("search", "--no-sensitivity", "--no-warm-starts", "--example", "digits", "--device", "tflite-cpu",
-                     "--trials", "3", "--study", study, "--seed", "2", "--out", str(tmp_path))  # fmt: skip
+                     "--trials", "3", "--study", study, "--seed", "2", "--out", str(tmp_path),
+                     "--confirm-windows", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     device_dir = tmp_path / "tflite-cpu"
     report = json.loads((device_dir / "report.json").read_text())
