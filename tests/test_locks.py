@@ -98,3 +98,17 @@ def test_workers_on_one_machine_share_its_cores_for_building(tmp_path, monkeypat
     assert local_workers() == 1  # the killed worker's registration is stale: removed
     assert not list(tmp_path.glob("worker-*.lock"))
     assert build_threads() == (os.cpu_count() or 1)
+
+
+def test_build_threads_can_be_fixed_by_the_user(tmp_path, monkeypatch):
+    """AUTOCOMPRESS_BUILD_THREADS wins over the automatic share; a value that is not a positive count is ignored."""
+    import os
+
+    from autocompress.hardware.locks import build_threads
+
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTOCOMPRESS_BUILD_THREADS", "7")
+    assert build_threads() == 7
+    for ignored in ("0", "many", ""):
+        monkeypatch.setenv("AUTOCOMPRESS_BUILD_THREADS", ignored)
+        assert build_threads() == (os.cpu_count() or 1)

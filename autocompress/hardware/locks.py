@@ -123,4 +123,6 @@ def build_threads() -> int:
     fixed = os.environ.get("AUTOCOMPRESS_BUILD_THREADS", "").strip()
     if fixed.isdigit() and int(fixed) > 0:
         return int(fixed)
+    if fixed:
+        log.warning("AUTOCOMPRESS_BUILD_THREADS=%r is not a positive count: ignored", fixed)
     return max(1, (os.cpu_count() or 1) // local_workers())
