@@ -71,9 +71,15 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     student = prune(
         task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints
     )
-    student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, task.distill_layers)
+    present = set(dict(student.named_modules()))
+    hidden_layers = [name for name in task.distill_layers if name in present]
+    student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, hidden_layers)
+    # layers inside a skipped block are gone: their precision no longer applies
+    quantize = strategy.quantize.model_copy(
+        update={"precisions": {k: v for k, v in strategy.quantize.precisions.items() if not strategy.prune.skipped(k)}}
+    )
     artifact_path = profile.record.builder(
-        student, task.example_input, strategy.quantize, task.data.calibration, workdir, profile, task.dynamic_axes
+        student, task.example_input, quantize, task.data.calibration, workdir, profile, task.dynamic_axes
     )
     return Artifact(
         path=artifact_path,

@@ -2,7 +2,9 @@
 knobs in the search space, and the step itself.
 
 Knobs (Optuna parameter names): `prune/<unit>` a ratio per channel-group unit (0 to max_prune_ratio in steps of
-prune_step), `heads/<unit>` whole attention heads removed per unit, and `prune/importance` the criterion.
+prune_step), `heads/<unit>` whole attention heads removed per unit, `skip/<block>` whether a whole block is skipped
+(depth pruning: on a small model, per-operator overhead is much of the latency and only fewer operators remove
+it), and `prune/importance` the criterion.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from autocompress.errors import ConfigError
-from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups
+from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
 from autocompress.spaces.vocabulary import Granularity, Section, unit_of
 
 if TYPE_CHECKING:
@@ -37,10 +39,12 @@ IMPORTANCES = {
 
 
 class PruneSettings(Section):
-    """Structured pruning: a fraction of output channels removed per torch-pruning group (keyed by root layer)."""
+    """Structured pruning: whole blocks skipped, then a fraction of output channels removed per torch-pruning group
+    (keyed by root layer; a group whose root is in a skipped block is gone with it)."""
 
     importance: Importance = "l2"
     ratios: dict[str, float] = Field(default_factory=dict)
+    skip: list[str] = Field(default_factory=list)
 
     @property
     def mean_ratio(self) -> float:
@@ -48,12 +52,17 @@ class PruneSettings(Section):
 
     @property
     def any(self) -> bool:
-        return any(ratio > 0 for ratio in self.ratios.values())
+        return bool(self.skip) or any(ratio > 0 for ratio in self.ratios.values())
+
+    def skipped(self, layer: str) -> bool:
+        """Whether a layer (or group root) is inside a skipped block."""
+        return any(layer == block or layer.startswith(f"{block}.") for block in self.skip)
 
     def summary(self) -> dict[str, float | str]:
         return {
             "prune.mean_ratio": round(self.mean_ratio, 4),
             "prune.max_ratio": max(self.ratios.values(), default=0.0),
+            "prune.skipped_blocks": len(self.skip),
             "prune.importance": self.importance,
         }
 
@@ -63,17 +72,22 @@ class PruneKnobs:
     """The pruning part of a search space: channel groups from the dependency graph, shared per granularity."""
 
     groups: tuple[PruneGroup, ...]
+    blocks: tuple[str, ...] = ()  # blocks that may be skipped whole (spaces/graph.py: skippable_blocks)
     granularity: Granularity = "layer"
     max_prune_ratio: float = 0.75
     prune_step: float = 0.125
     max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
     importances: tuple[str, ...] = ("l1", "l2", "fpgm", "bn_scale")
+    skip_blocks: bool = True  # offer depth pruning where the model has skippable blocks
 
     @classmethod
     def for_model(
         cls, model: nn.Module, example_input: torch.Tensor, hints: PruneHints | None, **ranges: Any
     ) -> PruneKnobs:
-        return cls(tuple(prune_groups(model, example_input, hints)), **ranges)
+        # a knob per block: at the coarse granularities (one knob per stage or for the model) there are none
+        fine = ranges.get("granularity", "layer") in ("layer", "family")
+        blocks = skippable_blocks(model, example_input) if fine and ranges.get("skip_blocks", True) else []
+        return cls(tuple(prune_groups(model, example_input, hints)), tuple(blocks), **ranges)
 
     def ratio_units(self) -> list[str]:
         """Knobs of channel groups, `prune/<unit>` (a ratio)."""
@@ -95,8 +109,9 @@ class PruneKnobs:
             for unit in self.ratio_units()
         }
         heads = {unit: trial.suggest_int(f"heads/{unit}", 0, most) for unit, most in self.head_units().items()}
+        skip = [block for block in self.blocks if trial.suggest_categorical(f"skip/{block}", [False, True])]
         importance = trial.suggest_categorical("prune/importance", list(self.importances))
-        return PruneSettings(importance=importance, ratios=self._group_ratios(ratios, heads))
+        return PruneSettings(importance=importance, ratios=self._group_ratios(ratios, heads), skip=skip)
 
     def _group_ratios(self, ratios: dict[str, float], heads: dict[str, int]) -> dict[str, float]:
         def ratio(group: PruneGroup) -> float:
@@ -105,16 +120,22 @@ class PruneKnobs:
 
         return {group.name: ratio(group) for group in self.groups}
 
-    def settings(self, ratios: Mapping[str, float], heads: Mapping[str, int], importance: str = "l2") -> PruneSettings:
-        """Settings from per-unit values (units not named stay whole)."""
+    def settings(
+        self, ratios: Mapping[str, float], heads: Mapping[str, int], skip: tuple[str, ...] = (), importance: str = "l2"
+    ) -> PruneSettings:
+        """Settings from per-unit values (units not named stay whole, blocks not named stay)."""
         every = {unit: ratios.get(unit, 0.0) for unit in self.ratio_units()}
         removed = {unit: heads.get(unit, 0) for unit in self.head_units()}
-        return PruneSettings(importance=importance, ratios=self._group_ratios(every, removed))
+        kept = [block for block in self.blocks if block in skip]
+        return PruneSettings(importance=importance, ratios=self._group_ratios(every, removed), skip=kept)
 
-    def params(self, ratios: Mapping[str, float], heads: Mapping[str, int], importance: str = "l2") -> dict[str, Any]:
-        """Optuna parameters from per-unit values (units not named stay whole)."""
+    def params(
+        self, ratios: Mapping[str, float], heads: Mapping[str, int], skip: tuple[str, ...] = (), importance: str = "l2"
+    ) -> dict[str, Any]:
+        """Optuna parameters from per-unit values (units not named stay whole, blocks not named stay)."""
         params: dict[str, Any] = {f"prune/{unit}": ratios.get(unit, 0.0) for unit in self.ratio_units()}
         params |= {f"heads/{unit}": heads.get(unit, 0) for unit in self.head_units()}
+        params |= {f"skip/{block}": block in skip for block in self.blocks}
         return params | {"prune/importance": importance}
 
     def uniform(self, ratio: float, importance: str = "l2") -> dict[str, Any]:
@@ -124,10 +145,12 @@ class PruneKnobs:
         most_heads = max((group.heads for group in self.groups if group.heads), default=0)
         for unit, most in self.head_units().items():
             params[f"heads/{unit}"] = min(most, round(ratio * most_heads))
+        params |= {f"skip/{block}": False for block in self.blocks}  # uniform pruning keeps every block
         return params | {"prune/importance": importance}
 
     def signature(self) -> str:
-        return "groups=" + ",".join(f"{group.name}:{group.channels}" for group in self.groups)
+        groups = ",".join(f"{group.name}:{group.channels}" for group in self.groups)
+        return f"groups={groups};blocks={','.join(self.blocks)}" if self.blocks else f"groups={groups}"
 
 
 def prune(
@@ -137,20 +160,27 @@ def prune(
     round_to: int = 1,
     hints: PruneHints | None = None,
 ) -> nn.Module:
-    """A pruned copy of `model`: each group loses `ratios[root]` of its channels, lowest importance first.
+    """A pruned copy of `model`: the skipped blocks pass their input on, then each group loses `ratios[root]` of
+    its channels, lowest importance first.
 
     Attention groups (a layer in `hints.num_heads`) lose whole heads: torch-pruning ranks heads only when the
     group also has a non-zero channel ratio, and with `prune_head_dims=False` that ratio removes nothing else.
     """
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
-    unknown = sorted(set(settings.ratios) - set(modules))
+    unknown = sorted((set(settings.ratios) | set(settings.skip)) - set(modules))
     if unknown:
         raise ConfigError(f"strategy prunes layers this model does not have: {', '.join(unknown[:3])}")
-    ratio_by_root = {modules[name]: ratio for name, ratio in settings.ratios.items() if ratio > 0}
+    for block in settings.skip:
+        parent, _, child = block.rpartition(".")
+        pruned.get_submodule(parent).register_module(child, SkippedBlock())
+    modules = dict(pruned.named_modules())
+    ratio_by_root = {
+        modules[name]: ratio for name, ratio in settings.ratios.items() if ratio > 0 and not settings.skipped(name)
+    }
     if not ratio_by_root:
         return pruned
-    num_heads = {modules[name]: heads for name, heads in (hints.num_heads if hints else {}).items()}
+    num_heads = {modules[name]: heads for name, heads in (hints.num_heads if hints else {}).items() if name in modules}
     head_ratios = _head_ratios(pruned, example_input, ratio_by_root, num_heads)
     pruner = tp.pruner.BasePruner(
         pruned,
@@ -170,6 +200,14 @@ def prune(
     if hints is not None and hints.after_prune is not None:
         hints.after_prune(pruned)
     return pruned
+
+
+class SkippedBlock(nn.Module):
+    """What a skipped block becomes: its first input passed on unchanged (other arguments, such as a transformer
+    layer's attention mask, are ignored)."""
+
+    def forward(self, hidden: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+        return hidden
 
 
 def _head_ratios(

@@ -41,7 +41,9 @@ def _options(table: Sensitivity) -> dict[tuple[str, str], list[Row]]:
     return groups
 
 
-def solve(table: Sensitivity, budget: float, kinds: tuple[str, ...] = ("precision", "prune", "heads")) -> list[Row]:
+def solve(
+    table: Sensitivity, budget: float, kinds: tuple[str, ...] = ("precision", "prune", "heads", "skip")
+) -> list[Row]:
     """The rows (at most one per unit) with the largest total saving whose total drop is within `budget`."""
     groups = [rows for (kind, _), rows in sorted(_options(table).items()) if kind in kinds]
     step = max(budget, 1e-9) / BINS
@@ -62,9 +64,10 @@ def params_of(space: SearchSpace, rows: list[Row], distill_steps: int) -> dict[s
     precision = {row.unit: row.value for row in rows if row.kind == "precision"}
     ratios = {row.unit: row.value for row in rows if row.kind == "prune"}
     heads = {row.unit: row.value for row in rows if row.kind == "heads"}
+    skip = tuple(row.unit for row in rows if row.kind == "skip")
     quantize = space.quantize.unit_params(precision)
-    pruned = bool(ratios or heads)
-    params = {**space.prune.params(ratios, heads), **quantize}
+    pruned = bool(ratios or heads or skip)
+    params = {**space.prune.params(ratios, heads, skip), **quantize}
     return params | space.distill.uniform(distill_steps if pruned else 0, pruned, bool(precision))
 
 
@@ -92,13 +95,19 @@ def estimate(space: SearchSpace, table: Sensitivity, strategy: Strategy) -> tupl
     for row in table.rows:
         by_unit[(row.kind, row.unit)][row.value] = row
     drop = saving = 0.0
+    for block in strategy.prune.skip:
+        row = by_unit.get(("skip", block), {}).get(True)
+        if row is not None:
+            drop, saving = drop + max(row.drop, 0.0), saving + row.saving
     for layer, precision in strategy.quantize.precisions.items():
+        if strategy.prune.skipped(layer):
+            continue
         unit = unit_of(layer, space.granularity)
         row = by_unit.get(("precision", unit), {}).get(precision)
         if row is not None:
             share = 1.0 / sum(1 for name in strategy.quantize.precisions if unit_of(name, space.granularity) == unit)
             drop, saving = drop + max(row.drop, 0.0) * share, saving + row.saving * share
-    for group in space.prune.groups:
+    for group in (group for group in space.prune.groups if not strategy.prune.skipped(group.name)):
         unit, ratio = unit_of(group.name, space.granularity), strategy.prune.ratios.get(group.name, 0.0)
         kind, value = ("heads", round(ratio * group.heads)) if group.heads else ("prune", ratio)
         rows = by_unit.get((kind, unit), {})

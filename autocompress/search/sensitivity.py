@@ -1,8 +1,8 @@
 """Sensitivity analysis: what each single choice costs in metric and buys in speed, measured on the device.
 
-For every knob unit of the space, each of its choices alone (one unit at int8, or one channel group pruned by a
-quarter or a half, with no fine-tuning), everything else untouched: the artifact is built for the device, its
-metric measured in the runtime, and then all of them are timed together with the baseline in the same
+For every knob unit of the space, each of its choices alone (one unit at int8, one channel group pruned by a
+quarter or a half, or one block skipped, with no fine-tuning), everything else untouched: the artifact is built for
+the device, its metric measured in the runtime, and then all of them are timed together with the baseline in the same
 interleaved rounds, so every saving in the table comes from one window (HAQ, AMC and HAWQ-v3 start from such
 per-layer tables). The table seeds the search (search/seeds.py) and is cached in the study.
 """
@@ -35,7 +35,7 @@ SCORE_ONLY = TimingPolicy(warmup_runs=0, slot_s=0.0, min_rounds=1, max_rounds=1,
 class Choice:
     """One unit at one value: a precision, a channel ratio removed, or a number of heads removed."""
 
-    kind: str  # "precision" | "prune" | "heads"
+    kind: str  # "precision" | "prune" | "heads" | "skip"
     unit: str
     value: Any
 
@@ -43,6 +43,8 @@ class Choice:
     def label(self) -> str:
         if self.kind == "prune":
             return f"{self.unit}: {self.value:.0%}"
+        if self.kind == "skip":
+            return f"{self.unit}: skipped"
         return f"{self.unit}: -{self.value} heads" if self.kind == "heads" else f"{self.unit}: {self.value}"
 
 
@@ -67,7 +69,7 @@ class Row:
 
 def choices(space: SearchSpace) -> list[Choice]:
     """Every single choice worth measuring: each non-fp32 precision per unit, two ratios per channel group, one
-    head and the most heads per attention unit."""
+    head and the most heads per attention unit, each skippable block."""
     found = [
         Choice("precision", unit, precision)
         for unit, options in space.quantize.units().items()
@@ -79,7 +81,7 @@ def choices(space: SearchSpace) -> list[Choice]:
     found += [Choice("prune", unit, ratio) for unit in space.prune.ratio_units() for ratio in ratios if ratio > 0]
     for unit, most in space.prune.head_units().items():
         found += [Choice("heads", unit, heads) for heads in sorted({1, most}) if heads > 0]
-    return found
+    return found + [Choice("skip", block, True) for block in space.prune.blocks]
 
 
 def strategy_of(space: SearchSpace, choice: Choice) -> Strategy:
@@ -88,7 +90,8 @@ def strategy_of(space: SearchSpace, choice: Choice) -> Strategy:
         return Strategy(quantize=space.quantize.settings({choice.unit: choice.value}))
     ratios = {choice.unit: choice.value} if choice.kind == "prune" else {}
     heads = {choice.unit: choice.value} if choice.kind == "heads" else {}
-    return Strategy(prune=space.prune.settings(ratios, heads))
+    skip = (choice.unit,) if choice.kind == "skip" else ()
+    return Strategy(prune=space.prune.settings(ratios, heads, skip))
 
 
 @dataclass

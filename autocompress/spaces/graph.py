@@ -83,6 +83,43 @@ def prune_groups(model: nn.Module, example_input: torch.Tensor, hints: PruneHint
     return sorted(groups, key=lambda group: group.name)
 
 
+def skippable_blocks(model: nn.Module, example_input: torch.Tensor) -> list[str]:
+    """Blocks that can be skipped whole (depth pruning): an element of a Sequential or ModuleList (a repeated
+    block) holding at least two weight layers, whose output has its input's shape, e.g. a residual block with an
+    identity shortcut or a transformer layer. Skipped, it passes its input on; the metric says what that costs."""
+    containers = (nn.Sequential, nn.ModuleList)
+    members = {
+        f"{parent}.{child}" if parent else child: module
+        for parent, container in model.named_modules()
+        if isinstance(container, containers)
+        for child, module in container.named_children()
+    }
+    candidates = {
+        name: module
+        for name, module in members.items()
+        if sum(isinstance(layer, LAYER_TYPES) for layer in module.modules()) >= 2
+    }
+    same_shape: set[str] = set()
+
+    def record(name: str, inputs: tuple, output: object) -> None:
+        first = inputs[0] if inputs else None
+        if isinstance(first, torch.Tensor) and isinstance(output, torch.Tensor) and first.shape == output.shape:
+            same_shape.add(name)
+
+    hooks = [
+        module.register_forward_hook(lambda _mod, inputs, output, name=name: record(name, inputs, output))
+        for name, module in candidates.items()
+    ]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    found = sorted(same_shape)
+    return [name for name in found if not any(name.startswith(f"{outer}.") for outer in found)]  # outermost only
+
+
 def layer_names(model: nn.Module) -> list[str]:
     """Conv and Linear layers by module name, in module order."""
     return [name for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)]

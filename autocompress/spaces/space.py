@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from autocompress.task import PruneHints, Task
 
 STEPS = {"prune": PruneKnobs, "quantize": QuantizeKnobs, "distill": DistillKnobs}
-DERIVED = {"groups", "layers", "choices", "granularity"}  # knob fields that come from the model, not from options
+# knob fields that come from the model, not from options
+DERIVED = {"groups", "blocks", "layers", "choices", "granularity"}
 
 
 def _ranges(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
