@@ -58,6 +58,21 @@ def test_pruning_shrinks_every_coupled_layer(digits_untrained, cpu_profile, tmp_
     assert weights["stage2.0.conv1.weight"].shape[0] == 64  # other groups untouched
 
 
+def test_skipped_blocks_leave_the_graph_and_their_precisions_with_them(digits_untrained, cpu_profile, tmp_path):
+    everything_int8 = QuantizeSettings(precisions=dict.fromkeys(LAYERS, "int8"))
+    skip = PruneSettings(ratios={"stem.0": 0.5, "stage1.1.conv1": 0.5}, skip=["stage1.1", "stage2.1"])
+    artifact = build(digits_untrained, Strategy(prune=skip, quantize=everything_int8), cpu_profile, tmp_path / "s")
+    model = onnx.load(str(artifact.path))
+    convs = {node.name for node in model.graph.node if node.op_type == "Conv"}
+    gone = {"stage1.1.conv1", "stage1.1.conv2", "stage2.1.conv1", "stage2.1.conv2"}
+    assert convs == set(LAYERS) - gone - {"fc"}
+    assert all(_weight_is_quantized(model, layer) for layer in convs)  # the rest is still built as asked
+    assert _weights(model)["stem.0.weight_quantized"].shape[0] == 16  # pruning still applies outside them
+    session = open_session(str(artifact.path), SESSION, cpu_profile.runtime_options, cpu_profile.threads)
+    images = next(iter(digits_untrained.data.validation))[0].numpy()
+    assert session.run(images).shape == (len(images), 10)
+
+
 def test_per_layer_precision_is_applied_exactly(digits_untrained, cpu_profile, tmp_path):
     precisions = {layer: ("int8" if layer.startswith("stage3") else "fp32") for layer in LAYERS}
     model = _built(digits_untrained, cpu_profile, tmp_path, "q", quantize=QuantizeSettings(precisions=precisions))

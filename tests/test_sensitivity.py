@@ -124,9 +124,11 @@ def test_seeds_are_valid_parameters_with_estimates_within_their_budgets(digits_u
     space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
     rows = [_row("precision", unit, "int8", 0.002 * i, 1.02) for i, unit in enumerate(space.quantize.units())]
     rows += [_row("prune", unit, 0.5, 0.004 * i, 1.1) for i, unit in enumerate(space.prune.ratio_units())]
+    rows += [_row("skip", block, True, 0.003, 1.15) for block in space.prune.blocks]
     table = Sensitivity(rows, 0.99, 1.0, 30)
     planted = seeds(space, table, allowed_drop=0.01)
     assert planted and planted[0].drop <= 0.01 + 1e-12
+    assert any(space.strategy(seed.params).prune.skip for seed in planted)  # skipping blocks is among the choices
     study = optuna.create_study(directions=["maximize", "minimize"])
     for seed in planted:
         study.enqueue_trial(seed.params)
@@ -198,3 +200,36 @@ def test_a_promising_probe_gets_the_full_distillation_budget(digits_untrained, c
     assert len(waiting) == 1 and waiting[0].user_attrs["promoted_from"] == 0
     queued = waiting[0].system_attrs["fixed_params"]  # what the next trial will be asked for
     assert queued["distill/steps_after_pruning"] == 150 and queued["prune/all"] == 0.5
+
+
+def _incumbent(study: optuna.Study, space: SearchSpace, skip: tuple[str, ...], speedup: float) -> None:
+    params = space.prune.params({}, {}, skip) | {"distill/steps_after_pruning": 25}
+    distributions = {name: optuna.distributions.CategoricalDistribution([value]) for name, value in params.items()}
+    metrics = {"metric_drop": 0.0, "speedup": speedup, "feasible": 1.0}
+    strategy = Strategy(prune=space.prune.settings({}, {}, skip)).model_dump()
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, values=[0.99, 1 / speedup],
+                                              user_attrs={"metrics": metrics, "strategy": strategy}))  # fmt: skip
+
+
+def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_skipped(digits_untrained, cpu_profile):
+    from autocompress.search.stages import REFINED_ATTR, SkipFromIncumbent
+
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
+    drops = {"stage1.0": 0.03, "stage1.1": 0.01, "stage2.1": 0.02, "stage3.1": 0.0}
+    rows = [_row("skip", block, True, drop, 1.2) for block, drop in drops.items()]
+    rows[-1] = _row("skip", "stage3.1", True, 0.0, 0.97)  # skipping it measured slower: never proposed
+    refine = SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _incumbent(study, space, (), speedup=2.0)
+    _incumbent(study, space, ("stage1.1",), speedup=3.0)  # the incumbent: already skips the cheapest block
+    study.enqueue_trial({})
+    refine(study, study.trials[-1])
+    assert REFINED_ATTR not in study.user_attrs  # a queued first candidate is not measured yet: wait for it
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    refine(study, study.trials[-1])
+    refine(study, study.trials[-1])  # once per study
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    skipped = [[block for block in space.prune.blocks if params[f"skip/{block}"]] for params in queued]
+    assert skipped == [["stage1.1", "stage2.1"], ["stage1.0", "stage1.1", "stage2.1"]]
+    assert all(params["distill/steps_after_pruning"] == max(space.distill.distill_steps) for params in queued)
+    assert study.user_attrs[REFINED_ATTR] == 1

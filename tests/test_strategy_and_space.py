@@ -63,6 +63,21 @@ def test_space_respects_residual_coupling(model_and_input, cpu_profile):
     assert all(choices == ["int8", "fp32"] for choices in space.quantize.units().values())
 
 
+def test_blocks_that_keep_their_input_shape_can_be_skipped(model_and_input, cpu_profile):
+    space = SearchSpace.from_model(*model_and_input, cpu_profile)
+    # the blocks with an identity shortcut; stage2.0 and stage3.0 change the shape, the stem is not a repeated block
+    assert space.prune.blocks == ("stage1.0", "stage1.1", "stage2.1", "stage3.1")
+    trial = optuna.create_study().ask()
+    strategy = space.sample(trial, seed=0)
+    assert {name for name in trial.params if name.startswith("skip/")} == {f"skip/{b}" for b in space.prune.blocks}
+    assert strategy.prune.skip == [b for b in space.prune.blocks if trial.params[f"skip/{b}"]]
+    assert space.strategy(space.uniform(0.5, "fp32", 150)).prune.skip == []  # uniform pruning keeps every block
+    assert SearchSpace.from_model(*model_and_input, cpu_profile, {"skip_blocks": False}).prune.blocks == ()
+    assert SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": "global"}).prune.blocks == ()
+    skipped = Strategy(prune=PruneSettings(skip=["stage2.1"]))
+    assert Strategy.from_yaml(skipped.to_yaml()) == skipped and skipped.prune.any and not skipped.is_uncompressed
+
+
 def test_linear_layers_on_sequences_are_matmul_layers(cpu_profile):
     """A Linear applied to [batch, tokens, features] exports to MatMul, and the profile's MatMul row applies."""
     import torch

@@ -303,8 +303,12 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
 # What a CPU can afford to search on a pretrained transformer. Measured (experiments/minilm_notes.md): FFN pruning
 # costs far more fidelity per parameter than head pruning, and recovering it takes hundreds of distillation steps
 # at 1-3 s each on 2 cores, so pruning stays mild and per-layer precision does most of the work. Measured with
-# ORT: int8 on every Linear gives fidelity 0.91, int8 on all but the FFN output projections 0.99.
+# ORT: int8 on every Linear gives fidelity 0.91, int8 on all but the FFN output projections 0.99. Skipping a whole
+# layer (depth pruning) is off: one of the six skipped costs 0.06 to 0.51 of fidelity before fine-tuning (layer 2:
+# 0.9386 at best, measured in torch on the validation sentences), more than two heads (0.05), which 100 steps only
+# partly recover; and its six table rows would push `autocompress sensitivity` past five minutes.
 SPACE = {
+    "skip_blocks": False,
     "granularity": "family",  # one knob per layer kind across the 6 blocks: 6 precisions, 1 FFN ratio, 1 head count
     "max_prune_ratio": 0.25,
     "prune_step": 0.125,

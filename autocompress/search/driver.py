@@ -45,7 +45,13 @@ from autocompress.search.results import (
 from autocompress.search.run_views import LAYERS_TABLE, layer_table, run_name
 from autocompress.search.seeds import estimate
 from autocompress.search.sensitivity import Sensitivity
-from autocompress.search.stages import PromoteProbes, first_candidates, sensitivity_table, worker_sampler
+from autocompress.search.stages import (
+    PromoteProbes,
+    SkipFromIncumbent,
+    first_candidates,
+    sensitivity_table,
+    worker_sampler,
+)
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
 from autocompress.signals import DEADLINE, interrupts_as_keyboard, not_after, stop_at
@@ -224,7 +230,9 @@ def run_search(
                 "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
                 "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
             objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker, table)
-            promote = [PromoteProbes(space, settings)] if settings.sampler == "tpe" else []  # random stays plain
+            promote = (
+                [PromoteProbes(space, settings), SkipFromIncumbent(space, table)] if settings.sampler == "tpe" else []
+            )  # random stays plain
             if settings.timeout is not None:
                 objective.deadline = time.monotonic() + settings.timeout + settings.deadline_margin
             with SearchProgress(settings.trials, settings.timeout, console) as progress:

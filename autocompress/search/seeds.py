@@ -82,9 +82,8 @@ def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[S
         if not rows:
             continue
         params = params_of(space, rows, most)
-        drop = sum(max(row.drop, 0.0) for row in rows)
-        saving = min(sum(row.saving for row in rows), 0.95)
-        found.setdefault(repr(sorted(params.items())), Seed(label, params, drop, 1.0 / (1.0 - saving)))
+        drop, speedup = estimate(space, table, space.strategy(params))  # a skipped block takes its layers' rows
+        found.setdefault(repr(sorted(params.items())), Seed(label, params, drop, speedup))
     return list(found.values())
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SEEDED_ATTR = "seeded"
 ESTIMATE_ATTR = "estimate"
 PROMOTED_ATTR = "promoted_from"
+REFINED_ATTR = "refined_from"
 STARTUP_ATTR = "startup_trials"
 STEPS_AFTER_PRUNING = "distill/steps_after_pruning"
 
@@ -125,3 +126,33 @@ class PromoteProbes:
             params = dict(trial.params) | {STEPS_AFTER_PRUNING: self.most}
             study.enqueue_trial(params, user_attrs={PROMOTED_ATTR: trial.number}, skip_if_exists=True)
             log.info("trial %d promoted: its parameters again with %d distillation steps", trial.number, self.most)
+
+
+class SkipFromIncumbent:
+    """Depth on top of the best so far: once the first candidates are measured (nothing queued is left), the
+    fastest feasible trial is queued again with the skippable blocks skipped that the table says cost least —
+    the cheapest one, then the cheapest two, and so on — distilled for the most steps. Skipping is the one
+    choice that thinner layers cannot stand in for (it removes operators), and the table ranks the blocks by
+    cost without fine-tuning; distillation decides which depth still holds. Once per study."""
+
+    def __init__(self, space: SearchSpace, table: Sensitivity | None) -> None:
+        self.most = max(space.distill.distill_steps)
+        faster = [row for row in (table.rows if table else []) if row.kind == "skip" and row.speedup_ci[0] > 1.0]
+        self.blocks = [row.unit for row in sorted(faster, key=lambda row: row.drop)]
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not self.blocks or REFINED_ATTR in study.user_attrs:
+            return
+        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            return  # the first candidates are not all measured yet
+        best = fastest_feasible(study)
+        if best is None:
+            return
+        study.set_user_attr(REFINED_ATTR, best.number)
+        remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
+        for count in range(1, len(remaining) + 1):
+            params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
+            params[STEPS_AFTER_PRUNING] = self.most
+            label = f"trial {best.number} + {count} block{'s' if count > 1 else ''} skipped"
+            study.enqueue_trial(params, user_attrs={SEEDED_ATTR: label, REFINED_ATTR: best.number}, skip_if_exists=True)
+        log.info("queued trial %d with 1 to %d more blocks skipped", best.number, len(remaining))
