@@ -49,7 +49,7 @@ class DistillSettings(Section):
 class DistillKnobs:
     """The distillation part of a search space; what it offers depends on what the other steps changed."""
 
-    distill_steps: tuple[int, ...] = (0, 25, 50, 100, 150, 300)
+    distill_steps: tuple[int, ...] = (0, 25, 50, 100, 200, 400)
     temperature: tuple[float, float] = (1.0, 8.0)
     alpha: tuple[float, float] = (0.0, 1.0)
     lr: tuple[float, float] = (1e-4, 1e-2)
