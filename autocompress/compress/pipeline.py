@@ -18,7 +18,7 @@ from autocompress.compress.quantize import check_precisions
 from autocompress.errors import ConfigError
 from autocompress.hardware.locks import build_threads, compute_slot
 from autocompress.hardware.profile import HardwareProfile
-from autocompress.spaces.graph import quant_layers
+from autocompress.spaces.graph import quant_layers, skippable_blocks
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
@@ -51,8 +51,17 @@ def check_runtime(task: Task, profile: HardwareProfile) -> None:
 
 
 def check_strategy(task: Task, strategy: Strategy, profile: HardwareProfile) -> None:
-    """Every layer's precision must be one the device builds for that layer's kind (one line if not)."""
+    """Every layer's precision must be one the device builds for that layer's kind, and every skipped block one
+    that passes its input's shape on (one line if not)."""
     check_precisions(strategy.quantize, quant_layers(task.model, task.example_input), profile)
+    if strategy.prune.skip:
+        allowed = skippable_blocks(task.model, task.example_input)
+        wrong = [block for block in strategy.prune.skip if block not in allowed]
+        if wrong:
+            raise ConfigError(
+                f"strategy skips '{wrong[0]}', which is not a block that can be skipped in this model; "
+                f"skippable: {', '.join(allowed) or 'none'}"
+            )
 
 
 def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
