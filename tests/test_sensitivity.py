@@ -218,7 +218,7 @@ def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_ski
     drops = {"stage1.0": 0.03, "stage1.1": 0.01, "stage2.1": 0.02, "stage3.1": 0.0}
     rows = [_row("skip", block, True, drop, 1.2) for block, drop in drops.items()]
     rows[-1] = _row("skip", "stage3.1", True, 0.0, 0.97)  # skipping it measured slower: never proposed
-    refine = SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30))
+    refine = SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: None)
     study = optuna.create_study(directions=["maximize", "minimize"])
     _incumbent(study, space, (), speedup=2.0)
     _incumbent(study, space, ("stage1.1",), speedup=3.0)  # the incumbent: already skips the cheapest block
@@ -233,3 +233,7 @@ def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_ski
     assert skipped == [["stage1.1", "stage2.1"], ["stage1.0", "stage1.1", "stage2.1"]]
     assert all(params["distill/steps_after_pruning"] == max(space.distill.distill_steps) for params in queued)
     assert study.user_attrs[REFINED_ATTR] == 1
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _incumbent(study, space, ("stage3.1",), speedup=2.0)
+    SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 1)(study, study.trials[-1])
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # no more than the budget left

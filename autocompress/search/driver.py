@@ -230,9 +230,9 @@ def run_search(
                 "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
                 "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
             objective = Objective(task, profile, settings, space, study_name, baseline, baseline_path, tracker, table)
-            promote = (
-                [PromoteProbes(space, settings), SkipFromIncumbent(space, table)] if settings.sampler == "tpe" else []
-            )  # random stays plain
+            left = lambda: None if settings.trials is None else settings.trials - len(objective.ran)  # noqa: E731
+            refine = [PromoteProbes(space, settings), SkipFromIncumbent(space, table, left)]
+            promote = refine if settings.sampler == "tpe" else []  # random stays plain
             if settings.timeout is not None:
                 objective.deadline = time.monotonic() + settings.timeout + settings.deadline_margin
             with SearchProgress(settings.trials, settings.timeout, console) as progress:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +134,12 @@ class SkipFromIncumbent:
     fastest feasible trial is queued again with the skippable blocks skipped that the table says cost least —
     the cheapest one, then the cheapest two, and so on — distilled for the most steps. Skipping is the one
     choice that thinner layers cannot stand in for (it removes operators), and the table ranks the blocks by
-    cost without fine-tuning; distillation decides which depth still holds. Once per study."""
+    cost without fine-tuning; distillation decides which depth still holds. Once per study, and never more
+    trials than this invocation's budget has left (`left`: None when only time bounds it)."""
 
-    def __init__(self, space: SearchSpace, table: Sensitivity | None) -> None:
+    def __init__(self, space: SearchSpace, table: Sensitivity | None, left: Callable[[], int | None]) -> None:
         self.most = max(space.distill.distill_steps)
+        self.left = left
         faster = [row for row in (table.rows if table else []) if row.kind == "skip" and row.speedup_ci[0] > 1.0]
         self.blocks = [row.unit for row in sorted(faster, key=lambda row: row.drop)]
 
@@ -150,7 +153,8 @@ class SkipFromIncumbent:
             return
         study.set_user_attr(REFINED_ATTR, best.number)
         remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
-        for count in range(1, len(remaining) + 1):
+        left = self.left()
+        for count in range(1, min(len(remaining), len(remaining) if left is None else left) + 1):
             params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
             params[STEPS_AFTER_PRUNING] = self.most
             label = f"trial {best.number} + {count} block{'s' if count > 1 else ''} skipped"
