@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from autocompress.compress.distill import DistillSettings, distillation_loss
-from autocompress.compress.pipeline import build
+from autocompress.compress.pipeline import STAGE_SECONDS, build
 from autocompress.compress.prune import PruneSettings
 from autocompress.compress.quantize import QuantizeSettings
 from autocompress.evaluators.device.runner import open_session
@@ -132,13 +132,16 @@ def test_building_twice_gives_the_same_artifact_outputs(digits_untrained, cpu_pr
         quantize=QuantizeSettings(precisions=dict.fromkeys(LAYERS, "int8")),
         distill=DistillSettings(steps=3),
     )
-    outputs = []
+    outputs, seconds = [], []
     inputs = next(iter(digits_untrained.data.validation))[0].numpy()
     for name in ("a", "b"):
         artifact = build(digits_untrained, strategy, cpu_profile, tmp_path / name)
         session = open_session(str(artifact.path), SESSION, cpu_profile.runtime_options, cpu_profile.threads)
         outputs.append(session.run(inputs))
+        seconds.append({stage: artifact.metadata[stage] for stage in STAGE_SECONDS})
     np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert all(value >= 0 for stage in seconds for value in stage.values())
+    assert seconds[1]["export_s"] < seconds[0]["export_s"] / 10  # the same graph again: the export is reused
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])

@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import re
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -84,6 +85,12 @@ def fingerprint(model: nn.Module, example_input: torch.Tensor, dynamic_axes: Dyn
 
 _recent: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()  # fingerprint -> (serialized graph, layers)
 RECENT_EXPORTS = 4
+_exporting = [0.0]  # seconds this process has spent in export_onnx (a build reads the difference)
+
+
+def export_seconds() -> float:
+    """Seconds spent exporting so far in this process: where a trial's time goes is logged per stage."""
+    return _exporting[0]
 
 
 def export_onnx(
@@ -93,6 +100,16 @@ def export_onnx(
     size), plus e.g. the sequence length of a text model. The exporter takes seconds even for a small CNN, so the
     last few exports are kept: the same model with the same weights (the baseline, candidates that only change
     precisions, a sensitivity analysis) is exported once per process."""
+    started = time.perf_counter()
+    try:
+        return _export(model, example_input, path, dynamic_axes)
+    finally:
+        _exporting[0] += time.perf_counter() - started
+
+
+def _export(
+    model: nn.Module, example_input: torch.Tensor, path: Path, dynamic_axes: DynamicAxes | None
+) -> dict[str, str]:
     model = model.eval()
     key = fingerprint(model, example_input, dynamic_axes)
     if key in _recent:

@@ -7,12 +7,14 @@ what lets `autocompress apply strategy.yaml` rebuild a search result without the
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from autocompress.compress.distill import distill
+from autocompress.compress.export import export_seconds
 from autocompress.compress.prune import parameter_count, prune
 from autocompress.compress.quantize import check_precisions
 from autocompress.errors import ConfigError
@@ -23,6 +25,7 @@ from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 
 log = logging.getLogger(__name__)
+STAGE_SECONDS = ("prune_s", "distill_s", "export_s", "quantize_s")  # in every artifact's metadata
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,17 @@ def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pat
 
 
 def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
+    """Each stage's seconds go into the metadata (`prune_s`, `distill_s`, `export_s`, `quantize_s`)."""
     torch.manual_seed(strategy.seed)
+    started = time.perf_counter()
     student = prune(
         task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints
     )
+    pruned = time.perf_counter()
     present = set(dict(student.named_modules()))
     hidden_layers = [name for name in task.distill_layers if name in present]
     student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, hidden_layers)
+    distilled, exported_before = time.perf_counter(), export_seconds()
     # layers inside a skipped block are gone: their precision no longer applies
     quantize = strategy.quantize.model_copy(
         update={"precisions": {k: v for k, v in strategy.quantize.precisions.items() if not strategy.prune.skipped(k)}}
@@ -90,8 +97,15 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     artifact_path = profile.record.builder(
         student, task.example_input, quantize, task.data.calibration, workdir, profile, task.dynamic_axes
     )
+    export_s = export_seconds() - exported_before
+    seconds = {
+        "prune_s": pruned - started,
+        "distill_s": distilled - pruned,
+        "export_s": export_s,
+        "quantize_s": time.perf_counter() - distilled - export_s,  # the runtime's builder beyond the export
+    }
     return Artifact(
         path=artifact_path,
         format=profile.export_format,
-        metadata={"parameters": parameter_count(student), "original_parameters": parameter_count(task.model)},
+        metadata={"parameters": parameter_count(student), "original_parameters": parameter_count(task.model)} | seconds,
     )

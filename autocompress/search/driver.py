@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-from autocompress.compress.pipeline import build
+from autocompress.compress.pipeline import STAGE_SECONDS, build
 from autocompress.config import SearchSettings
 from autocompress.errors import AutocompressError
 from autocompress.evaluators.measure import measure_artifact
@@ -104,9 +104,12 @@ class Objective:
             with stop_at(self.deadline, "building the candidate"):
                 artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
             not_after(self.deadline, "measuring the candidate")  # never cut mid-way: it talks to the device
+            measuring = time.monotonic()
             measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
             metrics = trial_metrics(measurement, self.baseline, self.settings)
             metrics["parameters"] = float(artifact.metadata["parameters"])
+            metrics |= {f"time_{stage}": float(artifact.metadata[stage]) for stage in STAGE_SECONDS}
+            metrics["time_measure_s"] = time.monotonic() - measuring  # where the trial's time went
             if self.table is not None:  # how far the sensitivity table's additive estimate was from the truth
                 drop, speedup = estimate(self.space, self.table, strategy)
                 metrics |= {"estimate_drop": drop, "estimate_speedup": speedup,
