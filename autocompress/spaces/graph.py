@@ -34,6 +34,16 @@ class QuantLayer:
     kind: str
 
 
+def _run_hooked(model: nn.Module, example_input: torch.Tensor, hooks: list) -> object:
+    """Run the model once with the forward hooks that record what a function needs, then remove them."""
+    try:
+        with torch.no_grad():
+            return model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
     """Layers whose output is the model's output: pruning them would change what the model predicts."""
     produced: dict[int, nn.Module] = {}
@@ -42,12 +52,7 @@ def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Modu
         for module in model.modules()
         if isinstance(module, PRUNABLE_TYPES)
     ]
-    try:
-        with torch.no_grad():
-            output = model(example_input)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    output = _run_hooked(model, example_input, hooks)
     outputs = output if isinstance(output, (tuple, list)) else [output]
     return [produced[id(out)] for out in outputs if id(out) in produced]
 
@@ -110,12 +115,7 @@ def skippable_blocks(model: nn.Module, example_input: torch.Tensor) -> list[str]
         module.register_forward_hook(lambda _mod, inputs, output, name=name: record(name, inputs, output))
         for name, module in candidates.items()
     ]
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _run_hooked(model, example_input, hooks)
     found = sorted(same_shape)
     return [name for name in found if not any(name.startswith(f"{outer}.") for outer in found)]  # outermost only
 
@@ -138,12 +138,7 @@ def quant_layers(model: nn.Module, example_input: torch.Tensor) -> list[QuantLay
             kinds.setdefault(names[module], "Conv")
 
     hooks = [module.register_forward_hook(record) for module in model.modules() if isinstance(module, LAYER_TYPES)]
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _run_hooked(model, example_input, hooks)
     # a layer the example input never reaches keeps the kind its type suggests
     return [
         QuantLayer(name, kinds.get(name, "Gemm" if isinstance(module, nn.Linear) else "Conv"))
