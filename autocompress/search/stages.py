@@ -154,9 +154,10 @@ class SkipFromIncumbent:
         study.set_user_attr(REFINED_ATTR, best.number)
         remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
         left = self.left()
-        for count in range(1, min(len(remaining), len(remaining) if left is None else left) + 1):
+        most = len(remaining) if left is None else min(len(remaining), left)
+        for count in range(1, most + 1):
             params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
             params[STEPS_AFTER_PRUNING] = self.most
             label = f"trial {best.number} + {count} block{'s' if count > 1 else ''} skipped"
             study.enqueue_trial(params, user_attrs={SEEDED_ATTR: label, REFINED_ATTR: best.number}, skip_if_exists=True)
-        log.info("queued trial %d with 1 to %d more blocks skipped", best.number, len(remaining))
+        log.info("queued trial %d again with 1 to %d more blocks skipped", best.number, most)
