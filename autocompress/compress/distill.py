@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from autocompress.compress.teacher import teacher_outputs
 from autocompress.spaces.vocabulary import Section
 from autocompress.task import Batches
 
@@ -184,12 +185,16 @@ def distill(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.steps)
     batches = itertools.chain.from_iterable(itertools.repeat(train))
     layers = hidden_layers if settings.hidden_weight > 0 else ()
+    remembered = None if layers else teacher_outputs(teacher)  # hidden states need the teacher's forward pass
     with _capture(teacher, layers) as teacher_hidden, _capture(student, layers) as student_hidden:
         for inputs, labels in itertools.islice(batches, settings.steps):
             teacher_hidden.clear()
             student_hidden.clear()
-            with torch.no_grad():
-                teacher_out = teacher(inputs)
+            if remembered is not None:
+                teacher_out = remembered.outputs(inputs)
+            else:
+                with torch.no_grad():
+                    teacher_out = teacher(inputs)
             loss = distillation_loss(student(inputs), teacher_out, labels, settings)
             if layers:
                 loss = loss + settings.hidden_weight * hidden_state_loss(student_hidden, teacher_hidden)
