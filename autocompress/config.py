@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -95,6 +95,11 @@ class ExperimentConfig(_Strict):
     metric: str = "accuracy"
     device: str = "cpu"
     search: SearchSettings = Field(default_factory=SearchSettings)
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="narrows the search space over the task's own: granularity and any step's ranges, e.g. "
+        "{max_prune_ratio: 0.5, distill_steps: [0, 50, 100], skip_blocks: false} (spaces/space.py)",
+    )
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     _name = field_validator("name")(safe_name)

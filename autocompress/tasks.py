@@ -7,6 +7,7 @@ metric with the wrong signature or a non-numeric result, labels the metric canno
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
 from autocompress.runtimes import importable_from
+from autocompress.spaces.space import check_options
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
 
@@ -126,11 +128,12 @@ def check_metric(task: Task, reference: str) -> None:
 def load_task(config: ExperimentConfig) -> Task:
     """The Task a config describes; user modules are imported relative to the config file's folder (which is on
     sys.path only while they are imported)."""
+    check_options(config.space)  # before the model loads: a typo in the space costs no waiting
     if config.example is not None:
         if config.example not in EXAMPLES:
             known = ", ".join(sorted(EXAMPLES))
             raise ConfigError(f"unknown example '{config.example}': built-in examples are {known}")
-        return resolve_callable(EXAMPLES[config.example], "example")()
+        return _with_space(resolve_callable(EXAMPLES[config.example], "example")(), config.space)
     assert config.model is not None and config.data is not None
     with importable_from(config.base_dir):
         model, example = _model(config.model)
@@ -148,4 +151,9 @@ def load_task(config: ExperimentConfig) -> Task:
         prune_hints=hints if hints.num_heads else None,
     )
     check_metric(task, config.metric)
-    return task
+    return _with_space(task, config.space)
+
+
+def _with_space(task: Task, space: dict[str, Any]) -> Task:
+    """The config's `space:` options over the task's own (the config wins, option by option)."""
+    return dataclasses.replace(task, space={**task.space, **space}) if space else task

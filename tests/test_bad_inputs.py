@@ -82,6 +82,10 @@ CASES = {
     "config example and model": (lambda t: ["search", _config(t, example="digits")], "not both"),
     "config model without data": (lambda t: ["search", _config(t, data=None)], "give both `model` and `data`"),
     "config negative trials": (lambda t: ["search", _config(t, search={"trials": -3})], "search.trials"),
+    "config unknown space option": (lambda t: ["search", _config(t, space={"max_ratio": 0.5})],
+                                    "space option 'max_ratio' is unknown; known options: alpha"),
+    "config space value of the wrong type": (lambda t: ["search", _config(t, space={"distill_steps": [0, "many"]})],
+                                             "space option 'distill_steps[1]': Input should be a valid integer"),
     # the user's own functions
     "model not a model": (lambda t: ["search", _config(t, model="tiny_task:not_a_model")],
                           "must return (nn.Module, example_input)"),

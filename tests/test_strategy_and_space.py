@@ -148,3 +148,23 @@ def test_distillation_only_where_something_was_pruned_or_quantized(model_and_inp
 def test_unknown_space_options_are_one_line(model_and_input, cpu_profile):
     with pytest.raises(ConfigError, match="space option 'max_prune' is unknown; known options: .*max_prune_ratio"):
         SearchSpace.from_model(*model_and_input, cpu_profile, {"max_prune": 0.5})
+
+
+def test_a_configs_space_narrows_the_tasks_own(cpu_profile):
+    """The experiment YAML's `space:` goes over the task's ranges, option by option; the rest stays the task's."""
+    import yaml
+
+    from autocompress.config import validate_config
+    from autocompress.tasks import load_task
+    from tests.helpers import user_config
+
+    raw = yaml.safe_load(user_config().read_text())
+    narrowed = {"distill_steps": [0, 50], "max_prune_ratio": 0.25}
+    plain = SearchSpace.for_task(load_task(validate_config(raw, user_config().parent)), cpu_profile)
+    task = load_task(validate_config(raw | {"space": narrowed}, user_config().parent))
+    space = SearchSpace.for_task(task, cpu_profile)
+    assert space.distill.distill_steps == (0, 50) and plain.distill.distill_steps != (0, 50)
+    assert space.prune.max_prune_ratio == 0.25 < plain.prune.max_prune_ratio
+    assert space.distill.lr == plain.distill.lr
+    most = max(params.get("distill/steps_after_pruning", 0) for _, params in space.warm_starts())
+    assert most == 50

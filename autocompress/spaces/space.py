@@ -12,12 +12,14 @@ parameter names; this module only composes them and maps Optuna parameters to a 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import optuna
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from autocompress.compress.distill import DistillKnobs
@@ -32,12 +34,42 @@ if TYPE_CHECKING:
     from autocompress.task import PruneHints, Task
 
 STEPS = {"prune": PruneKnobs, "quantize": QuantizeKnobs, "distill": DistillKnobs}
-# knob fields that come from the model, not from options
-DERIVED = {"groups", "blocks", "layers", "choices", "granularity"}
+# knob fields that come from the model and the runtime, not from options
+DERIVED = {"groups", "blocks", "layers", "choices", "granularity", "knobs", "recipes"}
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
+
+
+def _option_type(knobs: type, name: str) -> Any:
+    """The declared type of a knob field (None where it names a type only the step's module knows)."""
+    declared = next(f.type for f in dataclasses.fields(knobs) if f.name == name)
+    try:
+        return eval(declared, vars(sys.modules[knobs.__module__])) if isinstance(declared, str) else declared
+    except NameError:
+        return None
+
+
+def _type_name(declared: Any) -> str:
+    return declared.__name__ if isinstance(declared, type) else str(declared).replace("typing.", "")
+
+
+def _checked(knobs: type, key: str, value: Any) -> Any:
+    """The option's value as its field's type (YAML lists become tuples); a wrong one is one line."""
+    declared = _option_type(knobs, key)
+    if declared is None:
+        return tuple(value) if isinstance(value, list) else value
+    try:
+        return TypeAdapter(declared).validate_python(value)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = "".join(f"[{part}]" for part in problem["loc"])
+        raise ConfigError(
+            f"space option '{key}{where}': {problem['msg']} (got {value!r:.60}); expected {_type_name(declared)}"
+        ) from None
 
 
 def _ranges(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Split a flat mapping of range options (a task's `space`) among the steps that declare them."""
+    """Split a flat mapping of range options (a task's `space`, a config's `space:`) among the steps that declare
+    them, each value checked against its field's type."""
     fields = {name: {f.name for f in dataclasses.fields(knobs)} - DERIVED for name, knobs in STEPS.items()}
     split: dict[str, dict[str, Any]] = {name: {} for name in STEPS}
     for key, value in options.items():
@@ -45,8 +77,17 @@ def _ranges(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if owner is None:
             known = sorted({"granularity", *(f for names in fields.values() for f in names)})
             raise ConfigError(f"space option '{key}' is unknown; known options: {', '.join(known)}")
-        split[owner][key] = tuple(value) if isinstance(value, list) else value
+        split[owner][key] = _checked(STEPS[owner], key, value)
     return split
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise a one-line ConfigError for an unknown option or a value of the wrong type (before any model work)."""
+    options = dict(options)
+    granularity = options.pop("granularity", "layer")
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"space option 'granularity' is {granularity!r}; expected one of {', '.join(GRANULARITIES)}")
+    _ranges(options)
 
 
 @dataclass(frozen=True)
