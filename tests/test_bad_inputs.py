@@ -170,6 +170,18 @@ def test_a_resume_with_another_bound_is_refused(tmp_path):
     assert "was searched with max_drop 0.02 (now 0.05)" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
+def test_a_resume_with_another_space_is_refused(tmp_path):
+    """Other distillation steps would be other Optuna choices under the same parameter name."""
+    first = CliRunner().invoke(app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-space",
+                                     "--trials", "1"])  # fmt: skip
+    assert first.exit_code == 0, first.stderr
+    narrowed = _config(tmp_path, space={"distill_steps": [0, 50]})
+    again = CliRunner().invoke(app, ["search", "--no-sensitivity", narrowed, "--study", "tiny-space", "--trials", "1"])
+    assert again.exit_code == 2
+    assert "was searched with space distill_steps [0, 25, 50, 100, 200, 400] (now [0, 50])" in again.stderr
+    assert len(again.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

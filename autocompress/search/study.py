@@ -19,6 +19,7 @@ from autocompress.spaces.space import SearchSpace
 log = logging.getLogger(__name__)
 SPACE_ATTR = "space_signature"
 BOUNDS_ATTR = "bounds"
+RANGES_ATTR = "space_ranges"
 STARTUP_TRIALS = 10  # at most: random trials before TPE models the results (warm starts count among them)
 
 
@@ -104,7 +105,24 @@ def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space:
         raise ConfigError(
             f"study '{name}' was created for a different model, device or granularity; use another --study name"
         )
+    _same_ranges(study, space)
     return study
+
+
+def _same_ranges(study: optuna.Study, space: SearchSpace) -> None:
+    """A study resumed with another `space:` would ask Optuna for other choices under the same parameter names
+    (which it refuses, trial after trial). Studies from before this check get their ranges recorded now."""
+    stored = study.user_attrs.get(RANGES_ATTR)
+    wanted = space.ranges()
+    if stored is None:
+        study.set_user_attr(RANGES_ATTR, wanted)
+        return
+    differ = [key for key in wanted if key in stored and stored[key] != wanted[key]]
+    if differ:
+        changes = ", ".join(f"{key} {stored[key]} (now {wanted[key]})" for key in differ)
+        raise ConfigError(
+            f"study '{study.study_name}' was searched with space {changes}: keep its space or use another --study name"
+        )
 
 
 def bounds(settings: SearchSettings) -> dict[str, object]:

@@ -173,6 +173,17 @@ class SearchSpace:
             unique.setdefault(repr(sorted(params.items())), (label, params))
         return list(unique.values())
 
+    def ranges(self) -> dict[str, Any]:
+        """Every option of the three steps, as JSON-friendly values: a study resumed with other ranges would ask
+        Optuna for other choices under the same parameter names."""
+        options = {
+            f.name: getattr(knobs, f.name)
+            for knobs in (self.prune, self.quantize, self.distill)
+            for f in dataclasses.fields(knobs)
+            if f.name not in DERIVED
+        }
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()}
+
     def signature(self) -> str:
         """What a stored study must match to be resumed with this space."""
         return f"{self.prune.signature()};{self.quantize.signature()};granularity={self.granularity}"
