@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from autocompress.spaces.strategy import Strategy
@@ -19,11 +20,21 @@ REPORT_FIELDS = {
 CONFIRMED_FIELDS = {"confirmed_speedup", "confirmed_speedup_ci", "confirm_rounds", "speedup", "improvement"}
 
 
+# The built-in example through a config, as a user narrows it: distillation up to 150 steps, not 400 (test time)
+DISTILL_STEPS = [0, 25, 50, 150]
+
+
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, digits_task):
+def config(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "digits.yaml"
+    path.write_text(yaml.safe_dump({"example": "digits", "device": "cpu", "space": {"distill_steps": DISTILL_STEPS}}))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, digits_task, config):
     out = tmp_path_factory.mktemp("best")
-    result = run_cli("search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "3",
-                     "--study", STUDY, "--out", str(out))  # fmt: skip
+    result = run_cli("search", "--no-sensitivity", config, "--trials", "3", "--study", STUDY, "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
@@ -51,11 +62,15 @@ def test_search_exports_strategy_artifact_and_reports(searched):
 
 def test_study_starts_with_the_enqueued_baselines(searched):
     study = load_study(STUDY)
-    first, second = study.trials[0], study.trials[1]
+    first, second, third = study.trials[:3]
     assert set(first.user_attrs["strategy"]["quantize"]["precisions"].values()) == {"fp32"}
     assert set(second.user_attrs["strategy"]["quantize"]["precisions"].values()) == {"int8"}
     assert first.user_attrs["metrics"]["metric"] == pytest.approx(study.user_attrs["baseline"]["metric"])
     assert all(t.state == TrialState.COMPLETE for t in study.trials[:3])
+    # the config's space reached the search: the pruned warm start distils for its longest steps, 150
+    pruned = third.user_attrs["strategy"]
+    assert max(pruned["prune"]["ratios"].values()) == 0.5 and pruned["distill"]["steps"] == 150
+    assert study.user_attrs["space_ranges"]["distill_steps"] == DISTILL_STEPS
 
 
 def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
@@ -94,11 +109,8 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
     assert rebuilt["speedup_ci"][0] <= rebuilt["speedup"] <= rebuilt["speedup_ci"][1]
 
 
-def test_resume_adds_trials_and_export_reads_the_stored_study(searched, tmp_path):
-    result = run_cli(
-        "search", "--no-sensitivity", "--example", "digits", "--device", "cpu", "--trials", "1", "--study", STUDY,
-        "--confirm-windows", "1",
-    )  # fmt: skip
+def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, tmp_path):
+    result = run_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", STUDY, "--confirm-windows", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(STUDY)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
