@@ -235,5 +235,8 @@ def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_ski
     assert study.user_attrs[REFINED_ATTR] == 1
     study = optuna.create_study(directions=["maximize", "minimize"])
     _incumbent(study, space, ("stage3.1",), speedup=2.0)
+    SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 0)(study, study.trials[-1])
+    assert REFINED_ATTR not in study.user_attrs  # no budget: the step waits for a resumed search
     SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 1)(study, study.trials[-1])
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # no more than the budget left
+    assert study.user_attrs[REFINED_ATTR] == 0

@@ -151,10 +151,12 @@ class SkipFromIncumbent:
         best = fastest_feasible(study)
         if best is None:
             return
-        study.set_user_attr(REFINED_ATTR, best.number)
         remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
         left = self.left()
         most = len(remaining) if left is None else min(len(remaining), left)
+        if most == 0:
+            return  # no budget left in this invocation: a resumed search with more trials takes the step
+        study.set_user_attr(REFINED_ATTR, best.number)
         for count in range(1, most + 1):
             params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
             params[STEPS_AFTER_PRUNING] = self.most
