@@ -176,7 +176,11 @@ def test_a_resume_with_another_space_is_refused(tmp_path):
                                      "--trials", "1"])  # fmt: skip
     assert first.exit_code == 0, first.stderr
     narrowed = _config(tmp_path, space={"distill_steps": [0, 50]})
-    again = CliRunner().invoke(app, ["search", "--no-sensitivity", narrowed, "--study", "tiny-space", "--trials", "1"])
+    try:
+        again = CliRunner().invoke(app, ["search", "--no-sensitivity", narrowed, "--study", "tiny-space",
+                                         "--trials", "1"])  # fmt: skip
+    finally:
+        Path(narrowed).unlink()
     assert again.exit_code == 2
     assert "was searched with space distill_steps [0, 25, 50, 100, 200, 400] (now [0, 50])" in again.stderr
     assert len(again.stderr.splitlines()) == 1
