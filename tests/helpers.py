@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.storages import BaseStorage
 
@@ -68,6 +69,13 @@ def artifact_names(run_id: str, tracking_uri: str | None = None) -> set[str]:
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def digits_config(folder: Path, device: str, distill_steps: list[int]) -> Path:
+    """The built-in example through a config, as a user narrows it: shorter distillation (test time)."""
+    path = folder / f"digits-{device}.yaml"
+    path.write_text(yaml.safe_dump({"example": "digits", "device": device, "space": {"distill_steps": distill_steps}}))
+    return path
 
 
 def user_config() -> Path:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli
+from tests.helpers import artifact_names, digits_config, load_study, mlflow_runs, run_cli
 
 pytestmark = pytest.mark.e2e
 STUDY = "digits-e2e"
@@ -26,9 +25,7 @@ DISTILL_STEPS = [0, 25, 50, 150]
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("config") / "digits.yaml"
-    path.write_text(yaml.safe_dump({"example": "digits", "device": "cpu", "space": {"distill_steps": DISTILL_STEPS}}))
-    return str(path)
+    return str(digits_config(tmp_path_factory.mktemp("config"), "cpu", DISTILL_STEPS))
 
 
 @pytest.fixture(scope="module")
