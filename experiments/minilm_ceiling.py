@@ -87,7 +87,7 @@ def _bounds(fp32: Counter, int8: Counter, fp32_linear: tuple[str, ...], int8_lin
     total, linear = sum(fp32.values()), _linear_us(fp32, fp32_linear)
     rest = total - linear
     int8_linear_us = _linear_us(int8, int8_linear)
-    faster = min(linear / int8_linear_us, 1e9) if int8_linear_us else float("inf")
+    faster = linear / int8_linear_us if int8_linear_us else float("inf")
     best_linear = min(linear, int8_linear_us) if int8_linear_us else linear  # the faster of fp32 and int8 per call
     needed = total / target - rest  # Linear time per call that would reach the target
     return {

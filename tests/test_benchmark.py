@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import onnx
@@ -11,6 +12,7 @@ import pytest
 from experiments.benchmark import main, measured_point, run_method
 from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
 from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, summary, write_json
+from experiments.minilm_ceiling import _bounds
 
 USER_TASK_DIR = Path(__file__).parent / "user_task"
 BOUND = 0.90
@@ -248,3 +250,18 @@ def test_a_search_is_scored_by_its_confirmed_winner() -> None:
     del method["confirmed"]
     score_method(method, bound=0.99)
     assert method["best_feasible"]["trial"] == 2
+
+
+def test_the_ceiling_is_amdahl_on_the_linear_layers():
+    """Linear layers 75% of fp32, twice as fast in int8: at most 4x if they were free; 2.75x needs about 70% of
+    their int8 work pruned; a target past the bound is out of reach (None); int8 slower than fp32 prunes fp32."""
+    fp32 = Counter({"MatMul": 75.0, "LayerNorm": 25.0})
+    int8 = Counter({"DynamicQuantizeMatMul": 37.5, "LayerNorm": 25.0})
+    bounds = _bounds(fp32, int8, ("MatMul",), ("DynamicQuantizeMatMul",), 2.75)
+    assert bounds["linear_share"] == 0.75 and bounds["int8_linear_speedup"] == 2.0
+    assert bounds["bound_if_linears_were_free"] == 4.0 and bounds["int8_profile_speedup"] == 1.6
+    assert bounds["linear_work_to_remove_for_target"] == pytest.approx(1 - (100 / 2.75 - 25) / 37.5, abs=1e-3)
+    assert _bounds(fp32, int8, ("MatMul",), ("DynamicQuantizeMatMul",), 5.0)["linear_work_to_remove_for_target"] is None
+    slower = Counter({"DynamicQuantizeMatMul": 150.0, "LayerNorm": 25.0})
+    fp32_left = _bounds(fp32, slower, ("MatMul",), ("DynamicQuantizeMatMul",), 2.0)
+    assert fp32_left["linear_work_to_remove_for_target"] == pytest.approx(1 - (50 - 25) / 75, abs=1e-3)
