@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from autocompress.compress.pipeline import build
 from autocompress.compress.quantize import QuantizeSettings
-from autocompress.compress.quantize_tflite import module_paths, quantize
+from autocompress.compress.quantize_tflite import conversions, convert, module_paths, quantize
 from autocompress.evaluators.device.runner import open_session
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
@@ -187,6 +189,23 @@ def test_uniform_int8_keeps_accuracy(digits_task, float_model, quantized, profil
     assert abs(measured.metric - baseline.metric) <= 0.01
     assert measured.size_bytes < baseline.size_bytes / 3
     assert "ai-edge-litert" in measured.environment
+
+
+def test_the_same_weights_are_converted_once_and_changed_weights_again(digits_task, tmp_path):
+    """Sensitivity rows and precision-only candidates reuse the conversion; a changed weight never does."""
+    model = copy.deepcopy(digits_task.model)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)  # weights no other test converted
+    before = conversions()
+    convert(model, digits_task.example_input, tmp_path / "a.tflite")
+    convert(model, digits_task.example_input, tmp_path / "b.tflite")
+    assert conversions() == before + 1
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    with torch.no_grad():
+        next(model.parameters()).add_(0.5)
+    convert(model, digits_task.example_input, tmp_path / "c.tflite")
+    assert conversions() == before + 2
+    assert (tmp_path / "c.tflite").read_bytes() != (tmp_path / "a.tflite").read_bytes()
 
 
 def test_search_on_tflite_exports_the_artifact(digits_task, tmp_path):

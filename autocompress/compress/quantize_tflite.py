@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from ai_edge_quantizer import qtyping, quantizer
 from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
+from autocompress.compress.export import fingerprint
 from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import TrialError
 from autocompress.hardware.profile import HardwareProfile
@@ -102,18 +104,40 @@ def build_artifact(
     return target
 
 
+_recent: OrderedDict[str, bytes] = OrderedDict()  # fingerprint -> the converted float model
+RECENT_CONVERSIONS = 4
+_converted = [0]  # conversions this process really ran (not served from `_recent`)
+
+
+def conversions() -> int:
+    return _converted[0]
+
+
 def convert(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
-    """litert-torch conversion at the example input's (static) shape, with its progress log silenced."""
+    """litert-torch conversion at the example input's (static) shape, with its progress log silenced. It takes
+    seconds even for a small CNN (about 5 s for the digits ResNet on 2 quiet cores), so the last few are kept,
+    as ONNX exports are: the same modules with the same weights (the baseline, candidates that only change
+    precisions, a sensitivity analysis's precision rows) are converted once per process."""
     import litert_torch  # imported on use: it loads JAX and the MLIR converter (seconds)
 
+    model = model.eval()
+    key = fingerprint(model, example_input, None)
+    if key in _recent:
+        _recent.move_to_end(key)
+        path.write_bytes(_recent[key])
+        return
     show_progress = litert_torch.config.show_progress
     litert_torch.config.show_progress = False
     try:
-        litert_torch.convert(model.eval(), (example_input,)).export(str(path))
+        litert_torch.convert(model, (example_input,)).export(str(path))
     except Exception as error:  # the converter raises many types; all mean "this candidate cannot be converted"
         raise _trial_error("litert-torch conversion failed", error) from error
     finally:
         litert_torch.config.show_progress = show_progress
+    _converted[0] += 1
+    _recent[key] = path.read_bytes()
+    while len(_recent) > RECENT_CONVERSIONS:
+        _recent.popitem(last=False)
 
 
 def module_paths(model: nn.Module) -> dict[str, str]:
