@@ -56,11 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# what decides whether int8 is a win here: results from machines that differ in these are not comparable
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
-    with_model = [line for line in _read("/proc/cpuinfo").splitlines() if line.startswith("model name")]
+    cpuinfo = _read("/proc/cpuinfo").splitlines()
+    with_model = [line for line in cpuinfo if line.startswith("model name")]
     if with_model:
         cpu = with_model[0].split(":", 1)[1].strip()
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
     versions = {}
     for package in PACKAGES:
         try:
@@ -69,6 +75,7 @@ def machine_info() -> dict[str, Any]:
             continue
     return {
         "cpu": cpu,
+        "isa": [flag for flag in INT8_FLAGS if flag in flags],
         "cores": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),

@@ -7,8 +7,9 @@ these points are what the runtime's own documentation gives a user in one call.
 
 - onnxruntime: `ort-dynamic-int8` (quantize_dynamic, defaults: int8 weights, activations quantized at run
   time), `ort-dynamic-pc-rr` (the same per-channel with reduce_range: ORT's advice for transformers on CPUs
-  without VNNI), `ort-static-int8` (quantize_static, defaults: QDQ, int8, MinMax, every supported op) and
-  `ort-static-pc-rr` (per-channel, reduce_range), calibrated with one feed per calibration batch.
+  without VNNI), `ort-dynamic-pc` (per-channel only, for CPUs with VNNI), `ort-static-int8` (quantize_static,
+  defaults: QDQ, int8, MinMax, every supported op) and `ort-static-pc-rr` (per-channel, reduce_range),
+  calibrated with one feed per calibration batch.
 - openvino: `nncf-int8` (convert_model of the fp32 ONNX, nncf.quantize with defaults, IR kept at fp32); for
   transformers `nncf-transformer` (model_type=TRANSFORMER on the ov.Model) and `nncf-transformer-sq` (plus
   SmoothQuant alpha 0.5 on MatMul), the recipes NNCF documents for BERT-like models.
@@ -74,6 +75,11 @@ def ort_dynamic_int8(model: nn.Module, task: Task, workdir: Path, **options: boo
 def ort_dynamic_recommended(model: nn.Module, task: Task, workdir: Path) -> Path:
     """ORT's documented advice for transformers on CPUs without VNNI: per-channel weights, reduce_range."""
     return ort_dynamic_int8(model, task, workdir, per_channel=True, reduce_range=True)
+
+
+def ort_dynamic_per_channel(model: nn.Module, task: Task, workdir: Path) -> Path:
+    """The same on CPUs with VNNI, where reduce_range only costs precision (no u8s8 saturation to avoid)."""
+    return ort_dynamic_int8(model, task, workdir, per_channel=True)
 
 
 class _Feeds(CalibrationDataReader):
@@ -221,6 +227,7 @@ def is_transformer(task: Task) -> bool:
 RUNTIME_QUANTIZERS: dict[str, dict[str, tuple[Quantizer, bool]]] = {
     "onnxruntime": {
         "ort-dynamic-pc-rr": (ort_dynamic_recommended, True),
+        "ort-dynamic-pc": (ort_dynamic_per_channel, True),
         "ort-static-pc-rr": (ort_static_recommended, False),
         "ort-dynamic-int8": (ort_dynamic_int8, False),
         "ort-static-int8": (ort_static_int8, False),
@@ -235,6 +242,7 @@ RUNTIME_QUANTIZERS: dict[str, dict[str, tuple[Quantizer, bool]]] = {
 LABELS = {
     "ort-dynamic-int8": "onnxruntime quantize_dynamic, defaults",
     "ort-dynamic-pc-rr": "onnxruntime quantize_dynamic, per-channel, reduce_range (ORT's advice without VNNI)",
+    "ort-dynamic-pc": "onnxruntime quantize_dynamic, per-channel (with VNNI, reduce_range is not needed)",
     "ort-static-int8": "onnxruntime quantize_static, defaults (QDQ, int8, MinMax), calibration split",
     "ort-static-pc-rr": "onnxruntime quantize_static, per-channel, reduce_range, calibration split",
     "nncf-int8": "nncf.quantize, defaults, calibration split",
