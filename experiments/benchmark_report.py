@@ -108,6 +108,11 @@ def _fmt(value: float | None, pattern: str, missing: str = "—") -> str:
     return missing if value is None else format(value, pattern)
 
 
+def _times(value: float | None) -> str:
+    """A speedup as `2.17x`, or `—` when there is none (not `—x`)."""
+    return _fmt(value, ".2f") + ("x" if value is not None else "")
+
+
 def _final_text(method: dict[str, Any]) -> str:
     final = method.get("final")
     if not final:
@@ -125,8 +130,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"- command: `{results['command']}`",
         f"- commit: {results.get('commit', 'unknown')}",
         f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}",
-        f"- machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('os')}, "
-        f"Python {machine.get('python')}",
+        f"- machine: {machine.get('cpu')} ({' '.join(machine.get('isa', ['ISA not recorded']))}), "
+        f"{machine.get('cores')} cores, {machine.get('os')}, Python {machine.get('python')}",
         "- runtimes: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
         f"- fp32: {metric} {fp32['accuracy']:.4f}, latency {fp32['latency_ms']:.3f} ms (alone, for scale), "
         f"size {fp32['size_bytes'] / 1e6:.2f} MB; {metric} bound = fp32 - {results['max_drop']} = "
@@ -160,8 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
     versus = head["best_one_click"] if head["best_one_click"] != "fp32" else "fp32 (no feasible one-click point)"
     lines += [
         "",
-        f"search vs best one-click (final speedups): {_fmt(head['search_vs_best_one_click'], '.2f')}x with warm "
-        f"starts, {_fmt(head['search_only_vs_best_one_click'], '.2f')}x without (target >= {head['target']:.2f}x; "
+        f"search vs best one-click (final speedups): {_times(head['search_vs_best_one_click'])} with warm "
+        f"starts, {_times(head['search_only_vs_best_one_click'])} without (target >= {head['target']:.2f}x; "
         f"best one-click: {versus})",
         f"hypervolume: search {_fmt(head['search_hypervolume'], '.4f')}, search without its warm starts "
         f"{_fmt(head['search_only_hypervolume'], '.4f')}, random {_fmt(head['random_hypervolume'], '.4f')}",
@@ -232,11 +237,11 @@ def summary(all_results: list[dict[str, Any]]) -> str:
         one_click, one_click_speedup = best_of(results, "one-click")
         lines.append(
             f"| {results['example']} | {results['device']} | {results['trials']} "
-            f"| {one_click or '—'} ({_fmt(one_click_speedup, '.2f')}x) "
-            f"| {_fmt(final_of(methods.get('random', {})), '.2f')}x "
-            f"| {_fmt(final_of(methods.get('autocompress', {})), '.2f')}x "
-            f"| {_fmt(final_of(methods.get('autocompress-search-only', {})), '.2f')}x "
-            f"| {_fmt(head['search_vs_best_one_click'], '.2f')}x "
+            f"| {one_click or '—'} ({_times(one_click_speedup)}) "
+            f"| {_times(final_of(methods.get('random', {})))} "
+            f"| {_times(final_of(methods.get('autocompress', {})))} "
+            f"| {_times(final_of(methods.get('autocompress-search-only', {})))} "
+            f"| {_times(head['search_vs_best_one_click'])} "
             f"| {_fmt(head['search_hypervolume'], '.4f')} / {_fmt(head['search_only_hypervolume'], '.4f')} / "
             f"{_fmt(head['random_hypervolume'], '.4f')} |"
         )

@@ -29,7 +29,8 @@ import numpy as np
 
 from autocompress.hardware.locks import compute_slot, timing_lock
 
-TARGETS = {"cpu": 2.75, "openvino-cpu": 3.2}  # issue 10's MiniLM targets over fp32
+TARGETS = {"cpu": 2.75, "openvino-cpu": 3.2}  # issue 10's MiniLM targets over fp32 (1.25x its one-click table)
+PAST_ONE_CLICK = 1.25  # ... and what they stand for: 1.25x the best one-click recipe measured on this machine
 PROFILED_CALLS = 200
 CHUNK = 20
 
@@ -76,6 +77,13 @@ def _ov_profiles(compiled: dict, inputs: np.ndarray) -> dict[str, Counter]:
 
     _interleaved({name: (lambda n=name: call(n)) for name in compiled})
     return profiles
+
+
+def _target(device: str, paired: dict[str, dict]) -> float:
+    """The issue's figure, or 1.25x the best documented recipe measured here if that is higher (a CPU with VNNI
+    makes int8 faster than on the machine the issue's table came from)."""
+    best = max((p["speedup"] for p in paired.values()), default=1.0)
+    return round(max(TARGETS[device], PAST_ONE_CLICK * best), 2)
 
 
 def _linear_us(profile: Counter, names: tuple[str, ...]) -> float:
@@ -136,7 +144,7 @@ def onnxruntime_part(task, workdir: Path, threads: int) -> dict:
     # fp32 Linear layers run as MatMul (attention's two products are FusedMatMul / a small MatMul: counted in
     # both); int8 ones as DynamicQuantizeMatMul / MatMulIntegerToFloat
     bounds = _bounds(profiles["fp32"], profiles["int8"], ("MatMul",),
-                     ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMul"), TARGETS["cpu"])  # fmt: skip
+                     ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMul"), _target("cpu", paired))  # fmt: skip
     return {"paired": paired, "bounds": bounds, "profiles": {k: dict(v.most_common(8)) for k, v in profiles.items()}}
 
 
@@ -164,13 +172,13 @@ def openvino_part(task, workdir: Path, threads: int) -> dict:
         profiles = _ov_profiles(profiled, inputs)
         paired = _paired({name: (lambda r=request: r.infer([inputs])) for name, request in requests.items()})
     linear = ("FullyConnected", "FullyConnectedQuantizedLegacy")
-    bounds = _bounds(profiles["fp32"], profiles["int8"], linear, linear, TARGETS["openvino-cpu"])
+    bounds = _bounds(profiles["fp32"], profiles["int8"], linear, linear, _target("openvino-cpu", paired))
     return {"paired": paired, "bounds": bounds, "profiles": {k: dict(v.most_common(8)) for k, v in profiles.items()}}
 
 
 def markdown(results: dict) -> str:
     lines = [
-        "# MiniLM: the measured ceiling on this machine",
+        f"# MiniLM: the measured ceiling on this machine ({', '.join(results['machine'].get('isa', []))})",
         "",
         f"- machine: {results['machine']}",
         f"- command: `{results['command']}`",
@@ -193,7 +201,8 @@ def markdown(results: dict) -> str:
                   f"- int8 runs the Linear layers {bounds['int8_linear_speedup']:.2f}x as fast as fp32 "
                   f"(the whole profile: {bounds['int8_profile_speedup']:.2f}x).",
                   f"- If the Linear layers took no time at all: {bounds['bound_if_linears_were_free']:.2f}x.",
-                  f"- For the target {bounds['target']}x, pruning would have to remove "
+                  f"- For the target {bounds['target']}x (the issue's, or {PAST_ONE_CLICK}x the best recipe above if "
+                  "higher), pruning would have to remove "
                   + (f"{remove:.0%} of the Linear layers' work (on top of the faster of int8 and fp32)."
                      if remove is not None else "more than all of the Linear layers' work: out of reach."),
                   "", "Operator time per call (µs), top 8:", ""]  # fmt: skip
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AUTOCOMPRESS_HOME"] = str(args.home.resolve())
     from autocompress.config import ExperimentConfig
     from autocompress.hardware.availability import usable_profile
+    from autocompress.runtimes.onnxruntime import has_vnni
     from autocompress.tasks import load_task
     from experiments.benchmark import machine_info
 
@@ -226,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": machine_info(), "threads": threads, "devices": devices,
                "command": "python -m experiments.minilm_ceiling " + " ".join(argv or sys.argv[1:])}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "minilm-ceiling.json").write_text(json.dumps(results, indent=2))
-    (args.out / "minilm-ceiling.md").write_text(markdown(results))
+    name = "minilm-ceiling-" + ("vnni" if has_vnni() else "no-vnni")  # int8's speed depends on it: keep both
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"{name}.md").write_text(markdown(results))
     print(markdown(results))
     return 0
 
