@@ -183,8 +183,8 @@ def aeq_static_wi8_ai8(model: nn.Module, task: Task, workdir: Path) -> Path:
 
 
 def uniform_prune_strategy(task: Task, profile: HardwareProfile, ratio: float, seed: int) -> Strategy:
-    """Every prunable group at `ratio`, fp32, distilled for the search's largest step count with its fixed
-    distillation settings (those of the uniform candidates the search enqueues)."""
+    """Every prunable group at `ratio`, fp32, as the search's own uniform candidates (re-fitted where the space
+    re-fits, else distilled for its largest step count with its fixed distillation settings)."""
     space = SearchSpace.for_task(task, profile)
     return space.strategy(space.uniform(ratio, "fp32", max(space.distill.distill_steps)), seed)
 
@@ -197,12 +197,14 @@ def pruned(ratio: float) -> Builder:
 
 
 def pruned_then(quantizer: Quantizer, ratio: float = 0.5) -> Builder:
-    """Uniform pruning (distilled, as `pruned`), then a runtime's one-click quantizer on the pruned model."""
+    """Uniform pruning (as `pruned`), then a runtime's one-click quantizer on the pruned model."""
 
     def builder(task: Task, profile: HardwareProfile, workdir: Path, seed: int) -> Path:
         strategy = uniform_prune_strategy(task, profile, ratio, seed)
         torch.manual_seed(seed)
-        student = prune(task.model, task.example_input, strategy.prune, profile.channel_round_to, task.prune_hints)
+        student = prune(
+            task.model, task.example_input, strategy.prune, profile.channel_round_to, task.prune_hints, task.data.train
+        )
         student = distill(student, task.model, task.data.train, strategy.distill, seed, task.distill_layers)
         return quantizer(student, task, workdir)
 

@@ -115,23 +115,28 @@ def test_uniform_parameters_round_trip_to_uniform_strategies(model_and_input, cp
     compressed = space.strategy(space.uniform(0.5, "int8", 50), seed=3)
     assert plain.is_uncompressed and plain.distill.steps == 0 and plain.prune.mean_ratio == 0
     assert set(compressed.quantize.precisions.values()) == {"int8"} and compressed.prune.mean_ratio == 0.5
-    assert compressed.distill.steps == 50 and compressed.seed == 3
+    assert compressed.prune.reconstruct and compressed.distill.steps == 0 and compressed.seed == 3  # re-fitted
+    unrepaired = SearchSpace.from_model(*model_and_input, cpu_profile, {"reconstruct": False})
+    assert unrepaired.strategy(unrepaired.uniform(0.5, "int8", 50)).distill.steps == 50
     study = optuna.create_study(directions=["maximize", "minimize"])  # and the same through an enqueued trial
     study.enqueue_trial(space.uniform(0.5, "int8", 50))
     assert space.sample(study.ask(), seed=3) == compressed
 
 
-def test_warm_starts_are_the_hand_made_candidates(model_and_input, cpu_profile):
-    space = SearchSpace.from_model(*model_and_input, cpu_profile)
+@pytest.mark.parametrize("reconstruct", [True, False])
+def test_warm_starts_are_the_hand_made_candidates(model_and_input, cpu_profile, reconstruct):
+    """Uniform pruning at 50%, re-fitted, or else distilled for the most steps the space offers."""
+    space = SearchSpace.from_model(*model_and_input, cpu_profile, {"reconstruct": reconstruct})
     labels = [label for label, _ in space.warm_starts()]
     strategies = [space.strategy(params) for _, params in space.warm_starts()]
     summary = [(s.prune.mean_ratio, set(s.quantize.precisions.values()), s.distill.steps) for s in strategies]
-    most = max(space.distill.distill_steps)
+    most = 0 if reconstruct else max(space.distill.distill_steps)
     assert summary == [(0, {"fp32"}, 0), (0, {"int8"}, 0), (0.5, {"fp32"}, most), (0.5, {"int8"}, most)], labels
+    assert all(s.prune.reconstruct == reconstruct for s in strategies if s.prune.any)
 
 
 def test_distillation_only_where_something_was_pruned_or_quantized(model_and_input, cpu_profile):
-    space = SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": "global"})
+    space = SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": "global", "reconstruct": False})
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
     trials = [study.ask() for _ in range(300)]
     strategies = [space.sample(trial, seed=0) for trial in trials]
@@ -143,6 +148,16 @@ def test_distillation_only_where_something_was_pruned_or_quantized(model_and_inp
             assert strategy.distill.steps > 0
     assert any(s.is_uncompressed for s in strategies) and any(s.prune.any for s in strategies)
     assert any(s.distill.steps == 0 and s.quantize.any and not s.prune.any for s in strategies)
+
+
+def test_refitted_candidates_may_skip_distillation_and_skipped_blocks_may_not(model_and_input, cpu_profile):
+    space = SearchSpace.from_model(*model_and_input, cpu_profile)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    strategies = [space.sample(study.ask(), seed=0) for _ in range(300)]
+    refitted = [s for s in strategies if s.prune.any and not s.prune.skip]
+    assert all(s.prune.reconstruct for s in refitted)
+    assert {s.distill.steps == 0 for s in refitted} == {True, False}  # the sampler chooses
+    assert all(s.distill.steps > 0 for s in strategies if s.prune.skip)
 
 
 def test_unknown_space_options_are_one_line(model_and_input, cpu_profile):
@@ -159,7 +174,7 @@ def test_a_configs_space_narrows_the_tasks_own(cpu_profile):
     from tests.helpers import user_config
 
     raw = yaml.safe_load(user_config().read_text())
-    narrowed = {"distill_steps": [0, 50], "max_prune_ratio": 0.25}
+    narrowed = {"distill_steps": [0, 50], "max_prune_ratio": 0.25, "reconstruct": False}
     plain = SearchSpace.for_task(load_task(validate_config(raw, user_config().parent)), cpu_profile)
     task = load_task(validate_config(raw | {"space": narrowed}, user_config().parent))
     space = SearchSpace.for_task(task, cpu_profile)

@@ -83,7 +83,12 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     torch.manual_seed(strategy.seed)
     started = time.perf_counter()
     student = prune(
-        task.model, task.example_input, strategy.prune, round_to=profile.channel_round_to, hints=task.prune_hints
+        task.model,
+        task.example_input,
+        strategy.prune,
+        round_to=profile.channel_round_to,
+        hints=task.prune_hints,
+        data=task.data.train,
     )
     pruned = time.perf_counter()
     present = set(dict(student.named_modules()))

@@ -4,7 +4,8 @@ knobs in the search space, and the step itself.
 Knobs (Optuna parameter names): `prune/<unit>` a ratio per channel-group unit (0 to max_prune_ratio in steps of
 prune_step), `heads/<unit>` whole attention heads removed per unit, `skip/<block>` whether a whole block is skipped
 (depth pruning: on a small model, per-operator overhead is much of the latency and only fewer operators remove
-it), and `prune/importance` the criterion.
+it), and `prune/importance` the criterion. `obs` chooses channels by the least damage to the layer reading them
+and, with `reconstruct`, that layer is re-fitted to the original's outputs (compress/reconstruct.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch_pruning as tp
 from pydantic import Field
 from torch import nn
 
+from autocompress.compress.reconstruct import ObsImportance, reconstruct
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
 from autocompress.spaces.vocabulary import Granularity, Section, unit_of
@@ -27,9 +29,9 @@ from autocompress.spaces.vocabulary import Granularity, Section, unit_of
 if TYPE_CHECKING:
     import optuna
 
-    from autocompress.task import PruneHints
+    from autocompress.task import Batches, PruneHints
 
-Importance = Literal["l1", "l2", "fpgm", "bn_scale"]
+Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -45,6 +47,7 @@ class PruneSettings(Section):
     importance: Importance = "l2"
     ratios: dict[str, float] = Field(default_factory=dict)
     skip: list[str] = Field(default_factory=list)
+    reconstruct: bool = False  # re-fit the layers that read pruned channels (off in strategies written before it)
 
     @property
     def mean_ratio(self) -> float:
@@ -53,6 +56,12 @@ class PruneSettings(Section):
     @property
     def any(self) -> bool:
         return bool(self.skip) or any(ratio > 0 for ratio in self.ratios.values())
+
+    @property
+    def needs_recovery(self) -> bool:
+        """Something was pruned that re-fitting does not repair (skipped blocks, or any pruning without it): the
+        candidate needs distillation."""
+        return bool(self.skip) or (self.any and not self.reconstruct)
 
     def skipped(self, layer: str) -> bool:
         """Whether a layer (or group root) is inside a skipped block."""
@@ -64,6 +73,7 @@ class PruneSettings(Section):
             "prune.max_ratio": max(self.ratios.values(), default=0.0),
             "prune.skipped_blocks": len(self.skip),
             "prune.importance": self.importance,
+            "prune.reconstruct": str(self.reconstruct),
         }
 
 
@@ -77,8 +87,9 @@ class PruneKnobs:
     max_prune_ratio: float = 0.75
     prune_step: float = 0.125
     max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
-    importances: tuple[str, ...] = ("l1", "l2", "fpgm", "bn_scale")
+    importances: tuple[Importance, ...] = ("obs", "l1", "l2", "fpgm", "bn_scale")
     skip_blocks: bool = True  # offer depth pruning where the model has skippable blocks
+    reconstruct: bool = True  # re-fit the readers of pruned channels (not a knob: measured better every time)
 
     @classmethod
     def for_model(
@@ -111,7 +122,14 @@ class PruneKnobs:
         heads = {unit: trial.suggest_int(f"heads/{unit}", 0, most) for unit, most in self.head_units().items()}
         skip = [block for block in self.blocks if trial.suggest_categorical(f"skip/{block}", [False, True])]
         importance = trial.suggest_categorical("prune/importance", list(self.importances))
-        return PruneSettings(importance=importance, ratios=self._group_ratios(ratios, heads), skip=skip)
+        return PruneSettings(
+            importance=importance, ratios=self._group_ratios(ratios, heads), skip=skip, reconstruct=self.reconstruct
+        )
+
+    @property
+    def preferred_importance(self) -> str:
+        """The criterion of the candidates the search builds itself (warm starts, seeds, sensitivity rows)."""
+        return "obs" if "obs" in self.importances else ("l2" if "l2" in self.importances else self.importances[0])
 
     def _group_ratios(self, ratios: dict[str, float], heads: dict[str, int]) -> dict[str, float]:
         def ratio(group: PruneGroup) -> float:
@@ -121,24 +139,37 @@ class PruneKnobs:
         return {group.name: ratio(group) for group in self.groups}
 
     def settings(
-        self, ratios: Mapping[str, float], heads: Mapping[str, int], skip: tuple[str, ...] = (), importance: str = "l2"
+        self,
+        ratios: Mapping[str, float],
+        heads: Mapping[str, int],
+        skip: tuple[str, ...] = (),
+        importance: str | None = None,
     ) -> PruneSettings:
         """Settings from per-unit values (units not named stay whole, blocks not named stay)."""
         every = {unit: ratios.get(unit, 0.0) for unit in self.ratio_units()}
         removed = {unit: heads.get(unit, 0) for unit in self.head_units()}
         kept = [block for block in self.blocks if block in skip]
-        return PruneSettings(importance=importance, ratios=self._group_ratios(every, removed), skip=kept)
+        return PruneSettings(
+            importance=importance or self.preferred_importance,
+            ratios=self._group_ratios(every, removed),
+            skip=kept,
+            reconstruct=self.reconstruct,
+        )
 
     def params(
-        self, ratios: Mapping[str, float], heads: Mapping[str, int], skip: tuple[str, ...] = (), importance: str = "l2"
+        self,
+        ratios: Mapping[str, float],
+        heads: Mapping[str, int],
+        skip: tuple[str, ...] = (),
+        importance: str | None = None,
     ) -> dict[str, Any]:
         """Optuna parameters from per-unit values (units not named stay whole, blocks not named stay)."""
         params: dict[str, Any] = {f"prune/{unit}": ratios.get(unit, 0.0) for unit in self.ratio_units()}
         params |= {f"heads/{unit}": heads.get(unit, 0) for unit in self.head_units()}
         params |= {f"skip/{block}": block in skip for block in self.blocks}
-        return params | {"prune/importance": importance}
+        return params | {"prune/importance": importance or self.preferred_importance}
 
-    def uniform(self, ratio: float, importance: str = "l2") -> dict[str, Any]:
+    def uniform(self, ratio: float, importance: str | None = None) -> dict[str, Any]:
         """Optuna parameters of every group at `ratio` (clamped to the range; attention groups lose the nearest
         whole number of heads)."""
         params: dict[str, Any] = {f"prune/{unit}": min(ratio, self.max_prune_ratio) for unit in self.ratio_units()}
@@ -146,7 +177,7 @@ class PruneKnobs:
         for unit, most in self.head_units().items():
             params[f"heads/{unit}"] = min(most, round(ratio * most_heads))
         params |= {f"skip/{block}": False for block in self.blocks}  # uniform pruning keeps every block
-        return params | {"prune/importance": importance}
+        return params | {"prune/importance": importance or self.preferred_importance}
 
     def signature(self) -> str:
         groups = ",".join(f"{group.name}:{group.channels}" for group in self.groups)
@@ -159,9 +190,11 @@ def prune(
     settings: PruneSettings,
     round_to: int = 1,
     hints: PruneHints | None = None,
+    data: Batches | None = None,
 ) -> nn.Module:
     """A pruned copy of `model`: the skipped blocks pass their input on, then each group loses `ratios[root]` of
-    its channels, lowest importance first.
+    its channels, lowest importance first; with `reconstruct`, the layers reading pruned channels are re-fitted.
+    `obs` and `reconstruct` need `data` (training batches).
 
     Attention groups (a layer in `hints.num_heads`) lose whole heads: torch-pruning ranks heads only when the
     group also has a non-zero channel ratio, and with `prune_head_dims=False` that ratio removes nothing else.
@@ -180,12 +213,20 @@ def prune(
     }
     if not ratio_by_root:
         return pruned
+    needs_data = settings.importance == "obs" or settings.reconstruct
+    if needs_data and data is None:
+        raise ConfigError("pruning with 'obs' or reconstruct needs training data; this task has none")
     num_heads = {modules[name]: heads for name, heads in (hints.num_heads if hints else {}).items() if name in modules}
     head_ratios = _head_ratios(pruned, example_input, ratio_by_root, num_heads)
+    importance = (
+        ObsImportance(pruned, model, data, skipped=bool(settings.skip))  # type: ignore[arg-type]
+        if settings.importance == "obs"
+        else IMPORTANCES[settings.importance]()
+    )
     pruner = tp.pruner.BasePruner(
         pruned,
         example_input,
-        importance=IMPORTANCES[settings.importance](),
+        importance=importance,
         pruning_ratio=0.0,
         pruning_ratio_dict=ratio_by_root,
         ignored_layers=fixed_width_layers(pruned, example_input, hints),
@@ -196,10 +237,33 @@ def prune(
         prune_head_dims=False,
         head_pruning_ratio_dict=head_ratios or None,
     )
-    pruner.step()
+    removed_outputs = _prune_recording(pruner, pruned)
     if hints is not None and hints.after_prune is not None:
         hints.after_prune(pruned)
+    if settings.reconstruct:
+        original_width = {name: model.get_submodule(name).weight.shape[0] for name in removed_outputs}
+        kept = {name: _kept(original_width[name], gone) for name, gone in removed_outputs.items()}
+        reconstruct(pruned, model, data, kept)  # type: ignore[arg-type]
     return pruned
+
+
+def _prune_recording(pruner: tp.pruner.BasePruner, model: nn.Module) -> dict[str, list[int]]:
+    """Prune group by group; returns, per Linear/Conv layer that lost output channels, which ones (the layer's
+    original indices: each layer loses output channels in one group only)."""
+    names = {layer: name for name, layer in model.named_modules()}
+    out_channel_fns = (tp.pruner.function.prune_linear_out_channels, tp.pruner.function.prune_conv_out_channels)
+    removed: dict[str, list[int]] = {}
+    for group in pruner.step(interactive=True):
+        for item in group:
+            if item.dep.pruning_fn in out_channel_fns and item.dep.layer in names:
+                removed.setdefault(names[item.dep.layer], []).extend(int(index) for index in item.idxs)
+        group.prune()
+    return removed
+
+
+def _kept(width: int, removed: list[int]) -> list[int]:
+    gone = set(removed)
+    return [index for index in range(width) if index not in gone]
 
 
 class SkippedBlock(nn.Module):

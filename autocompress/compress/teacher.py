@@ -22,7 +22,7 @@ from torch import nn
 MAX_BYTES = 256 * 2**20  # the memory a teacher's remembered outputs may take; past it, new examples run uncached
 
 
-def _version(teacher: nn.Module) -> int:
+def weights_version(teacher: nn.Module) -> int:
     """Changes whenever any weight or buffer of the teacher is modified in place."""
     return sum(tensor._version for tensor in (*teacher.parameters(), *teacher.buffers()))
 
@@ -36,7 +36,7 @@ class TeacherOutputs:
         self.rows: dict[bytes, torch.Tensor] = {}
         self.stored_bytes = 0
         self.hits = 0
-        self.version = _version(teacher)
+        self.version = weights_version(teacher)
         self.row_wise: bool | None = None  # unknown until the first batch of two or more examples
 
     def _key(self, row: torch.Tensor) -> bytes:
@@ -56,9 +56,9 @@ class TeacherOutputs:
 
     @torch.no_grad()
     def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        if _version(self.teacher) != self.version:  # the teacher was changed: forget what it answered before
+        if weights_version(self.teacher) != self.version:  # the teacher was changed: forget what it answered before
             self.rows.clear()
-            self.stored_bytes, self.version = 0, _version(self.teacher)
+            self.stored_bytes, self.version = 0, weights_version(self.teacher)
         batched = isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and len(inputs) >= 2
         if self.teacher.training or self.row_wise is False or not batched:
             return self.teacher(inputs)

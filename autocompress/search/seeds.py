@@ -67,8 +67,9 @@ def params_of(space: SearchSpace, rows: list[Row], distill_steps: int) -> dict[s
     skip = tuple(row.unit for row in rows if row.kind == "skip")
     quantize = space.quantize.unit_params(precision)
     pruned = bool(ratios or heads or skip)
+    recover = bool(skip) or (pruned and not space.prune.reconstruct)  # what re-fitting does not repair
     params = {**space.prune.params(ratios, heads, skip), **quantize}
-    return params | space.distill.uniform(distill_steps if pruned else 0, pruned, bool(precision))
+    return params | space.distill.uniform(distill_steps if recover else 0, recover, pruned or bool(precision))
 
 
 def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[Seed]:

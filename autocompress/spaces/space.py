@@ -134,7 +134,7 @@ class SearchSpace:
         """Ask the trial for every knob; the Strategy it returns is the whole candidate."""
         prune = self.prune.suggest(trial)
         quantize = self.quantize.suggest(trial)
-        distill = self.distill.suggest(trial, pruned=prune.any, quantized=quantize.any)
+        distill = self.distill.suggest(trial, pruned=prune.needs_recovery, quantized=prune.any or quantize.any)
         return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill)
 
     def uniform(self, prune: float = 0.0, precision: str = "fp32", distill_steps: int = 0) -> dict[str, Any]:
@@ -150,7 +150,9 @@ class SearchSpace:
         """Uniform pruning at `prune`, the given precision parameters, the hand-made distillation."""
         pruned = prune > 0 and bool(self.prune.ratio_units() or self.prune.head_units())
         quantized = any(value != "fp32" for key, value in quantize.items() if key.startswith("precision/"))
-        return {**self.prune.uniform(prune), **quantize, **self.distill.uniform(distill_steps, pruned, quantized)}
+        recover = pruned and not self.prune.reconstruct  # re-fitted layers need no distillation (compress/prune.py)
+        distill = self.distill.uniform(distill_steps if recover else 0, recover, pruned or quantized)
+        return {**self.prune.uniform(prune), **quantize, **distill}
 
     def warm_starts(self) -> list[tuple[str, dict[str, Any]]]:
         """The first candidates of a search: what a user would try by hand, and each of the runtime's documented
