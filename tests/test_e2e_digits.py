@@ -64,9 +64,10 @@ def test_study_starts_with_the_enqueued_baselines(searched):
     assert set(second.user_attrs["strategy"]["quantize"]["precisions"].values()) == {"int8"}
     assert first.user_attrs["metrics"]["metric"] == pytest.approx(study.user_attrs["baseline"]["metric"])
     assert all(t.state == TrialState.COMPLETE for t in study.trials[:3])
-    # the config's space reached the search: the pruned warm start distils for its longest steps, 150
+    # the pruned warm start is re-fitted, not distilled; the config's space reached the search
     pruned = third.user_attrs["strategy"]
-    assert max(pruned["prune"]["ratios"].values()) == 0.5 and pruned["distill"]["steps"] == 150
+    assert max(pruned["prune"]["ratios"].values()) == 0.5 and pruned["prune"]["reconstruct"]
+    assert pruned["distill"]["steps"] == 0
     assert study.user_attrs["space_ranges"]["distill_steps"] == DISTILL_STEPS
 
 

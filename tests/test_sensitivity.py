@@ -241,3 +241,15 @@ def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_ski
     SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 1)(study, study.trials[-1])
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # no more than the budget left
     assert study.user_attrs[REFINED_ATTR] == 0
+
+
+def test_a_narrow_pruning_range_gets_its_middle_measured(digits_untrained, cpu_profile):
+    """Where the space stops below the table's second ratio (MiniLM's 0.25), its middle is measured too: the
+    accuracy bound's edge may lie there, and the solver can only pick ratios the table has."""
+    model, example = digits_untrained.model, digits_untrained.example_input
+    options = {"granularity": "global", "max_prune_ratio": 0.25, "prune_step": 0.0625}
+    narrow = SearchSpace.from_model(model, example, cpu_profile, options)
+    wide = SearchSpace.from_model(model, example, cpu_profile, {"granularity": "global"})
+    assert [c.value for c in choices(narrow) if c.kind == "prune"] == [0.125, 0.25]
+    assert [c.label for c in choices(narrow) if c.kind == "prune"] == ["all: 12.5%", "all: 25%"]
+    assert [c.value for c in choices(wide) if c.kind == "prune"] == [0.25, 0.5]

@@ -235,6 +235,11 @@ def _layer_io(model: nn.Module, name: str, inputs: Any, want: str) -> torch.Tens
     return taken[0]
 
 
+def _compact(output: torch.Tensor) -> torch.Tensor:
+    """float16 where the values fit (half the memory; 3 significant digits are ample for a least-squares target)."""
+    return output.half() if output.abs().max() < 6e4 else output
+
+
 def _targets(teacher: nn.Module, name: str, batches: Batches, max_rows: int) -> list[torch.Tensor]:
     """The original layer's outputs, batch by batch until `max_rows` rows: remembered per teacher (within
     MAX_BYTES), else computed."""
@@ -245,7 +250,7 @@ def _targets(teacher: nn.Module, name: str, batches: Batches, max_rows: int) -> 
     rows = 0
     with torch.no_grad():
         for inputs in memory.inputs:
-            outputs.append(_layer_io(teacher, name, inputs, "output"))
+            outputs.append(_compact(_layer_io(teacher, name, inputs, "output")))
             rows += len(_outputs(teacher.get_submodule(name), outputs[-1]))
             if rows >= max_rows:
                 break

@@ -42,7 +42,7 @@ class Choice:
     @property
     def label(self) -> str:
         if self.kind == "prune":
-            return f"{self.unit}: {self.value:.0%}"
+            return f"{self.unit}: {self.value * 100:g}%"
         if self.kind == "skip":
             return f"{self.unit}: skipped"
         return f"{self.unit}: -{self.value} heads" if self.kind == "heads" else f"{self.unit}: {self.value}"
@@ -68,16 +68,20 @@ class Row:
 
 
 def choices(space: SearchSpace) -> list[Choice]:
-    """Every single choice worth measuring: each non-fp32 precision per unit, two ratios per channel group, one
-    head and the most heads per attention unit, each skippable block."""
+    """Every single choice worth measuring: each non-fp32 precision per unit, two ratios per channel group (and
+    half the largest, where the space stops below the second), one head and the most heads per attention unit,
+    each skippable block."""
     found = [
         Choice("precision", unit, precision)
         for unit, options in space.quantize.units().items()
         for precision in options
         if precision != "fp32"
     ]
-    limit = space.prune.max_prune_ratio
-    ratios = sorted({min(ratio, limit) for ratio in PRUNE_RATIOS})
+    limit, step = space.prune.max_prune_ratio, space.prune.prune_step
+    ratios = {min(ratio, limit) for ratio in PRUNE_RATIOS}
+    if limit < max(PRUNE_RATIOS):  # a narrow range (MiniLM's): its middle too, where the bound's edge may lie
+        ratios.add(round(limit / 2 / step) * step)
+    ratios = sorted(ratios)
     found += [Choice("prune", unit, ratio) for unit in space.prune.ratio_units() for ratio in ratios if ratio > 0]
     for unit, most in space.prune.head_units().items():
         found += [Choice("heads", unit, heads) for heads in sorted({1, most}) if heads > 0]
