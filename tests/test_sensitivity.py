@@ -13,7 +13,7 @@ from torch import nn
 
 from autocompress.compress.pipeline import build
 from autocompress.evaluators.measure import measure_artifact
-from autocompress.search.seeds import estimate, seeds, solve
+from autocompress.search.seeds import estimate, recipe_with_pruning, seeds, solve
 from autocompress.search.sensitivity import Row, Sensitivity, analyse, choices
 from autocompress.search.sensitivity_report import write
 from autocompress.spaces.space import SearchSpace
@@ -253,3 +253,19 @@ def test_a_narrow_pruning_range_gets_its_middle_measured(digits_untrained, cpu_p
     assert [c.value for c in choices(narrow) if c.kind == "prune"] == [0.125, 0.25]
     assert [c.label for c in choices(narrow) if c.kind == "prune"] == ["all: 12.5%", "all: 25%"]
     assert [c.value for c in choices(wide) if c.kind == "prune"] == [0.25, 0.5]
+
+
+def test_the_best_recipe_is_seeded_with_the_pruning_that_fits_half_the_bound(digits_untrained, cpu_profile):
+    """A recipe is no row of the table, so the solver alone never proposes 'recipe + pruning'; this seed does,
+    with the pruning the table says costs at most half the bound."""
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile,
+                                   {"granularity": "global"})  # fmt: skip
+    table = Sensitivity([_row("prune", "all", 0.25, 0.004, 1.3), _row("prune", "all", 0.5, 0.03, 1.8)], 0.99, 1.0, 30)
+    planted = {seed.label: seed for seed in seeds(space, table, allowed_drop=0.01)}
+    recipe = space.quantize.recipes[0]
+    on_recipe = planted[f"{recipe.label} + sensitivity pruning"]
+    strategy = space.strategy(on_recipe.params)
+    assert strategy.prune.ratios == {group.name: 0.25 for group in space.prune.groups}  # 0.5 costs past half
+    assert strategy == space.strategy(on_recipe.params | space.quantize.recipe(recipe))  # the recipe's precisions
+    assert strategy.quantize.any and strategy.distill.steps == 0  # re-fitted: not distilled
+    assert not recipe_with_pruning(space, Sensitivity([_row("prune", "all", 0.25, 0.02, 1.3)], 0.99, 1.0, 30), 0.01, 0)
