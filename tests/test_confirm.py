@@ -131,18 +131,18 @@ def test_no_candidate_beyond_the_interval_exports_nothing(tiny_task, tmp_path):
 
 
 def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
-    """Real builds and real timing: the pruned candidate is faster than the int8 one (slower than fp32 on this
-    CPU without VNNI), whatever order the search-time figures gave them."""
+    """Real builds and real timing: the model with 75% of conv1 pruned is faster than the one with 12.5% gone,
+    whatever order the search-time figures gave them. (Not int8 against fp32: which is faster depends on the CPU,
+    slower without VNNI, faster with it.)"""
     study = optuna.create_study(study_name="confirm-real", directions=["maximize", "minimize"])
     study.set_user_attr(BASELINE_ATTR, {"metric": 0.6, "latency_ms": 1.0, "size_bytes": 2000})
     pruned = Strategy(prune=PruneSettings(ratios={"conv1": 0.75})).model_dump()
-    int8 = _strategy(0.0, "int8")
-    for strategy, claimed in ((int8, 3.0), (pruned, 1.5)):  # the search "thought" int8 was faster
+    for strategy, claimed in ((_strategy(0.125), 3.0), (pruned, 1.5)):  # the search "thought" 12.5% was faster
         study.add_trial(optuna.trial.create_trial(values=[0.6, 1 / claimed],
                         user_attrs={"strategy": strategy, METRICS_ATTR: _metrics(claimed)}))  # fmt: skip
     confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2)
     assert [c.trial for c in confirmed] == [1, 0]
-    assert confirmed[1].ci_high < 1.0  # int8 is slower than the uncompressed model here
+    assert confirmed[0].speedup > 1.0
     assert all(c.rounds >= 30 and c.ci_low <= c.speedup <= c.ci_high for c in confirmed)
     assert trial_dir("confirm-real", 1).joinpath("model.onnx").is_file()  # rebuilt: the search had not kept it
 
