@@ -23,7 +23,7 @@ from autocompress.hardware import get_profile
 from autocompress.spaces.strategy import Strategy
 from experiments.benchmark_methods import nncf_transformer, ort_dynamic_per_channel
 
-PRUNINGS = ((0.125, 0), (0.25, 0), (0.125, 1), (0.25, 1), (0.375, 0))  # (FFN ratio, heads removed per layer)
+PRUNINGS = ((0.125, 0), (0.1875, 0), (0.25, 0), (0.375, 0), (0.125, 1))  # (FFN ratio, heads removed per layer)
 
 
 def main() -> None:

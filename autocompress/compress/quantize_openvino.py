@@ -4,7 +4,9 @@ Layers the strategy marks int8 are quantized; every other layer stays fp32. As i
 quantizer, supporting ops (ReLU, Add, pooling, reshapes) follow their producers: one whose activation
 inputs all come from int8 ops is left to NNCF, so a run of int8 layers executes as one integer pipeline;
 every other op goes into NNCF's ignored scope, so no FakeQuantize lands in an fp32 region (otherwise NNCF
-quantizes e.g. the residual Adds between fp32 convolutions).
+quantizes e.g. the residual Adds between fp32 convolutions). Embedding lookups (a Gather from a constant table) are
+left to NNCF too once anything is int8: it stores their tables in int8 and their outputs stay float (MiniLM, every
+layer int8: 58.0 MB -> 22.9 MB, fidelity 0.9968 either way, as small as NNCF's own one-click).
 
 Layer names: export_onnx names Conv/Gemm/MatMul nodes after their torch modules; OpenVINO's ONNX frontend
 keeps that name on the Convolution/MatMul it creates, suffixed "/WithoutBiases" when it splits the bias
@@ -58,6 +60,7 @@ BIAS_SUFFIX = "/WithoutBiases"
 # OpenVINO equivalents of the ONNX Runtime quantizer's followers (GlobalAveragePool -> ReduceMean, Flatten -> Reshape)
 FOLLOWER_OPS = ("Relu", "Add", "MaxPool", "AvgPool", "ReduceMean", "Reshape", "Concat")
 BOUNDARY_OPS = ("Parameter", "Result", "Constant")
+EMBEDDING_OPS = ("Gather",)
 # ops whose outputs are weights or shapes, never activations (a dynamic Reshape's target shape comes from ShapeOf)
 SHAPE_SOURCES = ("Constant", "ShapeOf")
 
@@ -83,7 +86,8 @@ def layer_ops(model: ov.Model, layers: set[str]) -> dict[str, str]:
 
 
 def ignored_ops(model: ov.Model, int8_ops: set[str]) -> list[str]:
-    """Every compute op that is neither an int8 layer nor a follower fed only by int8 ops."""
+    """Every compute op that is neither an int8 layer, nor a follower fed only by int8 ops, nor (when anything is
+    int8) an embedding lookup."""
     constant: set[str] = set()  # ops computing weights or shapes only
     quantized: set[str] = set()
     ignored = []
@@ -97,6 +101,8 @@ def ignored_ops(model: ov.Model, int8_ops: set[str]) -> list[str]:
             continue
         elif name in int8_ops or (kind in FOLLOWER_OPS and all(p in quantized for p in activations)):
             quantized.add(name)
+        elif kind in EMBEDDING_OPS and int8_ops and producers[0] in constant:
+            continue  # a lookup into a weight table: NNCF compresses the table, the lookup's output stays float
         else:
             ignored.append(name)
     return ignored
