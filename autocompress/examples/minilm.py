@@ -310,6 +310,9 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
 # layer (depth pruning) is off: one of the six skipped costs 0.06 to 0.51 of fidelity before fine-tuning (layer 2:
 # 0.9386 at best, measured in torch on the validation sentences), more than two heads (0.05), which 100 steps only
 # partly recover; and its six table rows would push `autocompress sensitivity` past five minutes.
+# Distillation does recover pruned FFNs, but only with far more text and steps than a trial can afford: on 9x
+# the train text, FFN 25% goes 0.9898 -> 0.9928 in torch in 4000 steps of 32 sentences (32 minutes; 0.9899 in
+# OpenVINO with the preset; experiments/minilm_distill.py): more than the search's 100 steps a trial can buy.
 SPACE = {
     "skip_blocks": False,
     "granularity": "family",  # one knob per layer kind across the 6 blocks: 6 precisions, 1 FFN ratio, 1 head count
