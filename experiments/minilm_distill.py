@@ -12,7 +12,6 @@ on the validation sentences, speedups paired against fp32 in one window with the
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import random
 import re
@@ -37,18 +36,12 @@ BATCH_SIZE = 32
 def docstring_sentences(excluded: set[str], min_chars: int = 20, max_chars: int = 300) -> list[str]:
     """Every mostly-alphabetic sentence of every stdlib docstring, none overlapping an excluded sentence."""
     found: set[str] = set()
-    for source in minilm._stdlib_sources():
-        try:
-            tree = ast.parse(source.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                for paragraph in (ast.get_docstring(node) or "").split("\n\n"):
-                    for sentence in SENTENCE_BREAK.split(" ".join(paragraph.split())):
-                        letters = sum(char.isalpha() for char in sentence)
-                        if min_chars <= len(sentence) <= max_chars and letters > 0.6 * len(sentence):
-                            found.add(sentence)
+    for docstring in minilm.stdlib_docstrings():
+        for paragraph in docstring.split("\n\n"):
+            for sentence in SENTENCE_BREAK.split(" ".join(paragraph.split())):
+                letters = sum(char.isalpha() for char in sentence)
+                if min_chars <= len(sentence) <= max_chars and letters > 0.6 * len(sentence):
+                    found.add(sentence)
     return sorted(s for s in found if not any(e in s or s in e for e in excluded))
 
 

@@ -143,9 +143,8 @@ def first_sentence(docstring: str) -> str | None:
     return sentence if plain and sized else None
 
 
-def stdlib_sentences() -> list[str]:
-    """First sentences of stdlib module, class and function docstrings: deduplicated and sorted (~1,800)."""
-    found: set[str] = set()
+def stdlib_docstrings() -> Iterator[str]:
+    """The docstrings of stdlib modules, classes and functions, read with `ast` (nothing imported or run)."""
     for source in _stdlib_sources():
         try:
             tree = ast.parse(source.read_text(encoding="utf-8"))
@@ -154,10 +153,14 @@ def stdlib_sentences() -> list[str]:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 docstring = ast.get_docstring(node)
-                sentence = first_sentence(docstring) if docstring else None
-                if sentence is not None:
-                    found.add(sentence)
-    return sorted(found)
+                if docstring:
+                    yield docstring
+
+
+def stdlib_sentences() -> list[str]:
+    """First sentences of stdlib module, class and function docstrings: deduplicated and sorted (~1,800)."""
+    sentences = (first_sentence(docstring) for docstring in stdlib_docstrings())
+    return sorted({sentence for sentence in sentences if sentence is not None})
 
 
 def split_sentences(sentences: list[str]) -> dict[str, list[str]]:
