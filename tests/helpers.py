@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -28,14 +29,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -
     )
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "autocompress", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+class BackgroundCli(subprocess.Popen):
+    """The CLI started in the background. Its output goes to files, not pipes: nothing reads a pipe while the
+    process runs, and a full one (64 KiB of warnings on a loaded machine) would block it mid-trial."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.stdout_file = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the process
+        self.stderr_file = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        super().__init__(args, stdout=self.stdout_file, stderr=self.stderr_file, text=True, env=env)
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.output()
+
+    def output(self) -> tuple[str, str]:
+        """(stdout, stderr) so far."""
+        self.stdout_file.seek(0)
+        self.stderr_file.seek(0)
+        return self.stdout_file.read(), self.stderr_file.read()
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> BackgroundCli:
+    return BackgroundCli([sys.executable, "-m", "autocompress", *args], env={**os.environ, **(env or {})})
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:

@@ -10,16 +10,19 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress.search.recovery import WORKER_ATTR
-from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli, start_cli, user_config
+from tests.helpers import BackgroundCli, artifact_names, load_study, mlflow_runs, run_cli, start_cli, user_config
 from tests.services import mlflow_server, postgres_cluster
 
 pytestmark = pytest.mark.e2e
 STUDY = "tiny-workers"
 
 
-def _running_trial_of(pid: int, storage: str, deadline: float) -> int:
-    """The number of a trial worker `pid` is in the middle of, once one other trial has completed."""
+def _running_trial_of(worker: BackgroundCli, storage: str, deadline: float) -> int:
+    """The number of a trial `worker` is in the middle of, once one other trial has completed."""
+    pid = worker.pid
     while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise AssertionError(f"worker exited ({worker.returncode}) first: {worker.output()[1][-3000:]}")
         try:
             trials = load_study(STUDY, storage).trials
         except KeyError:
@@ -29,7 +32,8 @@ def _running_trial_of(pid: int, storage: str, deadline: float) -> int:
             time.sleep(0.5)
             return mine[0].number
         time.sleep(0.3)
-    raise AssertionError("worker never reached a running trial")
+    states = [(t.number, t.state.name, t.user_attrs.get(WORKER_ATTR)) for t in load_study(STUDY, storage).trials]
+    raise AssertionError(f"worker {pid} never reached a running trial: {states}; {worker.output()[1][-3000:]}")
 
 
 def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
@@ -39,7 +43,7 @@ def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
         slow = {"TINY_METRIC_SECONDS": "1"}
         first = start_cli(*worker, "--trials", "4", env=slow)
         second = start_cli(*worker, "--trials", "3", env=slow)
-        killed = _running_trial_of(first.pid, storage, time.monotonic() + 300)
+        killed = _running_trial_of(first, storage, time.monotonic() + 300)
         first.kill()
         first.communicate(timeout=60)
         again = run_cli(*worker, "--trials", "2", env=slow)  # the same command, started again
