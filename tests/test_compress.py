@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from autocompress.compress.distill import DistillSettings, distillation_loss
+from autocompress.compress.distill import DistillSettings, distill, distillation_loss
 from autocompress.compress.pipeline import STAGE_SECONDS, build
 from autocompress.compress.prune import PruneSettings
 from autocompress.compress.quantize import QuantizeSettings
@@ -157,3 +157,20 @@ def test_distillation_loss_weights_teacher_and_labels(alpha):
         q = torch.softmax(teacher / 2, -1)
         expected = (q * (torch.log(q) - log_p)).sum(-1).mean() * 4
     assert torch.isclose(loss, expected, atol=1e-5)
+
+
+def test_distillation_visits_a_list_of_batches_in_a_seeded_order_each_pass():
+    """A task's batches in a meaningful order (MiniLM's are sorted by length): a short distillation must not see
+    only the head of the list, and every batch once per pass."""
+    batches = [(torch.full((2, 4), float(index)), torch.zeros(2, 4)) for index in range(20)]
+    seen: list[int] = []
+    student = torch.nn.Linear(4, 4)
+    student.register_forward_hook(lambda _module, inputs, _output: seen.append(int(inputs[0][0, 0])))
+    settings = DistillSettings(steps=40, loss="mse", alpha=1.0)
+    distill(student, torch.nn.Linear(4, 4), batches, settings, seed=5)
+    first, second = seen[:20], seen[20:]
+    assert sorted(first) == sorted(second) == list(range(20))  # each pass visits every batch once
+    assert first != list(range(20)) and first != second  # shuffled, and anew each pass
+    seen.clear()
+    distill(student, torch.nn.Linear(4, 4), batches, settings, seed=5)
+    assert seen[:20] == first  # the seed fixes the order

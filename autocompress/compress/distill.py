@@ -10,6 +10,7 @@ steps > 0, `distill/loss`, `distill/temperature` (kl), `distill/alpha`, `distill
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,6 +161,20 @@ def _capture(model: nn.Module, names: Sequence[str]) -> Iterator[list[torch.Tens
             hook.remove()
 
 
+def _passes(train: Batches, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless passes over the train batches. A list is visited in a new seeded order each pass: tasks often
+    build lists in a meaningful order (MiniLM's are sorted by sentence length), and a short distillation would
+    otherwise see only its head (the shortest sentences). A loader keeps its own order (its shuffle, if any,
+    draws from torch's RNG, seeded before this)."""
+    if not isinstance(train, Sequence):
+        yield from itertools.chain.from_iterable(itertools.repeat(train))
+        return
+    order, generator = list(range(len(train))), random.Random(seed)
+    while order:
+        generator.shuffle(order)
+        yield from (train[index] for index in order)
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -183,7 +198,7 @@ def distill(
             module.eval()
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.steps)
-    batches = itertools.chain.from_iterable(itertools.repeat(train))
+    batches = _passes(train, seed)
     layers = hidden_layers if settings.hidden_weight > 0 else ()
     remembered = None if layers else teacher_outputs(teacher)  # hidden states need the teacher's forward pass
     with _capture(teacher, layers) as teacher_hidden, _capture(student, layers) as student_hidden:
