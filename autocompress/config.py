@@ -69,6 +69,10 @@ class SearchSettings(_Strict):
     )  # fmt: skip
     sensitivity: bool = Field(default=True, description="measure each choice alone first and seed the search")
     warm_starts: bool = Field(default=True, description="start from hand-made and one-click recipe candidates")
+    polish_steps: int = Field(
+        default=0, ge=0, description="after the budget, distil the pruned candidate nearest the bound and faster "
+        "than the best this many steps (search/polish.py); 0: off"
+    )  # fmt: skip
 
     _study_name = field_validator("study")(safe_name)
 

@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-drop", type=float, default=0.01, help="allowed absolute metric drop from fp32")
     parser.add_argument("--home", type=Path, default=Path("autocompress-runs/benchmark"), help="AUTOCOMPRESS_HOME")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    parser.add_argument("--polish-steps", type=int, default=0, help="autocompress's polish stage (search/polish.py)")
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -179,7 +180,12 @@ def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) 
 
     study_name = f"bench-{args.example}-{profile.name}-{name}-{stamp}"
     settings = SearchSettings(
-        trials=args.trials, sampler=sampler, seed=args.seed, max_drop=args.max_drop, study=study_name
+        trials=args.trials,
+        sampler=sampler,
+        seed=args.seed,
+        max_drop=args.max_drop,
+        study=study_name,
+        polish_steps=args.polish_steps if sampler == "tpe" else 0,
     )
     outcome = run_search(task, profile, settings, study_name, console=Console(stderr=True))
     study = outcome.study

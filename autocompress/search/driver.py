@@ -29,6 +29,7 @@ from autocompress.search.artifacts import baseline_artifact, trial_dir
 from autocompress.search.claim import once_per_study
 from autocompress.search.confirm import Confirmed, confirm, winner
 from autocompress.search.morning_report import METRIC_NAME_ATTR, render
+from autocompress.search.polish import polish, polished
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recovery import WORKER_ATTR, recover_trials, requeue, this_worker
 from autocompress.search.results import (
@@ -48,6 +49,7 @@ from autocompress.search.sensitivity import Sensitivity
 from autocompress.search.stages import (
     PromoteProbes,
     SkipFromIncumbent,
+    allowed_drop,
     first_candidates,
     sensitivity_table,
     worker_sampler,
@@ -93,7 +95,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         trial.set_user_attr(WORKER_ATTR, this_worker())  # so a worker that dies is recognised (recovery.py)
         self.ran.append(trial.number)
-        strategy = self.space.sample(trial, seed=trial_seed(self.settings.seed, trial.number))
+        strategy = polished(self.space.sample(trial, seed=trial_seed(self.settings.seed, trial.number)), trial)
         trial.set_user_attr("strategy", strategy.model_dump())
         run_id = self.tracker.start_trial(trial.number, tags={"device": self.profile.name})
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -247,6 +249,10 @@ def run_search(
                     callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), *promote, progress],
                     gc_after_trial=True,
                 )
+            if settings.polish_steps and settings.sampler == "tpe":  # after the budget, its deadline lifted
+                objective.deadline = None
+                polish(study, objective, settings.polish_steps, allowed_drop(settings, baseline["metric"]),
+                       callbacks=[KeepArtifacts(tracker, study_name, settings.confirm)])  # fmt: skip
             confirming = time.monotonic()
             confirmed = (
                 confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows)

@@ -19,9 +19,12 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR
+
 log = logging.getLogger(__name__)
 WORKER_ATTR = "worker"
 RETRY_ATTR = "retry_of"
+KEPT_ON_RETRY = ("enqueued", POLISHED_ATTR, POLISH_STEPS_ATTR)  # what a re-run must do the same way
 
 
 def _start_time(pid: int) -> str:
@@ -54,10 +57,10 @@ def is_dead(worker: str) -> bool:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
-    """Run the same parameters again (a warm start keeps its label): for interrupted, killed and stale trials."""
+    """Run the same parameters again (a warm start keeps its label, a polish its steps): for interrupted, killed and
+    stale trials."""
     attrs: dict[str, Any] = {RETRY_ATTR: trial.number}
-    if "enqueued" in trial.user_attrs:
-        attrs["enqueued"] = trial.user_attrs["enqueued"]
+    attrs |= {key: trial.user_attrs[key] for key in KEPT_ON_RETRY if key in trial.user_attrs}
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
 
 

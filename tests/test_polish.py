@@ -1,0 +1,84 @@
+"""The polish stage: after the budget, the pruned candidate nearest the bound (and faster than the best) is run
+once more with a long distillation; a re-run of an interrupted polish keeps its steps."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from autocompress.compress.distill import DistillSettings
+from autocompress.compress.prune import PruneSettings
+from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR, polish, polish_candidate, polished
+from autocompress.search.recovery import requeue
+from autocompress.spaces.strategy import Strategy
+
+ALLOWED = 0.01
+
+
+def _trial(study: optuna.Study, ratio: float, steps: int, drop: float, speedup: float, **attrs: object) -> int:
+    """A finished trial as the search records one: parameters, strategy, metrics."""
+    params = {"prune/all": ratio, "distill/steps": steps, "distill/lr": 1e-3}
+    distributions = {
+        "prune/all": FloatDistribution(0, 0.75, step=0.125),
+        "distill/steps": CategoricalDistribution([0, 25, 50]),
+        "distill/lr": FloatDistribution(1e-4, 1e-2),
+    }
+    strategy = Strategy(prune=PruneSettings(ratios={"conv": ratio}), distill=DistillSettings(steps=steps))
+    metrics = {"metric_drop": drop, "speedup": speedup, "feasible": float(drop <= ALLOWED)}
+    study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=distributions, values=[1 - drop, 1 / speedup],
+        user_attrs={"metrics": metrics, "strategy": strategy.model_dump(), **attrs}))  # fmt: skip
+    return study.trials[-1].number
+
+
+def _study() -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(study, 0.25, 25, drop=0.005, speedup=2.0)  # the fastest feasible: the floor
+    _trial(study, 0.5, 25, drop=0.015, speedup=3.0)  # near the bound, faster
+    _trial(study, 0.375, 50, drop=0.012, speedup=2.5)  # nearer, faster: the candidate
+    _trial(study, 0.125, 25, drop=0.011, speedup=1.5)  # near but slower than the best: nothing to gain
+    _trial(study, 0.5, 0, drop=0.011, speedup=4.0)  # pruned, never distilled (re-fitted): not this stage's
+    _trial(study, 0.0, 50, drop=0.011, speedup=4.0)  # nothing pruned: nothing for distillation to recover
+    _trial(study, 0.75, 50, drop=0.05, speedup=5.0)  # too far from the bound
+    return study
+
+
+def test_the_candidate_is_the_least_damaged_pruned_trial_faster_than_the_best():
+    study = _study()
+    assert polish_candidate(study, ALLOWED, steps=1000).number == 2
+    assert polish_candidate(study, ALLOWED, steps=50).number == 1  # 50 steps are no more than trial 2 had
+    _trial(study, 0.375, 50, drop=0.004, speedup=2.6, **{POLISHED_ATTR: 2})  # trial 2 polished: the new best
+    assert polish_candidate(study, ALLOWED, steps=1000).number == 1  # still faster than that
+    _trial(study, 0.5, 50, drop=0.02, speedup=3.0, **{POLISHED_ATTR: 1})  # polished, and still short
+    assert polish_candidate(study, ALLOWED, steps=1000) is None  # each candidate is polished once
+
+
+def test_the_polish_runs_after_what_was_queued_with_the_candidates_parameters_and_its_steps():
+    study = _study()
+    study.enqueue_trial({"prune/all": 0.125, "distill/steps": 25, "distill/lr": 1e-3})  # queued by the budget
+    ran: list[tuple[int, dict, int]] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        ratio = trial.suggest_float("prune/all", 0, 0.75, step=0.125)
+        steps = trial.suggest_categorical("distill/steps", [0, 25, 50])
+        trial.suggest_float("distill/lr", 1e-4, 1e-2)
+        strategy = Strategy(prune=PruneSettings(ratios={"conv": ratio}), distill=DistillSettings(steps=steps))
+        ran.append((trial.number, dict(trial.params), polished(strategy, trial).distill.steps))
+        return 0.99, 0.5
+
+    assert polish(study, objective, steps=1000, allowed_drop=ALLOWED) == 2
+    assert [number for number, _, _ in ran] == [7, 8]  # what was queued first, then the polish
+    _, params, steps = ran[1]
+    assert params == study.trials[2].params and steps == 1000
+    assert study.trials[8].user_attrs[POLISHED_ATTR] == 2 and study.trials[8].state == TrialState.COMPLETE
+
+
+def test_an_interrupted_polish_is_queued_again_with_its_steps():
+    study = _study()
+    study.enqueue_trial(study.trials[2].params, user_attrs={POLISHED_ATTR: 2, POLISH_STEPS_ATTR: 1000})
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    requeue(study, study.trials[trial.number])
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert again.user_attrs[POLISH_STEPS_ATTR] == 1000 and again.user_attrs[POLISHED_ATTR] == 2
