@@ -3,6 +3,7 @@ middle of a trial and started again. Nothing is lost, nothing is done twice, eve
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def _running_trial_of(worker: BackgroundCli, storage: str, deadline: float) -> i
             return mine[0].number
         time.sleep(0.3)
     states = [(t.number, t.state.name, t.user_attrs.get(WORKER_ATTR)) for t in load_study(STUDY, storage).trials]
-    raise AssertionError(f"worker {pid} never reached a running trial: {states}; {worker.output()[1][-3000:]}")
+    others = subprocess.run(["ps", "-eo", "pid,etimes,args"], capture_output=True, text=True).stdout  # lock holders?
+    others = "\n".join(line[:200] for line in others.splitlines() if "autocompress" in line or "pytest" in line)
+    raise AssertionError(f"worker {pid} never reached a running trial: {states}; {worker.output()[1][-3000:]}\n"
+                         f"processes:\n{others}")  # fmt: skip
 
 
 def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
