@@ -9,22 +9,32 @@ from optuna.trial import TrialState
 
 from autocompress.compress.distill import DistillSettings
 from autocompress.compress.prune import PruneSettings
-from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR, polish, polish_candidate, polished
+from autocompress.search.polish import (
+    POLISH_STEPS_ATTR,
+    POLISHED_ATTR,
+    polish,
+    polish_candidate,
+    polish_params,
+    polished,
+)
 from autocompress.search.recovery import requeue
 from autocompress.spaces.strategy import Strategy
 
 ALLOWED = 0.01
 
 
-def _trial(study: optuna.Study, ratio: float, steps: int, drop: float, speedup: float, **attrs: object) -> int:
-    """A finished trial as the search records one: parameters, strategy, metrics."""
-    params = {"prune/all": ratio, "distill/steps": steps, "distill/lr": 1e-3}
+def _trial(
+    study: optuna.Study, ratio: float, steps: int, drop: float, speedup: float, lr: float = 1e-3, **attrs: object
+) -> int:
+    """A finished trial as the search records one: parameters (the lr only where it distilled), strategy, metrics."""
+    params = {"prune/all": ratio, "distill/steps": steps} | ({"distill/lr": lr} if steps else {})
     distributions = {
         "prune/all": FloatDistribution(0, 0.75, step=0.125),
         "distill/steps": CategoricalDistribution([0, 25, 50]),
         "distill/lr": FloatDistribution(1e-4, 1e-2),
     }
-    strategy = Strategy(prune=PruneSettings(ratios={"conv": ratio}), distill=DistillSettings(steps=steps))
+    distributions = {name: distributions[name] for name in params}
+    strategy = Strategy(prune=PruneSettings(ratios={"conv": ratio}), distill=DistillSettings(steps=steps, lr=lr))
     metrics = {"metric_drop": drop, "speedup": speedup, "feasible": float(drop <= ALLOWED)}
     study.add_trial(optuna.trial.create_trial(
         params=params, distributions=distributions, values=[1 - drop, 1 / speedup],
@@ -34,11 +44,11 @@ def _trial(study: optuna.Study, ratio: float, steps: int, drop: float, speedup: 
 
 def _study() -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
-    _trial(study, 0.25, 25, drop=0.005, speedup=2.0)  # the fastest feasible: the floor
+    _trial(study, 0.25, 25, drop=0.005, speedup=2.0, lr=3e-4)  # the fastest feasible: the floor
     _trial(study, 0.5, 25, drop=0.015, speedup=3.0)  # near the bound, faster
     _trial(study, 0.375, 50, drop=0.012, speedup=2.5)  # nearer, faster: the candidate
     _trial(study, 0.125, 25, drop=0.011, speedup=1.5)  # near but slower than the best: nothing to gain
-    _trial(study, 0.5, 0, drop=0.011, speedup=4.0)  # pruned, never distilled (re-fitted): not this stage's
+    _trial(study, 0.5, 0, drop=0.013, speedup=4.0)  # re-fitted, never distilled: next in line
     _trial(study, 0.0, 50, drop=0.011, speedup=4.0)  # nothing pruned: nothing for distillation to recover
     _trial(study, 0.75, 50, drop=0.05, speedup=5.0)  # too far from the bound
     return study
@@ -47,11 +57,24 @@ def _study() -> optuna.Study:
 def test_the_candidate_is_the_least_damaged_pruned_trial_faster_than_the_best():
     study = _study()
     assert polish_candidate(study, ALLOWED, steps=1000).number == 2
-    assert polish_candidate(study, ALLOWED, steps=50).number == 1  # 50 steps are no more than trial 2 had
+    assert polish_candidate(study, ALLOWED, steps=50).number == 4  # 50 steps are no more than trial 2 had
     _trial(study, 0.375, 50, drop=0.004, speedup=2.6, **{POLISHED_ATTR: 2})  # trial 2 polished: the new best
-    assert polish_candidate(study, ALLOWED, steps=1000).number == 1  # still faster than that
-    _trial(study, 0.5, 50, drop=0.02, speedup=3.0, **{POLISHED_ATTR: 1})  # polished, and still short
+    assert polish_candidate(study, ALLOWED, steps=1000).number == 4  # faster than that, and next in line
+    _trial(study, 0.5, 50, drop=0.02, speedup=4.0, **{POLISHED_ATTR: 4})  # polished, and still short
+    assert polish_candidate(study, ALLOWED, steps=1000).number == 1
+    _trial(study, 0.5, 50, drop=0.02, speedup=3.0, **{POLISHED_ATTR: 1})
     assert polish_candidate(study, ALLOWED, steps=1000) is None  # each candidate is polished once
+
+
+def test_a_candidate_that_took_no_distillation_borrows_the_settings_that_worked_best():
+    study = _study()
+    own = polish_params(study, study.trials[2])
+    assert own == study.trials[2].params  # distilled: its own settings
+    borrowed = polish_params(study, study.trials[4])  # re-fitted, 0 steps: trial 0's (drop 0.005, 25 steps)
+    assert borrowed == {"prune/all": 0.5, "distill/steps": 25, "distill/lr": 3e-4}
+    lone = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(lone, 0.5, 0, drop=0.013, speedup=4.0)
+    assert polish_params(lone, lone.trials[0]) is None  # nothing distilled to learn the settings from
 
 
 def test_the_polish_runs_after_what_was_queued_with_the_candidates_parameters_and_its_steps():

@@ -3,11 +3,12 @@
 A trial's short distillation cannot buy what thousands of steps can. MiniLM with a quarter of its FFN channels
 pruned (and re-fitted) is at fidelity 0.9898 in torch; 100 steps leave it at 0.984-0.990 (by learning rate),
 6000 steps of 32 sentences take it to 0.9931 (experiments/minilm_distill.py): across the 0.99 bound in
-OpenVINO, 1.14x faster than NNCF's preset. An overnight search
-spends that time on the one candidate most likely to become the new best: a pruned, distilled trial, faster than
-the fastest feasible one, within `margin` times the allowed drop, the least damaged of those. It runs as one more
-trial with the same parameters and the longer distillation, recorded in its strategy (so the exported strategy
-re-applies it), and it is confirmed like any other trial. Successive halving's last rung, after the budget.
+OpenVINO, 1.14x faster than NNCF's preset. An overnight search spends that time on the one candidate most likely
+to become the new best: a pruned trial, faster than the fastest feasible one, within `margin` times the allowed
+drop, the least damaged of those. It runs as one more trial with the same parameters and the longer distillation
+(a re-fitted candidate that took none borrows the distillation settings of the study's least damaged distilled
+trial), recorded in its strategy (so the exported strategy re-applies it), and it is confirmed like any other
+trial. Successive halving's last rung, after the budget.
 """
 
 from __future__ import annotations
@@ -27,33 +28,57 @@ POLISHED_ATTR = "polished_from"
 POLISH_STEPS_ATTR = "polish_steps"
 
 
-def _distilled_after_pruning(trial: FrozenTrial) -> int:
-    """The trial's distillation steps if it pruned something and distilled it, else 0."""
+STEPS_KEYS = ("distill/steps", "distill/steps_after_pruning")  # the knob a candidate's steps were drawn with
+
+
+def _pruned_steps(trial: FrozenTrial) -> int | None:
+    """The trial's distillation steps if it pruned something, else None."""
     recorded = trial.user_attrs.get("strategy")
     if recorded is None:
-        return 0
+        return None
     strategy = Strategy.model_validate(recorded)
-    return strategy.distill.steps if strategy.prune.any else 0
+    return strategy.distill.steps if strategy.prune.any else None
+
+
+def _drop(trial: FrozenTrial) -> float:
+    return trial.user_attrs[METRICS_ATTR]["metric_drop"]
 
 
 def polish_candidate(study: optuna.Study, allowed_drop: float, steps: int, margin: float = 2.0) -> FrozenTrial | None:
-    """The pruned, distilled, infeasible trial within `margin` x `allowed_drop` that is faster than the fastest
-    feasible one and the least damaged of those; None if there is none (or it was polished already)."""
-    trials = study.get_trials(deepcopy=False)
-    polished = {trial.user_attrs.get(POLISHED_ATTR) for trial in trials}
+    """The pruned, infeasible trial within `margin` x `allowed_drop` that is faster than the fastest feasible one
+    and the least damaged of those; None if there is none (or it was polished already)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    polished = {trial.user_attrs.get(POLISHED_ATTR) for trial in study.get_trials(deepcopy=False)}
     best = fastest_feasible(study)
     floor = best.user_attrs[METRICS_ATTR]["speedup"] if best is not None else 1.0
     candidates = []
     for trial in trials:
         metrics = trial.user_attrs.get(METRICS_ATTR)
-        if trial.state != TrialState.COMPLETE or metrics is None or metrics["feasible"]:
-            continue
-        if trial.number in polished or POLISHED_ATTR in trial.user_attrs:
+        if metrics is None or metrics["feasible"] or trial.number in polished or POLISHED_ATTR in trial.user_attrs:
             continue
         near = metrics["metric_drop"] <= margin * allowed_drop and metrics["speedup"] > floor
-        if near and 0 < _distilled_after_pruning(trial) < steps:
+        had = _pruned_steps(trial)
+        if near and had is not None and had < steps:
             candidates.append(trial)
-    return min(candidates, key=lambda trial: trial.user_attrs[METRICS_ATTR]["metric_drop"], default=None)
+    return min(candidates, key=_drop, default=None)
+
+
+def polish_params(study: optuna.Study, candidate: FrozenTrial) -> dict[str, Any] | None:
+    """The candidate's parameters with distillation settings to polish with: its own if it was distilled; else
+    (a re-fitted candidate that took none) those of the study's least damaged distilled pruned trial, the
+    settings that worked best here. None when the study has no such trial."""
+    if _pruned_steps(candidate):
+        return dict(candidate.params)
+    distilled = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if METRICS_ATTR in trial.user_attrs and _pruned_steps(trial)]  # fmt: skip
+    if not distilled:
+        return None
+    donor = min(distilled, key=_drop)
+    settings = {name: value for name, value in donor.params.items() if name.startswith("distill/")}
+    steps = next(value for name, value in settings.items() if name in STEPS_KEYS)
+    params = {name: value for name, value in candidate.params.items() if not name.startswith("distill/")}
+    key = next((name for name in STEPS_KEYS if name in candidate.params), STEPS_KEYS[0])
+    return params | {name: value for name, value in settings.items() if name not in STEPS_KEYS} | {key: steps}
 
 
 def polish(
@@ -66,13 +91,14 @@ def polish(
     """Queue the candidate again with `steps` of distillation and run it (after any trial queued before it, which
     Optuna runs first); returns the candidate's number."""
     candidate = polish_candidate(study, allowed_drop, steps)
-    if candidate is None:
+    params = polish_params(study, candidate) if candidate is not None else None
+    if candidate is None or params is None:
         log.info("polish: no pruned candidate near the bound and faster than the best feasible one")
         return None
     log.info("polish: trial %d again with %d distillation steps", candidate.number, steps)
     attrs = {POLISHED_ATTR: candidate.number, POLISH_STEPS_ATTR: steps}
     queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))  # Optuna runs the oldest first
-    study.enqueue_trial(candidate.params, user_attrs=attrs, skip_if_exists=False)
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
     study.optimize(objective, n_trials=queued + 1, catch=(Exception,), callbacks=list(callbacks), gc_after_trial=True)
     return candidate.number
 
