@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.search.confirm import CONFIRMATION_ATTR
+from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, feasible_front
 from autocompress.search.run_views import run_name
 from autocompress.search.sensitivity import SENSITIVITY_ATTR, Choice, Sensitivity
@@ -43,6 +44,8 @@ def _label(trial: FrozenTrial) -> str:
         return f"warm start: {trial.user_attrs['enqueued']}"
     if SEEDED_ATTR in trial.user_attrs:
         return f"seeded: {trial.user_attrs[SEEDED_ATTR]}"
+    if POLISHED_ATTR in trial.user_attrs:
+        return f"polished: trial {trial.user_attrs[POLISHED_ATTR]}, {trial.user_attrs.get(POLISH_STEPS_ATTR)} steps"
     return "sampled"
 
 
