@@ -48,13 +48,13 @@ def polish_candidate(study: optuna.Study, allowed_drop: float, steps: int, margi
     """The pruned, infeasible trial within `margin` x `allowed_drop` that is faster than the fastest feasible one
     and the least damaged of those; None if there is none (or it was polished already)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    polished = {trial.user_attrs.get(POLISHED_ATTR) for trial in study.get_trials(deepcopy=False)}
+    already = {trial.user_attrs.get(POLISHED_ATTR) for trial in study.get_trials(deepcopy=False)}
     best = fastest_feasible(study)
     floor = best.user_attrs[METRICS_ATTR]["speedup"] if best is not None else 1.0
     candidates = []
     for trial in trials:
         metrics = trial.user_attrs.get(METRICS_ATTR)
-        if metrics is None or metrics["feasible"] or trial.number in polished or POLISHED_ATTR in trial.user_attrs:
+        if metrics is None or metrics["feasible"] or trial.number in already or POLISHED_ATTR in trial.user_attrs:
             continue
         near = metrics["metric_drop"] <= margin * allowed_drop and metrics["speedup"] > floor
         had = _pruned_steps(trial)
