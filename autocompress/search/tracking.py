@@ -36,14 +36,14 @@ class MlflowTracker:
 
     def __init__(self, tracking_uri: str, study_name: str, description: str | None = None) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        wanted = {**EXPERIMENT_KIND, **({} if description is None else {DESCRIPTION_TAG: description})}
         experiment = self.client.get_experiment_by_name(study_name)
         if experiment is None:
             # a local store keeps artifacts under the home; a server keeps them where it was told to (proxied)
             artifacts = None if is_server(tracking_uri) else (home() / "mlartifacts" / study_name).as_uri()
             try:
-                self.experiment_id = self.client.create_experiment(
-                    study_name, artifact_location=artifacts, tags=EXPERIMENT_KIND
-                )
+                self.experiment_id = self.client.create_experiment(study_name, artifact_location=artifacts, tags=wanted)
+                experiment = self.client.get_experiment(self.experiment_id)
             except MlflowException as error:  # another worker of the study created it a moment ago
                 experiment = self.client.get_experiment_by_name(study_name)
                 if error.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
@@ -51,12 +51,25 @@ class MlflowTracker:
                 self.experiment_id = experiment.experiment_id
         else:
             self.experiment_id = experiment.experiment_id
-            for key, value in EXPERIMENT_KIND.items():  # experiments made by older versions open on the runs too
-                if experiment.tags.get(key) != value:
-                    self.client.set_experiment_tag(self.experiment_id, key, value)
-        if description is not None:
-            self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG, description)
+        for key, value in wanted.items():  # experiments made by older versions open on the runs too
+            if experiment.tags.get(key) != value:
+                self._set_experiment_tag(key, value)
         self.parent_id: str | None = None
+
+    def _set_experiment_tag(self, key: str, value: str, attempts: int = 3) -> None:
+        """Workers of one study start together, and MLflow's SQL store writes a new experiment tag as
+        check-then-insert: the loser of two concurrent first writes gets a unique-constraint error. The tag
+        exists by then, so the write is retried (an update now) unless the winner already wrote our value."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.client.set_experiment_tag(self.experiment_id, key, value)
+                return
+            except MlflowException:
+                if self.client.get_experiment(self.experiment_id).tags.get(key) == value:
+                    return
+                if attempt == attempts:
+                    raise
+                time.sleep(0.2 * attempt)
 
     def close_orphans(self) -> list[str]:
         """Runs left RUNNING by a worker of this host that died (kill -9) are closed as KILLED."""
