@@ -288,7 +288,7 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         methods["autocompress-search-only"] = {"kind": "search-only", "error": None, "points": sampled, "_study": study,
                                                "confirmed": methods["autocompress"].get("confirmed", {})}  # fmt: skip
     for method in methods.values():
-        score_method(method, bound)
+        score_method(method, bound, reference["accuracy"])
     rounds = final_round(methods, fp32_path, task, profile)
     for method in methods.values():
         method.pop("_study", None)

@@ -35,6 +35,13 @@ def test_two_point_staircase_and_a_bigger_front_has_more_volume() -> None:
     assert hypervolume(front + [(0.97, 2.5)], BOUND) > hypervolume(front, BOUND)
 
 
+def test_a_metric_above_fp32_counts_as_fp32s() -> None:
+    fp32 = 0.95  # the bound is fp32 - 0.05
+    lucky_but_slow, kept_and_fast = (0.97, 1.25), (0.95, 2.0)
+    assert hypervolume([lucky_but_slow, kept_and_fast], BOUND, fp32) == pytest.approx(0.025)  # lucky is dominated
+    assert hypervolume([lucky_but_slow, kept_and_fast], BOUND) > 0.025  # uncapped, luck adds area
+
+
 def test_infeasible_and_slower_than_fp32_points_add_nothing() -> None:
     front = [(0.95, 2.0)]
     outside = [(0.85, 10.0), (0.999, 0.8), (0.999, 1.0), (BOUND, 5.0)]
