@@ -49,8 +49,13 @@ def register_export(tracking_uri: str, study_name: str, folder: Path) -> tuple[M
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description=f"autocompress: the best strategy of study '{study_name}' "
-                                       f"for device '{device}' (artifact, strategy.yaml, report.json)")  # fmt: skip
+        try:
+            client.create_registered_model(name, description=f"autocompress: the best strategy of study "
+                                           f"'{study_name}' for device '{device}' (artifact, strategy.yaml, "
+                                           "report.json)")  # fmt: skip
+        except MlflowException as error:  # another worker of the study, finishing at the same moment, made it
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     found = _existing(client, name, digest)
     if found is not None:
         return found, False
