@@ -246,7 +246,8 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
         paired = timing.speedups[index]
         assert paired is not None
         methods[name]["final"] = {"speedup": paired.speedup, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
-                                  "latency_ms": timing.latencies[index].median_ms}  # fmt: skip
+                                  "latency_ms": timing.latencies[index].median_ms, "noisy": paired.noisy,
+                                  "settled_share": paired.settled_share}  # fmt: skip
     return timing.rounds
 
 

@@ -154,6 +154,8 @@ def markdown(results: dict[str, Any]) -> str:
         notes = [m.get("error") or ""]
         if best.get("latency_noisy"):
             notes.append("noisy latency")
+        if (m.get("final") or {}).get("noisy"):
+            notes.append(f"final noisy ({m['final']['settled_share']:.0%} of rounds settled)")
         if m.get("failed_trials"):
             notes.append(f"{m['failed_trials']} failed trials")
         if best.get("label") and m["kind"] in SEARCH_KINDS:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 
 from autocompress.compress.pipeline import build
-from autocompress.evaluators.device.latency import TimingPolicy, measure, measure_interleaved, median_ci, summarize
+from autocompress.evaluators.device.latency import (
+    TimingPolicy,
+    figure_rounds,
+    measure,
+    measure_interleaved,
+    median_ci,
+    summarize,
+)
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.spaces.strategy import Strategy
 
@@ -127,3 +135,26 @@ def test_a_window_spent_in_the_slow_state_says_so_against_the_known_floor():
     undisturbed = measure_interleaved([lambda: busy(1.5e-3), lambda: busy(0.5e-3)], policy)
     assert undisturbed.reference_slowdown is not None and abs(undisturbed.reference_slowdown) < 0.05
     assert measure_interleaved([lambda: busy(1e-3)] * 2).reference_slowdown is None  # nothing known, nothing said
+
+
+def test_a_window_disturbed_throughout_takes_its_figures_from_every_round():
+    """Seen in a benchmark beside the test suite: one round of 46 settled, and the speedups (with a zero-width
+    interval) came from that round alone. Too few settled rounds: every round counts (flagged noisy)."""
+    policy = TimingPolicy(min_rounds=12)
+    drifting = [1 + 0.05 * k for k in range(20)]  # slower every round: two are within 7% of the floor
+    medians = [[1.5 * f for f in drifting], [0.5 * f for f in drifting]]
+    assert figure_rounds(medians, policy).all()
+    calm = [1.0] * 14 + drifting[6:]  # 14 settled rounds: the figures come from those
+    assert figure_rounds([[1.5 * f for f in calm], [0.5 * f for f in calm]], policy).sum() == 14
+
+    started = time.perf_counter()
+
+    def slowdown() -> float:  # a new speed every 7 ms, anywhere from 1x to 2x: rarely calm for a whole round
+        return random.Random(int((time.perf_counter() - started) / 0.007)).uniform(1.0, 2.0)
+
+    short = TimingPolicy(slot_s=0.005, min_rounds=12, time_cap_s=0.6, target_rel_ci=0.001)
+    result = measure_interleaved([lambda: busy(1.5e-3 * slowdown()), lambda: busy(0.5e-3 * slowdown())], short)
+    paired = result.speedups[1]
+    assert paired is not None and paired.noisy
+    assert paired.rounds >= short.min_rounds and paired.ci_low < paired.ci_high, paired
+    assert 2.0 < paired.speedup < 4.5, paired

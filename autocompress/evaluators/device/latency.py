@@ -162,12 +162,22 @@ def settled(slot_medians: Sequence[Sequence[float]], tolerance: float) -> np.nda
     return (excess <= math.log1p(tolerance)) | (excess <= excess.min())  # never empty
 
 
-def _speedup(reference: list[float], candidate: list[float], mask: np.ndarray, noisy: bool) -> SpeedupStats:
+def figure_rounds(slot_medians: Sequence[Sequence[float]], policy: TimingPolicy) -> np.ndarray:
+    """Mask of the rounds the figures come from: the settled ones; every round when fewer than `min_rounds`
+    settled (a machine disturbed throughout the window: one calm round is no figure, and its interval would
+    collapse to a point), the measurement then being noisy anyway."""
+    mask = settled(slot_medians, policy.settle_tolerance)
+    return mask if int(mask.sum()) >= policy.min_rounds else np.ones_like(mask)
+
+
+def _speedup(
+    reference: list[float], candidate: list[float], mask: np.ndarray, noisy: bool, settled_share: float
+) -> SpeedupStats:
     ratios = np.asarray(reference) / np.asarray(candidate)
     chosen, others = ratios[mask], ratios[~mask]
     low, high = median_ci(chosen)
     unsettled = float(np.median(others)) if len(others) >= 3 else None
-    return SpeedupStats(float(np.median(chosen)), low, high, len(chosen), noisy, len(chosen) / len(ratios), unsettled)
+    return SpeedupStats(float(np.median(chosen)), low, high, len(chosen), noisy, settled_share, unsettled)
 
 
 def _rel_half_width(values: list[float]) -> float:
@@ -251,12 +261,14 @@ def measure_interleaved(calls: Sequence[Callable[[], object]], policy: TimingPol
     policy = policy or TimingPolicy()
     state = _Rounds(calls, policy)
     converged = state.attempt() or state.attempt()
-    mask = state.settled()
+    mask = figure_rounds(state.slot_medians, policy)
+    settled_share = float(state.settled().mean())
     settled_samples = [np.concatenate([slot for slot, keep in zip(slots, mask, strict=True) if keep])
                        for slots in state.samples]  # fmt: skip
     latencies = [summarize(samples, noisy=not converged) for samples in settled_samples]
     speedups: list[SpeedupStats | None] = [None]
-    speedups += [_speedup(state.slot_medians[0], medians, mask, not converged) for medians in state.slot_medians[1:]]
+    speedups += [_speedup(state.slot_medians[0], medians, mask, not converged, settled_share)
+                 for medians in state.slot_medians[1:]]  # fmt: skip
     floor_ms = float(floors(state.slot_medians)[0]) * 1e3
     known = policy.reference_floor_ms
     slowdown = floor_ms / known - 1 if known else None
