@@ -15,11 +15,17 @@ the headline compares those `final` speedups, measured in one window.
 
 Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report. Studies go to a
 separate home (--home), each under a unique name, so they never mix with the user's or resume each other.
+
+    python -m experiments.benchmark --retime <out>/<example>-<device>.json --home <the run's home>
+
+times the final round again (a window disturbed throughout: `final noisy` in the table) from the run's artifacts
+and studies, and rewrites the three files.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -51,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=Path("autocompress-runs/benchmark"), help="AUTOCOMPRESS_HOME")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--polish-steps", type=int, default=0, help="autocompress's polish stage (search/polish.py)")
+    parser.add_argument("--retime", type=Path, default=None, help="a results JSON: time its final round again")
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -233,22 +240,46 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds."""
     from autocompress.evaluators.measure import time_together
 
-    names, paths = [], []
+    names: dict[str, Path] = {}
     for name, method in methods.items():
         path = best_artifact(method, task, profile) if method["kind"] != "baseline" else None
         if path is not None:
-            names.append(name)
-            paths.append(path)
+            names[name] = path
+    paths = list(dict.fromkeys(names.values()))  # a search's best is often its search-only best too: timed once
     if not paths:
         return 0
     timing = time_together(fp32, paths, task, profile)
-    for index, name in enumerate(names, start=1):
+    for name, path in names.items():
+        index = paths.index(path) + 1
         paired = timing.speedups[index]
         assert paired is not None
         methods[name]["final"] = {"speedup": paired.speedup, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
                                   "latency_ms": timing.latencies[index].median_ms, "noisy": paired.noisy,
                                   "settled_share": paired.settled_share}  # fmt: skip
     return timing.rounds
+
+
+def retime(results: dict[str, Any], task, profile) -> dict[str, Any]:
+    """The final round of a finished run again, from its artifacts (one-click) and studies (searches)."""
+    import optuna
+
+    from autocompress.home import default_storage
+
+    methods = results["methods"]
+    searched = methods.get("autocompress", {}).get("study")
+    for method in methods.values():
+        study = method.get("study") or (searched if method["kind"] == "search-only" else None)
+        if study is not None:
+            method["_study"] = optuna.load_study(study_name=study, storage=default_storage())
+    bests = [method["best_feasible"] or {} for method in methods.values()]
+    artifacts = [Path(best["artifact"]) for best in bests if "artifact" in best]
+    fp32 = artifacts[0].parent.parent / "fp32" / artifacts[0].name  # the run's workroot/<method>/model.<format>
+    results["final_rounds"] = final_round(methods, fp32, task, profile)
+    for method in methods.values():
+        method.pop("_study", None)
+    results["retimed"] = datetime.now().isoformat(timespec="seconds")
+    results["headline"] = headline(results)
+    return results
 
 
 def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
@@ -329,8 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     except AutocompressError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    results = benchmark(args, task, profile)
-    stem = args.out / f"{args.example}-{profile.name}"
+    if args.retime is not None:
+        results = retime(json.loads(args.retime.read_text()), task, profile)
+        stem = args.retime.with_suffix("")
+    else:
+        results = benchmark(args, task, profile)
+        stem = args.out / f"{args.example}-{profile.name}"
     write_json(results, Path(f"{stem}.json"))
     text = markdown(results)
     Path(f"{stem}.md").write_text(text)

@@ -133,7 +133,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"- command: `{results['command']}`",
         f"- commit: {results.get('commit', 'unknown')}",
-        f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}",
+        f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}"
+        + (f"; final round timed again {results['retimed']} (`--retime`)" if results.get("retimed") else ""),
         f"- machine: {machine.get('cpu')} ({' '.join(machine.get('isa', ['ISA not recorded']))}), "
         f"{machine.get('cores')} cores, {machine.get('os')}, Python {machine.get('python')}",
         "- runtimes: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
