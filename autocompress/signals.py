@@ -15,6 +15,9 @@ from autocompress.errors import TrialError
 
 DEADLINE = "deadline:"  # how a trial failed for the time budget's sake starts its reason
 
+_pending = threading.Event()  # a Ctrl-C/SIGTERM arrived and has not yet ended the command
+_depth = 0  # nested interrupts_as_keyboard blocks (the CLI's and the driver's)
+
 
 class DeadlineExceeded(TrialError):
     """A trial still running past the search's deadline plus its margin."""
@@ -23,17 +26,35 @@ class DeadlineExceeded(TrialError):
 @contextmanager
 def interrupts_as_keyboard() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt like Ctrl-C does. SIGINT is handled explicitly too: a process started in
-    the background by a non-interactive shell inherits it ignored."""
+    the background by a non-interactive shell inherits it ignored.
+
+    A KeyboardInterrupt raised where Python only prints it (a weakref callback or `__del__` running when the
+    signal lands: seen while torch trains) would be lost; the signal is remembered, so the next
+    `raise_if_interrupted()` checkpoint, or at the latest the end of this block, raises it again."""
+    global _depth
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        _pending.set()
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
+    _depth += 1
     try:
         yield
+        raise_if_interrupted()  # the body finished although a signal arrived: it was swallowed on the way
     finally:
+        _depth -= 1
+        if _depth == 0:
+            _pending.clear()
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+
+
+def raise_if_interrupted() -> None:
+    """A checkpoint for long loops (training steps, trials): raise the Ctrl-C/SIGTERM that arrived earlier and was
+    swallowed where Python cannot propagate exceptions."""
+    if _pending.is_set():
+        raise KeyboardInterrupt
 
 
 def not_after(deadline: float | None, what: str) -> None:

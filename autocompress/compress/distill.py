@@ -22,6 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from autocompress.compress.teacher import teacher_outputs
+from autocompress.signals import raise_if_interrupted
 from autocompress.spaces.vocabulary import Section
 from autocompress.task import Batches
 
@@ -203,6 +204,7 @@ def distill(
     remembered = None if layers else teacher_outputs(teacher)  # hidden states need the teacher's forward pass
     with _capture(teacher, layers) as teacher_hidden, _capture(student, layers) as student_hidden:
         for inputs, labels in itertools.islice(batches, settings.steps):
+            raise_if_interrupted()
             teacher_hidden.clear()
             student_hidden.clear()
             if remembered is not None:

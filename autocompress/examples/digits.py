@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autocompress.examples.digits_model import DigitsResNet
 from autocompress.home import home
+from autocompress.signals import raise_if_interrupted
 from autocompress.task import DataSplits, Task, accuracy
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def _train() -> DigitsResNet:
     model.train()
     for _ in range(EPOCHS):
         for inputs, labels in loader:
+            raise_if_interrupted()  # a Ctrl-C swallowed inside torch's own callbacks ends training here
             loss = F.cross_entropy(model(inputs), labels)
             optimizer.zero_grad()
             loss.backward()

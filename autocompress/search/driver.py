@@ -56,7 +56,7 @@ from autocompress.search.stages import (
 )
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
-from autocompress.signals import DEADLINE, interrupts_as_keyboard, not_after, stop_at
+from autocompress.signals import DEADLINE, interrupts_as_keyboard, not_after, raise_if_interrupted, stop_at
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task
 
@@ -103,6 +103,7 @@ class Objective:
         self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
         self.tracker.log_table(run_id, layer_table(strategy, self.space.quantize.layers), LAYERS_TABLE)
         try:
+            raise_if_interrupted()  # a Ctrl-C swallowed since the last trial: this one is requeued, not built
             with stop_at(self.deadline, "building the candidate"):
                 artifact = build(self.task, strategy, self.profile, trial_dir(self.study_name, trial.number))
             not_after(self.deadline, "measuring the candidate")  # never cut mid-way: it talks to the device
