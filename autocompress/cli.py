@@ -133,16 +133,21 @@ def search(
 def _search(
     config: Path | None, example: str | None, device: str | None, out: Path | None, flags: dict, register: bool = True
 ) -> None:
-    from autocompress.compress.pipeline import check_runtime
+    from autocompress.examples import check_example
     from autocompress.hardware.availability import usable_profile
+
+    experiment = _experiment(config, example, device, **flags)
+    if experiment.example is not None:
+        check_example(experiment.example)  # mistakes in names are refused before the heavy imports below
+    profile = usable_profile(experiment.device)
+
+    from autocompress.compress.pipeline import check_runtime
     from autocompress.home import default_tracking_uri
     from autocompress.search.driver import SearchInterrupted, run_search
     from autocompress.search.study import open_storage
     from autocompress.search.tracking import ui_link
     from autocompress.tasks import load_task
 
-    experiment = _experiment(config, example, device, **flags)
-    profile = usable_profile(experiment.device)
     open_storage(experiment.search.storage)  # a wrong URL is reported before any training
     task = load_task(experiment)
     check_runtime(task, profile)

@@ -18,15 +18,11 @@ from torch import nn
 
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
+from autocompress.examples import EXAMPLES, check_example
 from autocompress.runtimes import importable_from
 from autocompress.spaces.space import check_options
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
-
-EXAMPLES: dict[str, str] = {
-    "digits": "autocompress.examples.digits:load_task",
-    "minilm": "autocompress.examples.minilm:load_task",
-}
 
 
 def _first_line(error: BaseException) -> str:
@@ -130,9 +126,7 @@ def load_task(config: ExperimentConfig) -> Task:
     sys.path only while they are imported)."""
     check_options(config.space)  # before the model loads: a typo in the space costs no waiting
     if config.example is not None:
-        if config.example not in EXAMPLES:
-            known = ", ".join(sorted(EXAMPLES))
-            raise ConfigError(f"unknown example '{config.example}': built-in examples are {known}")
+        check_example(config.example)
         return _with_space(resolve_callable(EXAMPLES[config.example], "example")(), config.space)
     assert config.model is not None and config.data is not None
     with importable_from(config.base_dir):

@@ -16,19 +16,23 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 _calls = {"metric": 0}
+# Wide enough that its convolutions, not the runtime's per-call overhead, set its latency: halving the channels is
+# a clear speedup (about 2.5x in ONNX Runtime), so a search that prunes has a winner to export; at 16 channels the
+# halved model timed 0.99x and tests that export were left with nothing.
+WIDTH = 64
 
 
 class TinyNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(16)
-        self.fc = nn.Linear(16, 10)
+        self.conv1 = nn.Conv2d(1, WIDTH, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(WIDTH)
+        self.conv2 = nn.Conv2d(WIDTH, WIDTH, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(WIDTH)
+        self.fc = nn.Linear(WIDTH, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv1.out_channels < 16:  # pruned: $TINY_PRUNED_SECONDS makes its first use that slow (a deadline)
+        if self.conv1.out_channels < WIDTH:  # pruned: $TINY_PRUNED_SECONDS makes its first use that slow (a deadline)
             time.sleep(float(os.environ.pop("TINY_PRUNED_SECONDS", "0")))
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)) + x)
@@ -45,7 +49,7 @@ def _split() -> dict[str, TensorDataset]:
 
 
 def build_model() -> tuple[nn.Module, torch.Tensor]:
-    """Trained for ten quick epochs (a few seconds) so accuracy is meaningful (about 0.77)."""
+    """Trained for ten quick epochs (a few seconds) so accuracy is meaningful (about 0.84)."""
     torch.manual_seed(0)
     model = TinyNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
