@@ -5,6 +5,7 @@ time budget's hard stop: work still going past a deadline is stopped where it is
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,15 +30,23 @@ def interrupts_as_keyboard() -> Iterator[None]:
     the background by a non-interactive shell inherits it ignored.
 
     A KeyboardInterrupt raised where Python only prints it (a weakref callback or `__del__` running when the
-    signal lands: seen while torch trains) would be lost; the signal is remembered, so the next
-    `raise_if_interrupted()` checkpoint, or at the latest the end of this block, raises it again."""
+    signal lands: seen while torch trains) would be lost, and Python would print its traceback; the signal is
+    remembered, so the next `raise_if_interrupted()` checkpoint, or at the latest the end of this block, raises
+    it again, and the swallowed copy is not printed."""
     global _depth
 
     def handler(signum: int, frame: FrameType | None) -> None:
         _pending.set()
         raise KeyboardInterrupt
 
+    previous_hook = sys.unraisablehook
+
+    def quiet_about_swallowed_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+        if not (_pending.is_set() and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            previous_hook(unraisable)
+
     previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = quiet_about_swallowed_interrupts
     _depth += 1
     try:
         yield
@@ -48,6 +57,7 @@ def interrupts_as_keyboard() -> Iterator[None]:
             _pending.clear()
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+        sys.unraisablehook = previous_hook
 
 
 def raise_if_interrupted() -> None:

@@ -3,6 +3,9 @@ callback while the digits example trained: the search then ran to its end and ex
 
 import os
 import signal
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,3 +44,31 @@ def test_a_ctrl_c_swallowed_and_never_checked_still_ends_the_block():
 def test_without_a_signal_the_block_ends_normally():
     with interrupts_as_keyboard():
         raise_if_interrupted()
+
+
+def test_a_swallowed_ctrl_c_is_not_printed_as_a_traceback():
+    """Python reports an exception raised in a finaliser through `sys.unraisablehook` ("Exception ignored in ...",
+    with a traceback): the CLI's one-line message must be all a user sees (CI saw the report before it)."""
+    script = (
+        f"import sys; sys.path[:0] = [{os.path.dirname(__file__)!r}]\n"
+        "from test_signals import SignalsWhileCollected\n"
+        "from autocompress.signals import interrupts_as_keyboard\n"
+        "try:\n"
+        "    with interrupts_as_keyboard():\n"
+        "        SignalsWhileCollected()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "interrupted\n", result.stderr
+
+
+def test_other_unraisable_errors_are_still_reported():
+    reported = []
+    previous, sys.unraisablehook = sys.unraisablehook, reported.append
+    try:
+        with interrupts_as_keyboard():
+            sys.unraisablehook(SimpleNamespace(exc_value=ValueError("a real bug in a finaliser")))
+    finally:
+        sys.unraisablehook = previous
+    assert [str(item.exc_value) for item in reported] == ["a real bug in a finaliser"]
