@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tests.helpers import load_study, mlflow_runs, run_cli, start_cli, user_config
 
@@ -54,9 +54,9 @@ def _search_inside_a_trial(name: str) -> subprocess.Popen:
     return process
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_search_records_the_trial_and_resumes(signum):
-    name = f"tiny-interrupt-{signum.name.lower()}"
+def _interrupt_inside_a_trial(name: str, signum: signal.Signals) -> tuple[FrozenTrial, FrozenTrial]:
+    """Interrupt a search in the middle of a trial; check it says so, exits 130 and keeps everything: the trial
+    failed as interrupted (in MLflow too), its candidate queued again. Returns (interrupted, queued again)."""
     process = _search_inside_a_trial(name)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)  # generous: a loaded CI machine is slow to wind down
@@ -73,6 +73,18 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
 
     (again,) = [t for t in study.trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert again.state == TrialState.WAITING  # nothing lost: the interrupted candidate is queued to run again
+    return interrupted[0], again
+
+
+def test_sigterm_interrupts_a_search_as_ctrl_c_does():
+    """What a service manager or `kill` sends; resuming after it is the same as after Ctrl-C (next test)."""
+    _interrupt_inside_a_trial("tiny-interrupt-sigterm", signal.SIGTERM)
+
+
+def test_an_interrupted_search_records_the_trial_and_resumes():
+    name = "tiny-interrupt-sigint"
+    interrupted, again = _interrupt_inside_a_trial(name, signal.SIGINT)
+    study = load_study(name)
     before = len([t for t in study.trials if t.state.is_finished()])  # a warm start may still be waiting
     first_metrics = study.trials[0].user_attrs["metrics"]
     resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2")
@@ -80,7 +92,7 @@ def test_an_interrupted_search_records_the_trial_and_resumes(signum):
     study = load_study(name)
     assert len(study.trials) == before + 2
     assert all(t.state == TrialState.COMPLETE for t in study.trials[before:])
-    assert study.trials[again.number].params == interrupted[0].params
+    assert study.trials[again.number].params == interrupted.params
     assert study.trials[0].user_attrs["metrics"] == first_metrics  # resuming leaves finished trials as they were
 
 
