@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autocompress.apply_command import apply
 from autocompress.errors import AutocompressError
 from autocompress.report_command import report
 from autocompress.signals import interrupts_as_keyboard
@@ -24,11 +25,12 @@ app = typer.Typer(
     help="Search, per device, how to make a trained PyTorch model smaller and faster while keeping its accuracy.",
 )
 app.command()(report)
+app.command()(apply)
 err = Console(stderr=True)
 out = Console()
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (model, data, metric, device, search)")]
-ExampleOpt = Annotated[str | None, typer.Option(help="built-in example instead of a config: digits")]
+ExampleOpt = Annotated[str | None, typer.Option(help="built-in example instead of a config: digits or minilm")]
 DeviceOpt = Annotated[str | None, typer.Option(help="hardware profile name, alias or .yaml path")]
 StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-<device>); same name resumes")]
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
@@ -161,7 +163,7 @@ def _search(
     if outcome.all_failed():
         reasons = "; ".join(f"{count}x {reason[:160]}" for reason, count in Counter(failures).most_common(3))
         raise _fail(f"every trial of this search failed ({len(failures)}): {reasons}", code=1)
-    _print_summary(outcome.study, outcome.confirmed, profile.name)
+    _print_summary(outcome.study, outcome.confirmed, profile.name, task.metric_name)
     if outcome.confirmed:
         err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
     err.print(ui_link(experiment.search.tracking_uri or default_tracking_uri(), name) or "", soft_wrap=True)
@@ -190,27 +192,11 @@ def _register(tracking_uri: str | None, study_name: str, target: Path) -> None:
     err.print(register_and_say(tracking_uri, study_name, target))
 
 
-def _print_summary(study, confirmed, device: str) -> None:
-    from autocompress.search.confirm import winner
-    from autocompress.search.results import METRICS_ATTR, fastest_feasible
+def _print_summary(study, confirmed, device: str, metric: str = "metric") -> None:
+    from autocompress.search.summary import summary_lines
 
-    estimate = fastest_feasible(study)
-    if estimate is None:
-        err.print("no feasible compressed trial yet: run more trials or relax --max-drop")
-        return
-    best = winner(confirmed)
-    if best is None:
-        m = estimate.user_attrs[METRICS_ATTR]
-        note = "not confirmed (--confirm 0)" if not confirmed else "no candidate beats the baseline when re-timed"
-        out.print(f"{device}: fastest feasible trial {estimate.number} at {m['speedup']:.2f}x in the search; {note}")
-        return
-    m = study.trials[best.trial].user_attrs[METRICS_ATTR]
-    out.print(
-        f"{device}: best trial {best.trial}: metric {m['metric']:.4f} (drop {m['metric_drop']:+.4f}), "
-        f"confirmed speedup {best.speedup:.2f}x [{best.ci_low:.2f}, {best.ci_high:.2f}] over the uncompressed model "
-        f"({best.latency_ms:.3f} vs {best.baseline_latency_ms:.3f} ms, {best.rounds} paired rounds; search estimate "
-        f"{best.search_speedup:.2f}x), size {m['size_mb']:.2f} MB"
-    )
+    for line in summary_lines(study, confirmed, device, metric):
+        out.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -247,61 +233,14 @@ def export(
                 f"no study named '{name}' in the storage: run `autocompress search` first"
             ) from None
         task = load_task(experiment)
-        confirmed = confirm_top(
-            stored, task, profile, max(1, experiment.search.confirm), attempts=experiment.search.confirm_windows
-        )
+        confirmed = confirm_top(stored, task, profile, max(1, experiment.search.confirm),
+                                attempts=experiment.search.confirm_windows, settings=experiment.search)  # fmt: skip
+        _print_summary(stored, confirmed, profile.name, task.metric_name)
         target = _export(stored, profile, out, lambda: task, confirmed, task.metric_name)
         if target is not None:
             if register:
                 _register(experiment.search.tracking_uri, name, target)
             typer.echo((target / "report.json").read_text())
-    except AutocompressError as error:
-        raise _fail(str(error)) from None
-
-
-@app.command()
-def apply(
-    strategy: Annotated[Path, typer.Argument(help="strategy.yaml written by search or export")],
-    config: Annotated[Path | None, typer.Option("--config", help="experiment YAML of a user task")] = None,
-    example: ExampleOpt = None,
-    device: Annotated[str | None, typer.Option(help="hardware profile (default: the strategy's own device)")] = None,
-    out: Annotated[Path, typer.Option(help="folder for the rebuilt artifact and its report")] = Path("rebuilt"),
-) -> None:
-    """Rebuild the artifact a strategy describes (no study needed) and time it against the uncompressed model."""
-    _setup_logging(False)
-    try:
-        from autocompress.compress.pipeline import build
-        from autocompress.evaluators.measure import measure_artifact
-        from autocompress.hardware.availability import usable_profile
-        from autocompress.spaces.strategy import Strategy
-        from autocompress.tasks import load_task
-
-        if not strategy.is_file():
-            raise AutocompressError(f"strategy file '{strategy}' does not exist")
-        loaded = Strategy.load(strategy)
-        experiment = _experiment(config, example, device or loaded.device)
-        profile = usable_profile(experiment.device)
-        task = load_task(experiment)
-        artifact = build(task, loaded, profile, out)
-        baseline = build(task, Strategy(), profile, out / "baseline")
-        measurement = measure_artifact(artifact.path, task, profile, baseline=baseline.path)
-        speedup = measurement.speedup
-        assert speedup is not None and measurement.baseline_latency is not None
-        report = {
-            "device": profile.name,
-            "accuracy": measurement.metric,
-            "speedup": speedup.speedup,
-            "speedup_ci": [speedup.ci_low, speedup.ci_high],
-            "timing_rounds": speedup.rounds,
-            "settled_share": speedup.settled_share,
-            "unsettled_speedup": speedup.unsettled_speedup,
-            "latency_ms": measurement.latency.median_ms,
-            "baseline_latency_ms": measurement.baseline_latency.median_ms,
-            "size_bytes": measurement.size_bytes,
-            "artifact": str(artifact.path),
-        }
-        (out / "report.json").write_text(json.dumps(report, indent=2))
-        typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
         raise _fail(str(error)) from None
 

@@ -64,8 +64,8 @@ class SearchSettings(_Strict):
     seed: int = 0
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
     confirm_windows: int = Field(
-        default=4, ge=1, le=20, description="timing windows confirmation may take while the machine runs slower "
-        "than its best in the study (20 s apart); 1: time once, never wait"
+        default=3, ge=1, le=20, description="fresh timing windows (10 s apart) the exported winner's figure comes "
+        "from, and the windows the selection may take while the machine runs slower than its best in the study"
     )  # fmt: skip
     sensitivity: bool = Field(default=True, description="measure each choice alone first and seed the search")
     warm_starts: bool = Field(default=True, description="start from hand-made and one-click recipe candidates")

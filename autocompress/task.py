@@ -22,11 +22,17 @@ BATCH_AXIS: DynamicAxes = {0: ("batch", 1, 4096)}
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Three loaders of (inputs, labels) batches; they must be re-iterable and deterministic."""
+    """Loaders of (inputs, labels) batches; they must be re-iterable and deterministic.
+
+    train: pruning importance, re-fitting, distillation; calibration: the quantizers; validation: every decision
+    of the search; test: held out, scored once for the confirmed candidates (what the report quotes). A task
+    without a test split gets one carved out of validation (autocompress/splits.py).
+    """
 
     train: Batches
     calibration: Batches
     validation: Batches
+    test: Batches | None = None
 
 
 @dataclass(frozen=True)

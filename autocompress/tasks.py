@@ -22,6 +22,7 @@ from autocompress.examples import EXAMPLES, check_example
 from autocompress.runtimes import importable_from
 from autocompress.spaces.space import check_options
 from autocompress.spaces.transformers import hf_attention_hints
+from autocompress.splits import with_test_split
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
 
 
@@ -63,12 +64,16 @@ def _data(reference: str) -> DataSplits:
     if isinstance(result, DataSplits):
         return result
     if isinstance(result, dict) and {"train", "calibration", "validation"} <= set(result):
-        return DataSplits(result["train"], result["calibration"], result["validation"])
-    if isinstance(result, (tuple, list)) and len(result) == 3:
+        unknown = set(result) - {"train", "calibration", "validation", "test"}
+        if unknown:
+            raise ConfigError(f"data '{reference}' returned unknown split(s) {', '.join(sorted(map(str, unknown)))}: "
+                              "the splits are train, calibration, validation and (optional) test")  # fmt: skip
+        return DataSplits(result["train"], result["calibration"], result["validation"], result.get("test"))
+    if isinstance(result, (tuple, list)) and len(result) in (3, 4):
         return DataSplits(*result)
     raise ConfigError(
-        f"data '{reference}' must return (train, calibration, validation) loaders or a dict with those keys, "
-        f"got {type(result).__name__}"
+        f"data '{reference}' must return (train, calibration, validation[, test]) loaders or a dict with those "
+        f"keys, got {type(result).__name__}"
     )
 
 
@@ -80,8 +85,10 @@ def _metric(reference: str) -> Metric:
 
 def check_data(data: DataSplits, reference: str) -> None:
     """Each split is re-iterable (every build reads them again) and yields (inputs, labels) tensor pairs."""
-    for split in ("train", "calibration", "validation"):
+    for split in ("train", "calibration", "validation", "test"):
         loader = getattr(data, split)
+        if loader is None and split == "test":
+            continue  # carved out of validation later (splits.py)
         if isinstance(loader, Iterator) or not hasattr(loader, "__iter__"):
             raise ConfigError(
                 f"data '{reference}': the {split} loader is a {type(loader).__name__}, which can be read only once; "
@@ -127,7 +134,8 @@ def load_task(config: ExperimentConfig) -> Task:
     check_options(config.space)  # before the model loads: a typo in the space costs no waiting
     if config.example is not None:
         check_example(config.example)
-        return _with_space(resolve_callable(EXAMPLES[config.example], "example")(), config.space)
+        example = resolve_callable(EXAMPLES[config.example], "example")()
+        return _with_space(with_test_split(example), config.space)
     assert config.model is not None and config.data is not None
     with importable_from(config.base_dir):
         model, example = _model(config.model)
@@ -145,7 +153,7 @@ def load_task(config: ExperimentConfig) -> Task:
         prune_hints=hints if hints.num_heads else None,
     )
     check_metric(task, config.metric)
-    return _with_space(task, config.space)
+    return _with_space(with_test_split(task), config.space)
 
 
 def _with_space(task: Task, space: dict[str, Any]) -> Task:

@@ -11,7 +11,7 @@ import pytest
 from autocompress.compress.prune import PruneSettings
 from autocompress.compress.quantize import QuantizeSettings
 from autocompress.config import SearchSettings
-from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
+from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats, TimingPolicy
 from autocompress.hardware import get_profile
 from autocompress.search.artifacts import baseline_dir, trial_dir
 from autocompress.search.confirm import CONFIRMATION_ATTR, confirm, winner
@@ -64,7 +64,7 @@ def _fake_timer(confirmed_speedups: dict[bytes, float], baseline_floors_ms: list
     takes the next of `baseline_floors_ms` as the baseline's floor in that window."""
     floors = iter(baseline_floors_ms or [])
 
-    def timer(baseline: Path, candidates: list[Path], task, profile, policy) -> Interleaved:
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None) -> Interleaved:
         speedups = [confirmed_speedups[path.read_bytes()] for path in candidates]
         latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
         floor = next(floors, 1.0)
@@ -75,6 +75,19 @@ def _fake_timer(confirmed_speedups: dict[bytes, float], baseline_floors_ms: list
                            floor / known - 1 if known else None)  # fmt: skip
 
     return timer
+
+
+def _fake_scorer(test_metrics: dict[bytes, float] | None = None):
+    """Scores nothing: every artifact keeps the study's validation metric (0.9); on test, `test_metrics` by the
+    artifact file's content (default 0.9)."""
+    def scorer(paths: list[Path], task, profile, split: str, options=None) -> list[float]:
+        table = test_metrics or {} if split == "test" else {}
+        return [table.get(path.read_bytes(), 0.9) for path in paths]
+
+    return scorer
+
+
+FAKE = {"scorer": _fake_scorer(), "gap_s": 0.0}
 
 
 def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny_task, tmp_path):
@@ -88,7 +101,7 @@ def test_confirmation_reranks_and_exports_the_confirmed_winner(tiny_task, tmp_pa
     ])  # fmt: skip
     assert [t.number for t in top_feasible(study, 5)] == [1, 2, 3]
     timer = _fake_timer({b"candidate 1": 1.9, b"candidate 2": 2.4, b"candidate 3": 2.1})
-    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=5, timer=timer)
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=5, timer=timer, **FAKE)
     assert [c.trial for c in confirmed] == [2, 3, 1]
     assert confirmed[0].search_speedup == 2.5 and confirmed[0].speedup == 2.4
     assert study.user_attrs[CONFIRMATION_ATTR]["candidates"][0]["trial"] == 2
@@ -107,14 +120,14 @@ def test_a_window_in_a_slower_state_is_timed_again(tiny_task, tmp_path):
     state), the third at 1.01: the confirmation waits, re-times, and keeps the third window's figures."""
     study = _study("confirm-retry", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
     timer = _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0}, baseline_floors_ms=[1.2, 1.2, 1.01, 1.0])
-    confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, retry_gap_s=0.0)
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, retry_gap_s=0.0, **FAKE)
     assert confirmed[0].speedup == 3.0 and confirmed[0].attempts == 3
     assert confirmed[0].machine_slowdown is not None and abs(confirmed[0].machine_slowdown - 0.01) < 1e-9
     report = json.loads((export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
                          / "report.json").read_text())  # fmt: skip
     assert report["confirm_attempts"] == 3 and report["confirm_settled_share"] == 1.0
     stuck = confirm(study, tiny_task, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0},
-                    [1.2] * 9), attempts=2, retry_gap_s=0.0)  # fmt: skip
+                    [1.2] * 9), attempts=2, retry_gap_s=0.0, **FAKE)  # fmt: skip
     assert stuck[0].attempts == 2 and abs(stuck[0].speedup - 2.7) < 1e-9  # still slower: said in the report
     assert stuck[0].machine_slowdown is not None and stuck[0].machine_slowdown > 0.15
 
@@ -122,7 +135,7 @@ def test_a_window_in_a_slower_state_is_timed_again(tiny_task, tmp_path):
 def test_no_candidate_beyond_the_interval_exports_nothing(tiny_task, tmp_path):
     study = _study("confirm-none", [(_strategy(0.5), _metrics(1.3)), (_strategy(0.25), _metrics(1.1))])
     confirmed = confirm(
-        study, tiny_task, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 1.0, b"candidate 1": 0.97})
+        study, tiny_task, get_profile("cpu"), timer=_fake_timer({b"candidate 0": 1.0, b"candidate 1": 0.97}), **FAKE
     )
     assert winner(confirmed) is None  # 1.0 [0.99, 1.01] contains 1: not faster
     with pytest.raises(NoImprovement, match="no candidate beats the uncompressed model"):
@@ -140,12 +153,63 @@ def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
     for strategy, claimed in ((_strategy(0.125), 3.0), (pruned, 1.5)):  # the search "thought" 12.5% was faster
         study.add_trial(optuna.trial.create_trial(values=[0.6, 1 / claimed],
                         user_attrs={"strategy": strategy, METRICS_ATTR: _metrics(claimed)}))  # fmt: skip
-    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2)
+    quick = TimingPolicy(min_rounds=12, target_rel_ci=0.03, time_cap_s=2.0)
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2, policy=quick, windows=2, gap_s=0.0)
     assert [c.trial for c in confirmed] == [1, 0]
+    final = confirmed[0].final  # the winner, timed again alone in two fresh windows
+    assert final is not None and final.windows == 2 and final.default_is_fp32 and len(final.fp32.per_window) == 2
+    assert final.default.ci_low <= final.default.speedup <= final.default.ci_high and final.default.speedup > 1.0
+    assert confirmed[0].test_metric is not None and confirmed[0].metric is not None  # scored in ONNX Runtime
     assert confirmed[0].speedup > 1.0
-    assert all(c.rounds >= 30 and c.ci_low <= c.speedup <= c.ci_high for c in confirmed)
+    assert all(c.rounds >= 12 and c.ci_low <= c.speedup <= c.ci_high for c in confirmed)
     assert trial_dir("confirm-real", 1).joinpath("model.onnx").is_file()  # rebuilt: the search had not kept it
 
 
 def test_settings_default_to_five_confirmed_candidates():
     assert SearchSettings().confirm == 5
+
+
+def test_the_winners_figure_comes_from_fresh_windows_not_from_the_one_that_chose_it(tiny_task, tmp_path):
+    """The selection window flatters trial 0 (3.0x, beside trial 1's 2.0x); timed alone in three fresh windows it
+    gives 2.5x, 2.7x and 2.6x: the report quotes those (geometric mean, interval over the windows)."""
+    study = _study("confirm-fresh", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
+    fresh = iter([2.5, 2.7, 2.6])
+
+    def timer(baseline, candidates, task, profile, policy, options=None) -> Interleaved:
+        if len(candidates) == 2:  # the selection window: both candidates together
+            return _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0})(baseline, candidates, task, profile, policy)
+        return _fake_timer({b"candidate 0": next(fresh)})(baseline, candidates, task, profile, policy)
+
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, windows=3, **FAKE)
+    final = confirmed[0].final
+    assert confirmed[0].trial == 0 and confirmed[0].speedup == 3.0 and final is not None
+    assert final.default.per_window == [2.5, 2.7, 2.6] and final.windows == 3
+    assert final.default.speedup == pytest.approx((2.5 * 2.7 * 2.6) ** (1 / 3))
+    assert final.default.ci_low < 2.5 and final.default.ci_high > 2.7  # t-interval over three windows
+    report = json.loads((export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
+                         / "report.json").read_text())  # fmt: skip
+    assert report["speedup"] == report["confirmed_speedup"] == pytest.approx(final.default.speedup)
+    assert report["selection_speedup"] == 3.0 and report["windows"] == 3 and report["threads"] == 2
+    assert report["speedup_baseline"] == "runtime default (fp32 here)" and report["noisy"] is False
+
+
+def test_a_winner_that_fails_on_the_test_split_is_not_exported(tiny_task, tmp_path):
+    """Trial 0 is faster, but on the held-out test split it drops 0.05 (bound 0.01): trial 1 is exported, and the
+    report names trial 0 as refused on test."""
+    study = _study("confirm-test", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
+    timer = _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0})
+    scorer = _fake_scorer({b"baseline": 0.95, b"candidate 0": 0.90, b"candidate 1": 0.945})
+    confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, scorer=scorer, gap_s=0.0,
+                        settings=SearchSettings(max_drop=0.01))  # fmt: skip
+    assert [(c.trial, c.test_within_bound) for c in confirmed] == [(0, False), (1, True)]
+    assert winner(confirmed) is confirmed[1] and confirmed[1].final is not None and confirmed[0].final is None
+    report = json.loads((export_best(study, get_profile("cpu"), tmp_path, lambda: tiny_task, confirmed)
+                         / "report.json").read_text())  # fmt: skip
+    assert report["trial_number"] == 1 and report["refused_on_test"] == [0]
+    assert report["test"] == {"metric": 0.945, "baseline": 0.95, "drop": pytest.approx(0.005), "within_bound": True}
+    assert study.user_attrs[BASELINE_ATTR]["test_metric"] == 0.95
+    everything_fails = _fake_scorer({b"baseline": 0.95, b"candidate 0": 0.90, b"candidate 1": 0.90})
+    refused = confirm(study, tiny_task, get_profile("cpu"), timer=timer, scorer=everything_fails, gap_s=0.0,
+                      settings=SearchSettings(max_drop=0.01))  # fmt: skip
+    with pytest.raises(NoImprovement, match="held-out test split"):
+        export_best(study, get_profile("cpu"), tmp_path / "none", lambda: tiny_task, refused)

@@ -47,6 +47,11 @@ def test_search_exports_strategy_artifact_and_reports(searched):
     low, high = report["confirmed_speedup_ci"]
     assert 1.0 < low <= report["confirmed_speedup"] == report["speedup"] <= high
     assert report["confirm_rounds"] >= 30 and report["improvement"] == "faster"
+    # both splits, named: validation decided, the held-out test split is what the search never saw
+    assert report["validation"]["metric"] == report["accuracy"] and report["test"]["within_bound"] is True
+    assert report["test"]["drop"] == pytest.approx(report["test"]["baseline"] - report["test"]["metric"])
+    assert report["speedup_baseline"] == "runtime default (fp32 here)" and report["threads"] == 2
+    assert report["windows"] == 1 and isinstance(report["noisy"], bool)  # the test config's confirm_windows: 1
     assert (device_dir / "model.onnx").stat().st_size == report["size_bytes"]
     assert (device_dir / "baseline" / "model.onnx").stat().st_size == report["baseline_size_bytes"]
     pareto = json.loads((device_dir / "pareto.json").read_text())
@@ -97,11 +102,12 @@ def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
 
 def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
     report = json.loads((searched / "cpu" / "report.json").read_text())
-    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits",
+    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits", "--windows", "1",
                      "--out", str(tmp_path / "rebuilt"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rebuilt = json.loads((tmp_path / "rebuilt" / "report.json").read_text())
-    assert rebuilt["accuracy"] == report["accuracy"]
+    assert rebuilt["accuracy"] == report["accuracy"] and rebuilt["test"]["metric"] == report["test"]["metric"]
+    assert not [line for line in rebuilt["differences"] if not line.startswith("speedup")]  # pinned: the same artifact
     assert rebuilt["size_bytes"] == report["size_bytes"]
     assert rebuilt["device"] == "cpu"  # from the strategy file: no --device needed
     assert rebuilt["speedup_ci"][0] <= rebuilt["speedup"] <= rebuilt["speedup_ci"][1]
@@ -121,6 +127,7 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, 
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = json.loads((tmp_path / "cpu" / "report.json").read_text())
     confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation
-    assert report["trial_number"] == confirmed[0]["trial"]
-    assert 1 <= report["confirm_attempts"] <= 2  # --confirm-windows reached the confirmation
-    assert report["confirmed_speedup"] == max(candidate["speedup"] for candidate in confirmed)
+    (chosen,) = [candidate for candidate in confirmed if candidate["final"]]  # the winner, timed again
+    assert report["trial_number"] == chosen["trial"] and report["selection_speedup"] == chosen["speedup"]
+    assert 1 <= report["confirm_attempts"] <= 2 and report["windows"] == 2  # --confirm-windows reached both
+    assert report["confirmed_speedup"] == chosen["final"]["default"]["speedup"]

@@ -112,5 +112,6 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     return Artifact(
         path=artifact_path,
         format=profile.export_format,
-        metadata={"parameters": parameter_count(student), "original_parameters": parameter_count(task.model)} | seconds,
+        metadata={"parameters": parameter_count(student), "original_parameters": parameter_count(task.model),
+                  "build_threads": torch.get_num_threads()} | seconds,  # fmt: skip
     )

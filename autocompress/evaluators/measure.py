@@ -12,7 +12,7 @@ from autocompress.evaluators.device.latency import Interleaved, TimingPolicy
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.hardware.runners import runner_for
-from autocompress.task import Task
+from autocompress.task import Batches, Task
 
 # During a search: every trial paired with the baseline, 2% interval or 4 s (twice, if still wide).
 SEARCH_POLICY = TimingPolicy()
@@ -31,17 +31,53 @@ def timing_sample(task: Task, profile: HardwareProfile) -> np.ndarray:
     return task.example_input.repeat(*repeats).numpy()
 
 
+def split_batches(task: Task, split: str) -> Batches:
+    """The task's loader for `split` (validation or test)."""
+    loader = getattr(task.data, split)
+    if loader is None:
+        raise ValueError(f"the task has no {split} split")
+    return loader
+
+
 def _run(
-    profile: HardwareProfile, artifacts: list[Path], score: list[int], task: Task, policy: TimingPolicy
+    profile: HardwareProfile,
+    artifacts: list[Path],
+    score: list[int],
+    task: Task,
+    policy: TimingPolicy,
+    split: str = "validation",
+    options: list[dict | None] | None = None,
+    timed: bool = True,
 ) -> DeviceResult:
     session = str(profile.record.session_file)
     request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
-                            policy, score)  # fmt: skip
-    batches = [inputs.numpy() for inputs, _ in task.data.validation] if score else []
+                            policy, score, options, timed)  # fmt: skip
+    batches = [inputs.numpy() for inputs, _ in split_batches(task, split)] if score else []
     try:
         return runner_for(profile).run(request, batches, timing_sample(task, profile))
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
         raise TrialError(f"{profile.record.name} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+
+
+def _labels(task: Task, split: str) -> np.ndarray:
+    return np.concatenate([labels.numpy() for _, labels in split_batches(task, split)])
+
+
+def _score(task: Task, outputs: list[np.ndarray], labels: np.ndarray) -> float:
+    value = float(task.metric(np.concatenate(outputs), labels))
+    if not np.isfinite(value):
+        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
+    return value
+
+
+def score_artifacts(
+    artifacts: list[Path], task: Task, profile: HardwareProfile, split: str, options: list[dict | None] | None = None
+) -> list[float]:
+    """The metric of each artifact on one split, run in the device's runtime (no timing). `options` runs an
+    artifact under other runtime options (e.g. the runtime's defaults)."""
+    result = _run(profile, artifacts, list(range(len(artifacts))), task, SEARCH_POLICY, split, options, timed=False)
+    labels = _labels(task, split)
+    return [_score(task, result.outputs[index], labels) for index in range(len(artifacts))]
 
 
 def measure_artifact(
@@ -55,13 +91,12 @@ def measure_artifact(
     `baseline` artifact, the speedup over it, timed in alternating rounds in the same window."""
     artifacts = [baseline, artifact] if baseline is not None else [artifact]
     result = _run(profile, artifacts, [len(artifacts) - 1], task, policy or SEARCH_POLICY)
-    labels = np.concatenate([labels.numpy() for _, labels in task.data.validation])
+    labels = _labels(task, "validation")
+    value = _score(task, result.outputs[len(artifacts) - 1], labels)
     outputs = np.concatenate(result.outputs[len(artifacts) - 1])
-    value = float(task.metric(outputs, labels))
-    if not np.isfinite(value):
-        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
     extras = {name: float(metric(outputs, labels)) for name, metric in task.extra_metrics.items()}
     timing = result.timing
+    assert timing is not None
     return Measurement(
         value,
         timing.latencies[-1],
@@ -75,10 +110,19 @@ def measure_artifact(
 
 
 def time_together(
-    baseline: Path, candidates: list[Path], task: Task, profile: HardwareProfile, policy: TimingPolicy | None = None
+    baseline: Path,
+    candidates: list[Path],
+    task: Task,
+    profile: HardwareProfile,
+    policy: TimingPolicy | None = None,
+    options: list[dict | None] | None = None,
 ) -> Interleaved:
-    """Latency only: the baseline and every candidate in the same interleaved rounds (confirmation)."""
-    return _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY).timing
+    """Latency only: the baseline and every candidate in the same interleaved rounds (confirmation); `options`
+    per artifact, e.g. the baseline once more under the runtime's default settings."""
+    timing = _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY, options=options).timing
+    assert timing is not None
+    return timing
 
 
-__all__ = ["CONFIRM_POLICY", "SEARCH_POLICY", "Measurement", "artifact_size", "measure_artifact", "time_together"]
+__all__ = ["CONFIRM_POLICY", "SEARCH_POLICY", "Measurement", "artifact_size", "measure_artifact", "score_artifacts",
+           "time_together"]

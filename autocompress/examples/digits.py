@@ -30,25 +30,27 @@ IMAGE_SIZE = 32
 WIDTHS = (32, 64, 128)
 EPOCHS = 6
 SEED = 0
-TRAINING_RECIPE = f"digits-resnet/widths={WIDTHS}/epochs={EPOCHS}/size={IMAGE_SIZE}/seed={SEED}/v1"
+TRAINING_RECIPE = f"digits-resnet/widths={WIDTHS}/epochs={EPOCHS}/size={IMAGE_SIZE}/seed={SEED}/train=0.5/v2"
 
 
 def _tensors() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed stratified split: 60% train, 10% calibration, 30% validation."""
+    """Fixed stratified split: 50% train, 10% calibration, 20% validation (what the search decides on), 20% test
+    (held out: scored once, for the confirmed candidates)."""
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = F.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     images = (images - 0.3) / 0.4
     labels = torch.tensor(digits.target, dtype=torch.long)
     indices = np.arange(len(labels))
-    train_idx, rest_idx = train_test_split(indices, train_size=0.6, stratify=digits.target, random_state=SEED)
-    calib_idx, val_idx = train_test_split(
-        rest_idx, train_size=0.25, stratify=digits.target[rest_idx], random_state=SEED
+    train_idx, rest_idx = train_test_split(indices, train_size=0.5, stratify=digits.target, random_state=SEED)
+    calib_idx, held_idx = train_test_split(
+        rest_idx, train_size=0.2, stratify=digits.target[rest_idx], random_state=SEED
     )
-    return {
-        name: (images[idx], labels[idx])
-        for name, idx in (("train", train_idx), ("calibration", calib_idx), ("validation", val_idx))
-    }
+    val_idx, test_idx = train_test_split(
+        held_idx, train_size=0.5, stratify=digits.target[held_idx], random_state=SEED
+    )
+    splits = (("train", train_idx), ("calibration", calib_idx), ("validation", val_idx), ("test", test_idx))
+    return {name: (images[idx], labels[idx]) for name, idx in splits}
 
 
 def data_splits(batch_size: int = 32) -> DataSplits:
@@ -57,7 +59,8 @@ def data_splits(batch_size: int = 32) -> DataSplits:
     train = DataLoader(TensorDataset(*tensors["train"]), batch_size=batch_size, shuffle=True)
     calibration = DataLoader(TensorDataset(*tensors["calibration"]), batch_size=batch_size)
     validation = DataLoader(TensorDataset(*tensors["validation"]), batch_size=256)
-    return DataSplits(train=train, calibration=calibration, validation=validation)
+    test = DataLoader(TensorDataset(*tensors["test"]), batch_size=256)
+    return DataSplits(train=train, calibration=calibration, validation=validation, test=test)
 
 
 def _train() -> DigitsResNet:

@@ -48,6 +48,7 @@ EMBEDDING_DIM = 384
 # length of sentence-embedding serving, so latency is not flattered by the short median.
 TIMING_LENGTH = 64
 VALIDATION_SIZE = 300
+TEST_SIZE = 300  # held out: scored once, for the confirmed candidates
 CALIBRATION_SIZE = 100
 MIN_CHARS, MAX_CHARS, MIN_WORDS = 30, 160, 5
 SKIPPED_PACKAGES = frozenset(
@@ -59,7 +60,7 @@ SENTENCE = re.compile(r"[A-Z][a-z]+(?:,? (?:[a-z]+(?:-[a-z]+)*|[A-Z][a-z]+|a|I))
 FIRST_SENTENCE = re.compile(r"(.+?\.)(?:\s|$)")
 DATA_RECIPE = (
     f"minilm/stdlib-docstrings/python={sys.version_info.major}.{sys.version_info.minor}/"
-    f"chars={MIN_CHARS}-{MAX_CHARS}/words>={MIN_WORDS}/val={VALIDATION_SIZE}/calib={CALIBRATION_SIZE}/v1"
+    f"chars={MIN_CHARS}-{MAX_CHARS}/words>={MIN_WORDS}/val={VALIDATION_SIZE}/calib={CALIBRATION_SIZE}/test={TEST_SIZE}/v2"
 )
 
 
@@ -164,15 +165,18 @@ def stdlib_sentences() -> list[str]:
 
 
 def split_sentences(sentences: list[str]) -> dict[str, list[str]]:
-    """Validation, calibration, then the rest as train, in order of each sentence's SHA-256 (stable, disjoint)."""
+    """Validation, calibration, test, then the rest as train, in order of each sentence's SHA-256 (stable,
+    disjoint: the sentences are deduplicated first)."""
     ranked = sorted(sentences, key=lambda sentence: hashlib.sha256(sentence.encode()).hexdigest())
     cut = VALIDATION_SIZE + CALIBRATION_SIZE
-    if len(ranked) <= cut:
-        raise ConfigError(f"example 'minilm' found only {len(ranked)} stdlib sentences; it needs more than {cut}")
+    held = cut + TEST_SIZE
+    if len(ranked) <= held:
+        raise ConfigError(f"example 'minilm' found only {len(ranked)} stdlib sentences; it needs more than {held}")
     return {
         "validation": sorted(ranked[:VALIDATION_SIZE]),
         "calibration": sorted(ranked[VALIDATION_SIZE:cut]),
-        "train": sorted(ranked[cut:]),
+        "test": sorted(ranked[cut:held]),
+        "train": sorted(ranked[held:]),
     }
 
 
@@ -300,6 +304,7 @@ def data_splits(reference: dict[str, dict[str, object]], train_batch_size: int =
         train=train,
         calibration=calibration_windows(reference["calibration"]["sentences"]),  # type: ignore[arg-type]
         validation=_pairs(*tensors["validation"]),  # type: ignore[arg-type]
+        test=_pairs(*tensors["test"]),  # type: ignore[arg-type]
     )
 
 

@@ -124,6 +124,17 @@ class HardwareProfile(BaseModel):
     def is_remote(self) -> bool:
         return self.host != "local"
 
+    @property
+    def default_runtime_options(self) -> dict[str, Any]:
+        """The runtime options a user who changes nothing gets: the profile's, less those that force fp32 math."""
+        forced = self.record.forced_options
+        return {key: value for key, value in self.runtime_options.items() if key not in forced}
+
+    @property
+    def default_differs(self) -> bool:
+        """The runtime's default settings are not the forced-fp32 ones: the two baselines are timed apart."""
+        return self.default_runtime_options != self.runtime_options
+
     def precision_choices(self, kind: str) -> list[str]:
         """The precisions a layer of this kind may take; fp32 only when the device lists none."""
         return list(self.precisions.get(kind, ["fp32"]))

@@ -193,7 +193,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
         raise TrialError(f"the runner on {target.display} printed no result: {stdout.strip()[-200:]!r}")
     report = json.loads(lines[-1])
     environment = {**report["environment"], "host": target.address}
-    timing = Interleaved.from_dict(report["timing"])
+    timing = None if report["timing"] is None else Interleaved.from_dict(report["timing"])
     return DeviceResult(outputs, timing, environment, float(report.get("lock_wait_s", 0.0)))
 
 

@@ -135,7 +135,7 @@ class LocalRunner:
                 result_outputs = read_outputs(arrays)
         finally:
             outputs.unlink(missing_ok=True)
-        timing = Interleaved.from_dict(report["timing"])
+        timing = None if report["timing"] is None else Interleaved.from_dict(report["timing"])
         return DeviceResult(result_outputs, timing, report["environment"], waited.seconds)
 
     def close(self) -> None:

@@ -108,6 +108,11 @@ class Runtime:
     knobs: tuple[Knob, ...] = ()  # its quantizer's searchable settings
     recipes: Callable[[HardwareProfile], tuple[Recipe, ...]] = lambda profile: ()
     description: str = ""
+    # runtime options a profile may set away from the runtime's own default to force fp32 math; the baseline a
+    # user gets by doing nothing runs without them (e.g. OpenVINO's bf16 default on CPUs that have it)
+    forced_options: tuple[str, ...] = ()
+    # the quantizer's "auto" settings as this machine resolves them, recorded in an exported strategy
+    resolved_quantize: Callable[[HardwareProfile], Mapping[str, Any]] = lambda profile: {}
 
     def artifact_files(self, main: Path) -> list[Path]:
         """The files of a built artifact that exist (the main file first)."""

@@ -137,4 +137,5 @@ RUNTIME = Runtime(
     quantize_options=OrtQuantizeOptions,
     recipes=recipes,
     description="ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
+    resolved_quantize=lambda profile: {"reduce_range": OrtQuantizeOptions(**profile.quantize).reduce(profile)},
 )

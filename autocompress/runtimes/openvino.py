@@ -65,4 +65,5 @@ RUNTIME = Runtime(
     knobs=KNOBS,
     recipes=recipes,
     description="OpenVINO (CPU plugin; NNCF int8)",
+    forced_options=("inference_precision_hint",),
 )

@@ -10,7 +10,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
 from autocompress.search.claim import once_per_study
-from autocompress.search.confirm import Confirmed, confirm, winner
+from autocompress.search.confirm import Confirmed, as_record, confirm, winner
 from autocompress.search.morning_report import METRIC_NAME_ATTR, render
 from autocompress.search.polish import polish, polished
 from autocompress.search.progress import SearchProgress
@@ -111,6 +111,7 @@ class Objective:
             measurement = measure_artifact(artifact.path, self.task, self.profile, baseline=self.baseline_path)
             metrics = trial_metrics(measurement, self.baseline, self.settings)
             metrics["parameters"] = float(artifact.metadata["parameters"])
+            metrics["build_threads"] = float(artifact.metadata["build_threads"])
             metrics |= {f"time_{stage}": float(artifact.metadata[stage]) for stage in STAGE_SECONDS}
             metrics["time_measure_s"] = time.monotonic() - measuring  # where the trial's time went
             if self.table is not None:  # how far the sensitivity table's additive estimate was from the truth
@@ -256,7 +257,7 @@ def run_search(
                        callbacks=[KeepArtifacts(tracker, study_name, settings.confirm)])  # fmt: skip
             confirming = time.monotonic()
             confirmed = (
-                confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows)
+                confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows, settings=settings)
                 if settings.confirm
                 else []
             )
@@ -332,8 +333,29 @@ def _log_confirmation(tracker: MlflowTracker, study: optuna.Study, confirmed: li
     run_id = study.trials[chosen.trial].user_attrs.get("mlflow_run_id") if chosen else None
     if run_id is not None:
         tracker.log(run_id, tags={"best": "true"})
-    best = confirmed[0]
-    tracker.log(tracker.parent_id, metrics={"confirmed_speedup": best.speedup, "confirmed_speedup_ci_low": best.ci_low,
-                "confirmed_speedup_ci_high": best.ci_high, "confirm_rounds": float(best.rounds)},
-                tags={"confirmed_best_trial": str(best.trial)})  # fmt: skip
-    tracker.log_text(tracker.parent_id, json.dumps([asdict(item) for item in confirmed], indent=2), "confirmation.json")
+    if chosen is not None:
+        tracker.log(tracker.parent_id, metrics=confirmed_metrics(chosen, study.user_attrs[BASELINE_ATTR]),
+                    tags={"confirmed_best_trial": str(chosen.trial),
+                          "speedup_noisy": str(chosen.final is not None and chosen.final.noisy).lower()})  # fmt: skip
+    if run_id is not None and chosen is not None and chosen.test_metric is not None:
+        tracker.log(run_id, metrics={"test_metric": chosen.test_metric, "test_drop": chosen.test_drop or 0.0})
+    records = [as_record(item) for item in confirmed]
+    tracker.log_text(tracker.parent_id, json.dumps(records, indent=2), "confirmation.json")
+
+
+def confirmed_metrics(chosen: Confirmed, baseline: dict) -> dict[str, float]:
+    """The winner's figures as MLflow metrics, named by split and by baseline."""
+    metrics = {"selection_speedup": chosen.speedup, "confirm_rounds": float(chosen.rounds)}
+    if chosen.metric is not None:
+        metrics |= {"validation_metric": chosen.metric, "baseline_validation_metric": baseline["metric"]}
+    if chosen.test_metric is not None:
+        metrics |= {"test_metric": chosen.test_metric, "baseline_test_metric": baseline.get("test_metric", 0.0),
+                    "test_drop": chosen.test_drop or 0.0}  # fmt: skip
+    final = chosen.final
+    if final is not None:
+        metrics |= {"confirmed_speedup": final.default.speedup, "confirmed_speedup_ci_low": final.default.ci_low,
+                    "confirmed_speedup_ci_high": final.default.ci_high, "speedup_over_fp32": final.fp32.speedup,
+                    "speedup_over_fp32_ci_low": final.fp32.ci_low, "speedup_over_fp32_ci_high": final.fp32.ci_high,
+                    "confirm_windows": float(final.windows), "speedup_noisy": float(final.noisy),
+                    "threads": float(final.threads)}  # fmt: skip
+    return metrics

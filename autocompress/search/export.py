@@ -16,11 +16,12 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from autocompress.errors import AutocompressError
+from autocompress.fingerprint import model_fingerprint, package_versions
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.search.artifacts import artifact_files, baseline_artifact, trial_artifact
 from autocompress.search.confirm import Confirmed, winner
 from autocompress.search.results import BASELINE_ATTR, EXTRA_PREFIX, METRICS_ATTR, feasible_front, is_compressed
-from autocompress.spaces.strategy import Strategy
+from autocompress.spaces.strategy import Pinned, Strategy
 from autocompress.task import Task
 
 
@@ -54,11 +55,12 @@ def report_entry(study: optuna.Study, trial: FrozenTrial, device: str) -> dict[s
     }
 
 
-def confirmed_entry(confirmed: Confirmed) -> dict[str, Any]:
-    """The confirmation's figures: what the report's headline speedup is."""
-    return {
-        "confirmed_speedup": confirmed.speedup,
-        "confirmed_speedup_ci": [confirmed.ci_low, confirmed.ci_high],
+def confirmed_entry(confirmed: Confirmed, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The confirmation's figures. For the winner, the headline is its speedup over the uncompressed model under
+    the runtime's default settings, from fresh windows (`final`); the selection window's figure stays beside it."""
+    entry: dict[str, Any] = {
+        "selection_speedup": confirmed.speedup,
+        "selection_speedup_ci": [confirmed.ci_low, confirmed.ci_high],
         "confirm_rounds": confirmed.rounds,
         "confirm_noisy": confirmed.noisy,
         "confirmed_latency_ms": confirmed.latency_ms,
@@ -67,8 +69,49 @@ def confirmed_entry(confirmed: Confirmed) -> dict[str, Any]:
         "confirm_unsettled_speedup": confirmed.unsettled_speedup,
         "confirm_machine_slowdown": confirmed.machine_slowdown,
         "confirm_attempts": confirmed.attempts,
+        "confirmed_speedup": confirmed.speedup,
+        "confirmed_speedup_ci": [confirmed.ci_low, confirmed.ci_high],
         "speedup": confirmed.speedup,
     }
+    if confirmed.metric is not None and baseline is not None:
+        entry["validation"] = {"metric": confirmed.metric, "baseline": baseline["metric"],
+                               "drop": baseline["metric"] - confirmed.metric}  # fmt: skip
+        entry["accuracy"] = confirmed.metric  # the artifact as exported, scored again (validation)
+    if confirmed.test_metric is not None and baseline is not None:
+        entry["test"] = {"metric": confirmed.test_metric, "baseline": baseline.get("test_metric"),
+                         "drop": confirmed.test_drop, "within_bound": confirmed.test_within_bound}  # fmt: skip
+    final = confirmed.final
+    if final is not None:
+        entry |= {
+            "speedup": final.default.speedup,
+            "confirmed_speedup": final.default.speedup,
+            "confirmed_speedup_ci": [final.default.ci_low, final.default.ci_high],
+            "speedup_baseline": "runtime default" + (" (fp32 here)" if final.default_is_fp32 else ""),
+            "speedup_over_fp32": final.fp32.speedup,
+            "speedup_over_fp32_ci": [final.fp32.ci_low, final.fp32.ci_high],
+            "windows": final.windows,
+            "window_speedups": final.default.per_window,
+            "noisy": final.noisy,
+            "threads": final.threads,
+            "settled_share": final.settled_share,
+            "confirmed_latency_ms": final.latency_ms,
+            "confirmed_baseline_latency_ms": final.default_latency_ms,
+            "fp32_baseline_latency_ms": final.fp32_latency_ms,
+        }
+    return entry
+
+
+def pin(task: Task, profile: HardwareProfile, build_threads: float | None = None) -> Pinned:
+    """What the exported artifact was built from and with, for `apply` to check and reuse."""
+    record = profile.record
+    return Pinned(
+        base_model=model_fingerprint(task.model),
+        runtime=record.name,
+        resolved=dict(record.resolved_quantize(profile)),
+        build_threads=int(build_threads) if build_threads else None,
+        threads=profile.threads,
+        versions=package_versions(record.build_packages),
+    )
 
 
 def _copy_artifact(artifact: Path, target: Path) -> None:
@@ -95,19 +138,24 @@ def export_best(
     trial = study.trials[best.trial]
     target = out / profile.name
     target.mkdir(parents=True, exist_ok=True)
-    strategy = Strategy(**trial.user_attrs["strategy"])
-    strategy.model_copy(update={"device": profile.name}).save(target / "strategy.yaml")
     task = load_task()
+    strategy = Strategy(**trial.user_attrs["strategy"])
+    pinned = pin(task, profile, trial.user_attrs[METRICS_ATTR].get("build_threads"))
+    strategy.model_copy(update={"device": profile.name, "pinned": pinned}).save(target / "strategy.yaml")
     _copy_artifact(trial_artifact(study, trial, task, profile), target)
     _copy_artifact(baseline_artifact(study.study_name, task, profile), target / "baseline")
-    report = report_entry(study, trial, profile.name) | confirmed_entry(best)
-    report |= {"metric": metric_name, "strategy": "strategy.yaml", "improvement": "faster"}
+    baseline = study.user_attrs[BASELINE_ATTR]
+    report = report_entry(study, trial, profile.name) | confirmed_entry(best, baseline)
+    report |= {"metric": metric_name, "strategy": "strategy.yaml", "improvement": "faster",
+               "refused_on_test": [item.trial for item in confirmed if item.beats_baseline
+                                   and item.test_within_bound is False]}  # fmt: skip
     (target / "report.json").write_text(json.dumps(report, indent=2))
     by_trial = {item.trial: item for item in confirmed}
     front = [t for t in feasible_front(study) if is_compressed(t)]
     front.sort(key=lambda t: t.user_attrs[METRICS_ATTR]["speedup"], reverse=True)
     entries = [
-        report_entry(study, t, profile.name) | (confirmed_entry(by_trial[t.number]) if t.number in by_trial else {})
+        report_entry(study, t, profile.name)
+        | (confirmed_entry(by_trial[t.number], baseline) if t.number in by_trial else {})
         for t in front
     ]
     (target / "pareto.json").write_text(json.dumps(entries, indent=2))
@@ -117,6 +165,12 @@ def export_best(
 def _no_improvement(confirmed: list[Confirmed]) -> str:
     if not confirmed:
         return "no compressed candidate is within the bounds: nothing exported (run more trials or relax --max-drop)"
+    failed_test = [item for item in confirmed if item.beats_baseline and item.test_within_bound is False]
+    if failed_test:
+        best = failed_test[0]
+        return (f"every candidate faster than the uncompressed model drops past the bound on the held-out test split "
+                f"(best: trial {best.trial} at {best.speedup:.2f}x, test drop {best.test_drop:.4f}): nothing "
+                "exported; run more trials or relax --max-drop")  # fmt: skip
     best = confirmed[0]
     return (
         f"no candidate beats the uncompressed model beyond the measurement interval (best: trial {best.trial} at "

@@ -74,6 +74,11 @@ def register_export(tracking_uri: str, study_name: str, folder: Path) -> tuple[M
         "trial": str(report["trial_number"]),
         DIGEST_TAG: digest,
     }
+    if "test" in report:  # the held-out split, named as such; metric_value above is validation
+        tags |= {"validation_metric": f"{report['accuracy']:.6g}", "test_metric": f"{report['test']['metric']:.6g}"}
+    if "speedup_over_fp32" in report:
+        tags |= {"speedup_baseline": report["speedup_baseline"], "threads": str(report["threads"]),
+                 "speedup_over_fp32": f"{report['speedup_over_fp32']:.4g}", "noisy": str(report["noisy"]).lower()}
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
                                           tags=tags)  # fmt: skip
     return version, True

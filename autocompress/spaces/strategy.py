@@ -33,6 +33,19 @@ from autocompress.spaces.vocabulary import Section
 SCHEMA_VERSION = 1
 
 
+class Pinned(Section):
+    """What an exported strategy's artifact was built from and with (written by export, checked by `apply`): the
+    base model's fingerprint, the runtime and its quantizer's "auto" settings as resolved then, build and timing
+    threads, and the versions of torch and the runtime's packages."""
+
+    base_model: str
+    runtime: str
+    resolved: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    build_threads: int | None = None
+    threads: int | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
 class Strategy(Section):
     """One compression candidate, fully specified; the compressor applies exactly this."""
 
@@ -42,6 +55,7 @@ class Strategy(Section):
     prune: PruneSettings = Field(default_factory=PruneSettings)
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    pinned: Pinned | None = None  # set on export
 
     @property
     def is_uncompressed(self) -> bool:
@@ -49,7 +63,7 @@ class Strategy(Section):
         return not self.prune.any and not self.quantize.any
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+        return yaml.safe_dump(self.model_dump(exclude=set() if self.pinned else {"pinned"}), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> Strategy:

@@ -12,10 +12,12 @@ pooled) and then flagged noisy.
 A shared machine also has states: on this 2-vCPU VM, two-thread inference is bimodal, every artifact 15-30% slower
 for seconds to minutes at a time, and the pair's ratio moves with it (4.25x in one state, 3.75x in the other,
 each stable within 2%). A median over a mixture of states is as unstable as the mixture. So each round gets a
-state, the geometric mean over the artifacts of its slot median over that artifact's floor (a low percentile of
-its slot medians), and the figures come from the *settled* rounds, those within `settle_tolerance` of the floor:
-the machine at its undisturbed speed, what a dedicated device gives. The geometric mean of the pair moves with
-the state but not with the ratio, so choosing rounds by it does not bias the ratio. The other rounds' ratio is
+state from each artifact's slot median over that artifact's own floor (a low percentile of its slot medians),
+and the figures come from the *settled* rounds, those in which every artifact is within `settle_tolerance` of its
+floor: the machine at its undisturbed speed, what a dedicated device gives. Each artifact is judged against its
+own floor, so a slowdown that hits only the baseline (or only a candidate) removes the round instead of being
+averaged into a "calm" one and biasing the ratio. A window with fewer settled rounds than `min_rounds` takes its
+figures from every round and is flagged noisy: never a headline. The other rounds' ratio is
 kept too (`unsettled_speedup`), and `settled_share` says how often the machine was undisturbed. Given the
 reference's floor from earlier measurements (`reference_floor_ms`), a measurement also says whether the whole
 window ran in a slower state (`reference_slowdown`), so a caller can wait and time again.
@@ -100,6 +102,23 @@ class Interleaved:
     rounds: int  # all rounds, settled or not
     reference_floor_ms: float = 0.0  # the reference's floor in this measurement
     reference_slowdown: float | None = None  # that floor over `TimingPolicy.reference_floor_ms`, minus 1
+    slot_medians: list[list[float]] | None = None  # per artifact, per round (seconds): any pair can be formed
+    figure_mask: list[bool] | None = None  # the rounds the figures come from
+    converged: bool = True
+
+    def paired(self, reference: int, candidate: int) -> SpeedupStats:
+        """Artifact `reference`'s latency over artifact `candidate`'s, per round, over the figure rounds: e.g. a
+        candidate against a second baseline timed in the same window."""
+        if self.slot_medians is None or self.figure_mask is None:
+            raise ValueError("this measurement kept no per-round figures")
+        mask = np.asarray(self.figure_mask, dtype=bool)
+        return _speedup(self.slot_medians[reference], self.slot_medians[candidate], mask, not self.converged,
+                        self.settled_share)  # fmt: skip
+
+    @property
+    def settled_share(self) -> float:
+        first = next((item for item in self.speedups if item is not None), None)
+        return first.settled_share if first is not None else 1.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -108,6 +127,9 @@ class Interleaved:
             "rounds": self.rounds,
             "reference_floor_ms": self.reference_floor_ms,
             "reference_slowdown": self.reference_slowdown,
+            "slot_medians": self.slot_medians,
+            "figure_mask": self.figure_mask,
+            "converged": self.converged,
         }
 
     @classmethod
@@ -118,16 +140,32 @@ class Interleaved:
             int(raw["rounds"]),
             float(raw.get("reference_floor_ms", 0.0)),
             raw.get("reference_slowdown"),
+            raw.get("slot_medians"),
+            raw.get("figure_mask"),
+            bool(raw.get("converged", True)),
         )
 
 
-def median_ci(samples: Sequence[float] | np.ndarray, confidence_z: float = 1.96) -> tuple[float, float]:
-    """95% CI of the median from order statistics: ranks n/2 -/+ z*sqrt(n)/2 of the sorted samples."""
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
+    """0-based ranks (low, high) of the sorted samples that bracket the median with at least `confidence`: exact
+    binomial ranks (the number of samples below the median is Binomial(n, 1/2)), not a normal approximation.
+    With too few samples for that confidence, the extremes."""
+    if n < 1:
+        raise ValueError("no samples")
+    alpha = (1 - confidence) / 2
+    total, at_most, low = 2**n, 0, 0
+    for k in range(n // 2 + 1):  # the largest k with P(X <= k) <= alpha: ranks k and n-1-k cover the median
+        at_most += math.comb(n, k)
+        if at_most / total > alpha:
+            low = max(k - 1, 0)
+            break
+    return low, n - 1 - low
+
+
+def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """CI of the median from order statistics at exact binomial ranks (distribution-free)."""
     ordered = np.sort(np.asarray(samples, dtype=float))
-    n = len(ordered)
-    half = confidence_z * math.sqrt(n) / 2
-    low = max(0, math.floor(n / 2 - half))
-    high = min(n - 1, math.ceil(n / 2 + half))
+    low, high = median_ci_ranks(len(ordered), confidence)
     return float(ordered[low]), float(ordered[high])
 
 
@@ -155,10 +193,10 @@ def floors(slot_medians: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def settled(slot_medians: Sequence[Sequence[float]], tolerance: float) -> np.ndarray:
-    """Mask of the rounds the machine ran undisturbed: the geometric mean over the artifacts of slot median /
-    floor is within `tolerance`. (The mean of the logs moves with the machine's state, not with the ratios.)"""
+    """Mask of the rounds the machine ran undisturbed: every artifact's slot median within `tolerance` of its own
+    floor. (Averaging the excess over artifacts would keep a round in which only the baseline ran slow.)"""
     matrix = np.log(np.asarray(slot_medians, dtype=float))
-    excess = (matrix - np.log(floors(slot_medians))[:, None]).mean(axis=0)
+    excess = (matrix - np.log(floors(slot_medians))[:, None]).max(axis=0)
     return (excess <= math.log1p(tolerance)) | (excess <= excess.min())  # never empty
 
 
@@ -272,7 +310,8 @@ def measure_interleaved(calls: Sequence[Callable[[], object]], policy: TimingPol
     floor_ms = float(floors(state.slot_medians)[0]) * 1e3
     known = policy.reference_floor_ms
     slowdown = floor_ms / known - 1 if known else None
-    return Interleaved(latencies, speedups, state.rounds, floor_ms, slowdown)
+    return Interleaved(latencies, speedups, state.rounds, floor_ms, slowdown, state.slot_medians,
+                       [bool(keep) for keep in mask], converged)  # fmt: skip
 
 
 def measure(run: Callable[[], object], policy: TimingPolicy | None = None) -> LatencyStats:

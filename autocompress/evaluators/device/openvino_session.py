@@ -1,7 +1,8 @@
-"""OpenVINO compiled model from a profile's runtime options: device, pinned threads, one stream, f32 math.
+"""OpenVINO compiled model from a profile's runtime options: device, pinned threads, one stream.
 
-INFERENCE_PRECISION_HINT defaults to f32 because the CPU plugin otherwise runs fp32 layers in bf16 on
-CPUs that have it, which would silently change the accuracy the search measures.
+INFERENCE_PRECISION_HINT is set only where the options name it: the built-in profiles force f32 (the CPU plugin
+otherwise runs fp32 layers in bf16 on CPUs that have it, which would change the accuracy the search measures),
+and the runtime-default baseline leaves it out, as a user's plain `compile_model` does.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class Session:
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
             "NUM_STREAMS": 1,
-            "INFERENCE_PRECISION_HINT": options.get("inference_precision_hint", "f32"),
             **options.get("config", {}),
         }
+        if options.get("inference_precision_hint"):
+            config["INFERENCE_PRECISION_HINT"] = options["inference_precision_hint"]
         try:
             self._compiled = core.compile_model(artifact, device, config)
         except RuntimeError as error:

@@ -58,15 +58,23 @@ class DeviceRequest:
     threads: int
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     score: list[int] = field(default_factory=lambda: [0])
+    # per artifact, options over `options` (e.g. the same baseline under the runtime's default settings)
+    artifact_options: list[dict[str, Any]] | None = None
+    timed: bool = True  # False: score only
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def options_of(self, index: int) -> dict[str, Any]:
+        """The runtime options artifact `index` is loaded with."""
+        override = self.artifact_options[index] if self.artifact_options else None
+        return self.options if override is None else override
 
 
 @dataclass(frozen=True)
 class DeviceResult:
     outputs: dict[int, list[np.ndarray]]  # artifact index -> outputs per validation batch
-    timing: Interleaved
+    timing: Interleaved | None  # None when the request was for scores only
     environment: dict[str, str]
     lock_wait_s: float = 0.0  # time spent waiting for the device's timing lock
 
@@ -92,11 +100,11 @@ def open_session(artifact: str, session: str, options: dict[str, Any], threads: 
     return session_module(session).Session(artifact, options, threads)
 
 
-def session_key(artifact: str, request: DeviceRequest) -> tuple:
+def session_key(artifact: str, request: DeviceRequest, index: int = 0) -> tuple:
     """A loaded session is reused only for the very same file (size and mtime) under the same settings."""
     stat = Path(artifact).stat()
     return (str(Path(artifact).resolve()), stat.st_size, stat.st_mtime_ns, request.session,
-            json.dumps(request.options, sort_keys=True), request.threads)  # fmt: skip
+            json.dumps(request.options_of(index), sort_keys=True), request.threads)  # fmt: skip
 
 
 def environment(session: str, threads: int) -> dict[str, str]:
@@ -119,23 +127,25 @@ def run_request(
     sample: np.ndarray,
     reference_cache: MutableMapping[tuple, Session] | None = None,
 ) -> DeviceResult:
-    """Score the requested artifacts, then time all of them in interleaved rounds.
+    """Score the requested artifacts, then (unless `timed` is off) time all of them in interleaved rounds.
 
     `reference_cache` keeps the reference's session loaded between requests of one process (the baseline of a
     study stays loaded on the device while candidates come and go).
     """
     sessions = []
     for index, artifact in enumerate(request.artifacts):
+        options = request.options_of(index)
         if index == 0 and reference_cache is not None:
             key = session_key(artifact, request)
             if key not in reference_cache:
                 reference_cache.clear()  # one reference at a time: a new study's baseline replaces the old
-                reference_cache[key] = open_session(artifact, request.session, request.options, request.threads)
+                reference_cache[key] = open_session(artifact, request.session, options, request.threads)
             sessions.append(reference_cache[key])
         else:
-            sessions.append(open_session(artifact, request.session, request.options, request.threads))
+            sessions.append(open_session(artifact, request.session, options, request.threads))
     outputs = {index: [sessions[index].run(batch) for batch in batches] for index in request.score}
-    timing = measure_interleaved([session.timed_call(sample) for session in sessions], request.policy)
+    timing = (measure_interleaved([session.timed_call(sample) for session in sessions], request.policy)
+              if request.timed else None)  # fmt: skip
     return DeviceResult(outputs, timing, environment(request.session, request.threads))
 
 
@@ -159,7 +169,8 @@ def handle(raw: dict[str, Any], reference_cache: MutableMapping[tuple, Session] 
     result = run_request(request, batches, inputs["sample"], reference_cache)
     arrays = {f"a{index}_batch_{i:05d}": out for index, outs in result.outputs.items() for i, out in enumerate(outs)}
     np.savez(outputs_path, **arrays)
-    return {"timing": result.timing.as_dict(), "environment": result.environment}
+    timing = None if result.timing is None else result.timing.as_dict()
+    return {"timing": timing, "environment": result.environment}
 
 
 def configure_process(session: str, threads: int) -> None:
