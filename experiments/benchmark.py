@@ -42,7 +42,13 @@ from typing import Any
 from experiments.benchmark_methods import LABELS, one_click_methods
 from experiments.benchmark_report import headline, markdown, plot, score_method, write_json
 
-SEARCH_METHODS = {"random": "random", "autocompress": "tpe"}  # method name -> sampler
+# method name -> (sampler, settings): the product's search and its ablations, each its own study
+SEARCH_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "autocompress": ("tpe", {}),
+    "autocompress-no-warm-starts": ("tpe", {"warm_starts": False}),
+    "autocompress-no-sensitivity": ("tpe", {"sensitivity": False}),
+}
 PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "optuna")
 
 
@@ -50,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--example", default="digits", help="built-in example")
     parser.add_argument("--device", default="cpu", help="hardware profile name, alias or .yaml path")
-    parser.add_argument("--trials", type=int, default=30, help="trials per search method")
+    parser.add_argument("--trials", type=int, default=30, help="trials per search method (without --budget)")
+    parser.add_argument("--budget", default=None, help="wall-clock per search method instead (e.g. 10m): every "
+                        "build counts, the sensitivity stage and warm starts included")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: each search method once per seed")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/benchmark"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-drop", type=float, default=0.01, help="allowed absolute metric drop from fp32")
@@ -61,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
+    from autocompress.config import parse_duration
+
+    args.budget_s = parse_duration(args.budget) if args.budget else None
+    args.seed_list = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
     return args
 
 
@@ -178,21 +191,25 @@ def search_points(study, only_sampled: bool = False) -> list[dict[str, Any]]:
     return points
 
 
-def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) -> dict[str, Any]:
+def run_search_method(
+    name: str, sampler: str, extra: dict[str, Any], task, profile, args, stamp: str, seed: int
+) -> dict[str, Any]:
     from optuna.trial import TrialState
     from rich.console import Console
 
     from autocompress.config import SearchSettings
     from autocompress.search.driver import run_search
 
-    study_name = f"bench-{args.example}-{profile.name}-{name}-{stamp}"
+    study_name = f"bench-{args.example}-{profile.name}-{name}-s{seed}-{stamp}"
+    budget = {"trials": None, "timeout": args.budget_s} if args.budget_s else {"trials": args.trials}
     settings = SearchSettings(
-        trials=args.trials,
+        **budget,
         sampler=sampler,
-        seed=args.seed,
+        seed=seed,
         max_drop=args.max_drop,
         study=study_name,
         polish_steps=args.polish_steps if sampler == "tpe" else 0,
+        **extra,
     )
     outcome = run_search(task, profile, settings, study_name, console=Console(stderr=True))
     study = outcome.study
@@ -201,9 +218,30 @@ def run_search_method(name: str, sampler: str, task, profile, args, stamp: str) 
         "confirmed": {str(item.trial): item.speedup for item in outcome.confirmed},
         "study": study_name,
         "sampler": sampler,
+        "seed": seed,
+        "settings": extra,
+        "trials_run": len(outcome.trials),
+        "search_wall_s": outcome.wall_s,
         "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
         "_study": study,
     }
+
+
+def runtime_default(fp32: Path, task, profile) -> dict[str, Any]:
+    """The uncompressed model under the runtime's default settings (what a user who changes nothing runs, e.g.
+    OpenVINO's bf16 on CPUs that have it), paired with the fp32-forced one in the same rounds."""
+    from autocompress.evaluators.measure import CONFIRM_POLICY, score_artifacts, time_together
+
+    options = [None, profile.default_runtime_options]
+    timing = time_together(fp32, [fp32], task, profile, CONFIRM_POLICY, options=options)
+    paired = timing.speedups[1]
+    assert paired is not None
+    (metric,) = score_artifacts([fp32], task, profile, "validation", [profile.default_runtime_options])
+    return {"points": [{"label": "runtime default" + ("" if profile.default_differs else " (= fp32 here)"),
+                        "uncompressed": not profile.default_differs, "accuracy": metric,
+                        "speedup_vs_fp32": paired.speedup, "speedup_ci": [paired.ci_low, paired.ci_high],
+                        "latency_ms": timing.latencies[1].median_ms, "size_bytes": fp32.stat().st_size,
+                        "artifact": str(fp32), "runtime_options": profile.default_runtime_options}]}  # fmt: skip
 
 
 def run_method(name: str, kind: str, work, methods: dict[str, Any]) -> dict[str, Any]:
@@ -240,17 +278,21 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds."""
     from autocompress.evaluators.measure import time_together
 
-    names: dict[str, Path] = {}
+    names: dict[str, tuple[Path, str]] = {}
+    options: dict[str, dict | None] = {}
     for name, method in methods.items():
         path = best_artifact(method, task, profile) if method["kind"] != "baseline" else None
         if path is not None:
-            names[name] = path
-    paths = list(dict.fromkeys(names.values()))  # a search's best is often its search-only best too: timed once
-    if not paths:
+            settings = (method.get("best_feasible") or {}).get("runtime_options")  # e.g. the runtime's default
+            names[name] = (path, json.dumps(settings, sort_keys=True))
+            options[names[name][1]] = settings
+    keys = list(dict.fromkeys(names.values()))  # a search's best is often its search-only best too: timed once
+    if not keys:
         return 0
-    timing = time_together(fp32, paths, task, profile)
-    for name, path in names.items():
-        index = paths.index(path) + 1
+    timing = time_together(fp32, [path for path, _ in keys], task, profile,
+                           options=[None, *(options[setting] for _, setting in keys)])  # fmt: skip
+    for name, key in names.items():
+        index = keys.index(key) + 1
         paired = timing.speedups[index]
         assert paired is not None
         methods[name]["final"] = {"speedup": paired.speedup, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
@@ -310,10 +352,16 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
                 return {"points": [measured_point(path, task, profile, LABELS[name], fp32=fp32_path)]}
 
             run_method(name, "one-click", work, methods)
-    for name, sampler in SEARCH_METHODS.items():
-        if wanted is None or name in wanted:
-            search = lambda n=name, s=sampler: run_search_method(n, s, task, profile, args, stamp)  # noqa: E731
-            run_method(name, name, search, methods)
+    if wanted is None or "runtime-default" in wanted:
+        run_method("runtime-default", "one-click", lambda: runtime_default(fp32_path, task, profile), methods)
+    for seed in args.seed_list:  # seeds outermost: a drift of the machine spreads over every method alike
+        for name, (sampler, extra) in SEARCH_METHODS.items():
+            if wanted is None or name in wanted:
+                key = name if seed == args.seed_list[0] else f"{name}#s{seed}"
+                kind = "random" if sampler == "random" else "search"
+                search = lambda n=name, s=sampler, e=extra, d=seed: run_search_method(  # noqa: E731
+                    n, s, e, task, profile, args, stamp, d)
+                run_method(key, kind, search, methods)
     if "autocompress" in methods and "_study" in methods["autocompress"]:
         study = methods["autocompress"]["_study"]
         sampled = search_points(study, only_sampled=True)
@@ -329,8 +377,10 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         "device": profile.name,
         "runtime": profile.record.name,
         "metric_name": task.metric_name,
-        "trials": args.trials,
+        "trials": None if args.budget_s else args.trials,
+        "budget_s": args.budget_s,
         "seed": args.seed,
+        "seeds": args.seed_list,
         "max_drop": args.max_drop,
         "accuracy_bound": bound,
         "command": shlex.join(["python", "-m", "experiments.benchmark", *sys.argv[1:]]),

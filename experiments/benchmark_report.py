@@ -19,6 +19,8 @@ allowed drop), and uncapped, that luck outweighed every difference in speed betw
 from __future__ import annotations
 
 import json
+import re
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ HV_FORMULA = (
     "y = min(metric, fp32 metric) - bound, above the reference point (0, 0) = (fp32 speed, bound)"
 )
 TARGET = 1.25
-SEARCH_KINDS = ("autocompress", "search-only", "random")
+SEARCH_KINDS = ("autocompress", "search", "search-only", "random")
 
 
 def hypervolume(points: list[tuple[float, float]], bound: float, ceiling: float = float("inf")) -> float:
@@ -85,12 +87,41 @@ def best_of(results: dict[str, Any], kind: str) -> tuple[str | None, float | Non
     return name, speedup
 
 
+def base_name(name: str) -> str:
+    """`autocompress#s1` (the same method, another seed) -> `autocompress`."""
+    return name.split("#", 1)[0]
+
+
+def across_seeds(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method, its final speedups over the seeds it ran with: median, spread, and how many were noisy."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for name, method in results["methods"].items():
+        grouped.setdefault(base_name(name), []).append(method)
+    summary = {}
+    for name, runs in grouped.items():
+        finals = [final_of(run) for run in runs]
+        known = sorted(value for value in finals if value is not None)
+        summary[name] = {
+            "seeds": len(runs),
+            "finals": finals,
+            "median": statistics.median(known) if known else None,
+            "min": known[0] if known else None,
+            "max": known[-1] if known else None,
+            "noisy": sum(bool((run.get("final") or {}).get("noisy")) for run in runs),
+            "hypervolumes": [run.get("hypervolume") for run in runs],
+            "trials_run": [run.get("trials_run") for run in runs],
+        }
+    return summary
+
+
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """Search vs best one-click, on the final interleaved speedups; hypervolumes with and without warm starts."""
+    """Search vs best one-click, on the final interleaved speedups (medians over seeds where there are several);
+    hypervolumes of the search, its ablations and random search."""
     methods = results["methods"]
     one_click_name, one_click = best_of(results, "one-click")
     reference_name, reference = (one_click_name, one_click) if one_click is not None else ("fp32", 1.0)
-    search = final_of(methods.get("autocompress", {}))
+    seeds = across_seeds(results)
+    search = (seeds.get("autocompress") or {}).get("median")
     search_only = final_of(methods.get("autocompress-search-only", {}))
     return {
         "search_vs_best_one_click": search / reference if search is not None else None,
@@ -100,6 +131,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "search_hypervolume": methods.get("autocompress", {}).get("hypervolume"),
         "search_only_hypervolume": methods.get("autocompress-search-only", {}).get("hypervolume"),
         "random_hypervolume": methods.get("random", {}).get("hypervolume"),
+        "seeds": seeds,
     }
 
 
@@ -133,7 +165,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"- command: `{results['command']}`",
         f"- commit: {results.get('commit', 'unknown')}",
-        f"- date: {results['date']}; trials per search: {results['trials']}; seed {results['seed']}"
+        f"- date: {results['date']}; " + (f"wall-clock budget per search: {results['budget_s']:.0f} s (every build "
+        "counted)" if results.get("budget_s") else f"trials per search: {results['trials']}")
+        + f"; seeds {results.get('seeds', [results['seed']])}"
         + (f"; final round timed again {results['retimed']} (`--retime`)" if results.get("retimed") else ""),
         f"- machine: {machine.get('cpu')} ({' '.join(machine.get('isa', ['ISA not recorded']))}), "
         f"{machine.get('cores')} cores, {machine.get('os')}, Python {machine.get('python')}",
@@ -170,6 +204,15 @@ def markdown(results: dict[str, Any]) -> str:
         )
     head = results["headline"]
     versus = head["best_one_click"] if head["best_one_click"] != "fp32" else "fp32 (no feasible one-click point)"
+    seeds = head.get("seeds") or {}
+    if any(item["seeds"] > 1 for item in seeds.values()):
+        lines += ["", "| method | seeds | final speedup median [min, max] | noisy finals | hypervolumes | trials run |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, item in seeds.items():
+            if item["seeds"] > 1:
+                hv = " / ".join(_fmt(value, ".4f") for value in item["hypervolumes"])
+                lines.append(f"| {name} | {item['seeds']} | {_times(item['median'])} [{_times(item['min'])}, "
+                             f"{_times(item['max'])}] | {item['noisy']} | {hv} | {item['trials_run']} |")  # fmt: skip
     lines += [
         "",
         f"search vs best one-click (final speedups): {_times(head['search_vs_best_one_click'])} with warm "
@@ -231,19 +274,22 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def summary(all_results: list[dict[str, Any]]) -> str:
-    """One row per (example, device): best one-click, random and search (with and without warm starts)."""
+def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) -> str:
+    """One row per (example, device): best one-click, random and search (with and without warm starts); `labels`
+    name each results file's row beside its device (e.g. the CPU it ran on)."""
     lines = [
-        "| example | device | trials | best one-click (final) | random (final) | search (final) "
+        "| example | device | budget | best one-click (final) | random (final) | search (final) "
         "| search w/o warm starts (final) | search / one-click (target >= 1.25) "
         "| HV search / w/o warm starts / random |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for results in all_results:
+    for index, results in enumerate(all_results):
         head, methods = results["headline"], results["methods"]
         one_click, one_click_speedup = best_of(results, "one-click")
+        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
+        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
         lines.append(
-            f"| {results['example']} | {results['device']} | {results['trials']} "
+            f"| {results['example']} | {device} | {budget} "
             f"| {one_click or '—'} ({_times(one_click_speedup)}) "
             f"| {_times(final_of(methods.get('random', {})))} "
             f"| {_times(final_of(methods.get('autocompress', {})))} "
@@ -253,6 +299,23 @@ def summary(all_results: list[dict[str, Any]]) -> str:
             f"{_fmt(head['random_hypervolume'], '.4f')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+README_TABLE = re.compile(
+    r"<!-- benchmark table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of benchmark table -->", re.DOTALL
+)
+
+
+def readme_table(readme: str, root: Path) -> str:
+    """README with its benchmark table generated again from the results files its marker names (`path` or
+    `path=label`, paths relative to `root`): no figure in that table is typed by hand."""
+    match = README_TABLE.search(readme)
+    if match is None:
+        raise ValueError("README has no '<!-- benchmark table from: ... -->' marker")
+    entries = [entry.partition("=") for entry in match["files"].split()]
+    loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
+    table = summary(loaded, [label.replace("_", " ") for _, _, label in entries])
+    return readme[: match.start("table")] + table + readme[match.end("table") :]
 
 
 def rescore(path: Path) -> dict[str, Any]:
@@ -270,6 +333,10 @@ def rescore(path: Path) -> dict[str, Any]:
 if __name__ == "__main__":  # python -m experiments.benchmark_report [--rescore] results/*.json: cross-pair summary
     import sys
 
+    if sys.argv[1:2] == ["--readme"]:  # python -m experiments.benchmark_report --readme README.md
+        readme_path = Path(sys.argv[2])
+        readme_path.write_text(readme_table(readme_path.read_text(), readme_path.resolve().parent))
+        sys.exit(0)
     names = [name for name in sys.argv[1:] if name != "--rescore"]
     if "--rescore" in sys.argv[1:]:
         loaded = [rescore(Path(name)) for name in names]

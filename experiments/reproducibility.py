@@ -106,7 +106,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {row['device']} | {row['run']} | | — | error: {row['error'][:120]} |" + " |" * 8)
             continue
         low, high = row["report_ci"]
-        half = (high - low) / 2 / row["report_confirmed_speedup"]
+        half = (high - low) / 2 / row["report_speedup"]
         confirm_s = row.get("reconfirm_s", row.get("confirm_s"))
         share = f"{confirm_s} / {row['search_wall_s']}" if "search_wall_s" in row else "—"
         windows = ", ".join(f"{value:.2f}" for value in row.get("independent_windows", []))

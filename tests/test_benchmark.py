@@ -125,7 +125,7 @@ def test_json_markdown_and_plot_are_written(tmp_path: Path) -> None:
     for key in ("example", "device", "trials", "accuracy_bound", "command", "commit", "machine", "methods", "fp32"):
         assert key in loaded
     for method in loaded["methods"].values():
-        assert method["kind"] in {"baseline", "one-click", "random", "autocompress", "search-only"}
+        assert method["kind"] in {"baseline", "one-click", "random", "autocompress", "search", "search-only"}
         assert {"best_feasible_speedup", "hypervolume", "points", "error", "wall_s"} <= set(method)
         for point in method["points"]:
             assert {"accuracy", "speedup_vs_fp32", "feasible"} <= set(point)
@@ -293,3 +293,24 @@ def test_the_machine_record_names_the_int8_flags_this_cpu_has():
     isa = machine_info()["isa"]
     assert isa == [flag for flag in INT8_FLAGS if flag in flags]
     assert ("avx512_vnni" in isa) == ("avx512_vnni" in flags)
+
+
+def test_seeds_of_a_method_are_summarised_by_median_and_spread() -> None:
+    results = synthetic_results()
+    results["methods"]["autocompress#s1"] = dict(results["methods"]["autocompress"], final=_final(1.5))
+    results["methods"]["autocompress#s2"] = dict(results["methods"]["autocompress"], final=_final(3.0))
+    seeds = headline(results)["seeds"]["autocompress"]
+    assert seeds["seeds"] == 3 and seeds["finals"] == [2.0, 1.5, 3.0]
+    assert (seeds["median"], seeds["min"], seeds["max"]) == (2.0, 1.5, 3.0)
+    assert headline(results)["search_vs_best_one_click"] == pytest.approx(2.0 / 1.25)  # the median, not seed 0
+    assert "| autocompress | 3 | 2.00x [1.50x, 3.00x] |" in markdown(results | {"headline": headline(results)})
+
+
+def test_the_readme_benchmark_table_is_generated_from_the_committed_results() -> None:
+    """Every figure in README's benchmark table comes from the results files its marker names."""
+    from experiments.benchmark_report import README_TABLE, readme_table
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    assert README_TABLE.search(readme) is not None
+    assert readme_table(readme, root) == readme, "run: python -m experiments.benchmark_report --readme README.md"

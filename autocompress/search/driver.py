@@ -240,13 +240,16 @@ def run_search(
             left = lambda: None if settings.trials is None else settings.trials - len(objective.ran)  # noqa: E731
             refine = [PromoteProbes(space, settings), SkipFromIncumbent(space, table, left)]
             promote = refine if settings.sampler == "tpe" else []  # random stays plain
-            if settings.timeout is not None:
-                objective.deadline = time.monotonic() + settings.timeout + settings.deadline_margin
-            with SearchProgress(settings.trials, settings.timeout, console) as progress:
+            # the time budget counts from the start of this invocation: set-up (baseline, sensitivity) included,
+            # so a budget is the wall-clock a user gives, and methods compared at equal budget pay for all they do
+            timeout = None if settings.timeout is None else max(1.0, settings.timeout - (time.monotonic() - started))
+            if timeout is not None:
+                objective.deadline = time.monotonic() + timeout + settings.deadline_margin
+            with SearchProgress(settings.trials, timeout, console) as progress:
                 study.optimize(
                     objective,
                     n_trials=settings.trials,
-                    timeout=settings.timeout,
+                    timeout=timeout,
                     catch=(Exception,),
                     callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), *promote, progress],
                     gc_after_trial=True,

@@ -153,10 +153,12 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     if n < 1:
         raise ValueError("no samples")
     alpha = (1 - confidence) / 2
-    total, at_most, low = 2**n, 0, 0
-    for k in range(n // 2 + 1):  # the largest k with P(X <= k) <= alpha: ranks k and n-1-k cover the median
-        at_most += math.comb(n, k)
-        if at_most / total > alpha:
+    log_norm = math.lgamma(n + 1) - n * math.log(2)
+    start = max(0, int(n / 2 - 3 * math.sqrt(n)))  # below it lies less than 1e-9 of the mass: a few dozen terms
+    at_most, low = 0.0, 0
+    for k in range(start, n // 2 + 1):  # the largest k with P(X <= k) <= alpha: ranks k and n-1-k cover the median
+        at_most += math.exp(log_norm - math.lgamma(k + 1) - math.lgamma(n - k + 1))
+        if at_most > alpha:
             low = max(k - 1, 0)
             break
     return low, n - 1 - low
