@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autocompress import yamlio
 from autocompress.errors import ConfigError
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -124,7 +125,7 @@ class ExperimentConfig(_Strict):
 def load_config(path: Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; every problem is one line naming the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text())
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from autocompress import yamlio
 from autocompress.errors import AutocompressError, DeviceError
 from autocompress.home import home
 from autocompress.runtimes import Runtime, get_runtime
@@ -138,7 +139,7 @@ def _profile_files() -> tuple[list[Path], list[Path]]:
 def load_profile_file(path: Path) -> HardwareProfile:
     """Read and validate one profile YAML; errors name the file and the first problem."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise DeviceError(f"cannot read hardware profile {path}: {error}".splitlines()[0]) from None
     if not isinstance(raw, dict):

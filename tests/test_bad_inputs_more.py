@@ -1,0 +1,66 @@
+"""More broken inputs (the issue "Nothing silently wrong"): what used to be accepted in silence, or reported as
+something else. Each one is exit 2 and one line on stderr starting "error: ", naming the file or option.
+
+None of them loads a model or trains: they are refused before any work, so they run in the fast lane.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autocompress.cli import app
+from autocompress.hardware.profile import BUILTIN_DIR
+from tests.helpers import user_config
+from tests.test_bad_inputs import USER, _strategy, _text
+
+CPU_PROFILE = (BUILTIN_DIR / "cpu.yaml").read_text()
+TINY = user_config().read_text()
+APPLY = ["--config", str(user_config()), "--device", "cpu"]
+
+
+def _file(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+CASES = {
+    # a key given twice: the last one used to win in silence
+    "config key twice": (lambda t: ["search", _text(t, TINY + "metric: accuracy\nmetric: accuracy\n")],
+                         "key 'metric' is given twice"),
+    "config nested key twice": (lambda t: ["search", _text(t, TINY.replace("trials: 3", "trials: 3\n  trials: 50"))],
+                                "key 'trials' is given twice (lines 7 and 8)"),
+    "profile key twice": (lambda t: ["search", "--device", _file(t, "twice.yaml", CPU_PROFILE.replace(
+                          "name: cpu", "name: mine\nthreads: 1")), "--trials", "1"], "key 'threads' is given twice"),
+    "strategy key twice": (lambda t: ["apply", _strategy(t, "seed: 1\nseed: 2\n"), *APPLY],
+                           "key 'seed' is given twice (lines 1 and 2)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_broken_input_is_one_line_and_exit_2(case, tmp_path):
+    make_args, message = CASES[case]
+    try:
+        result = CliRunner().invoke(app, make_args(tmp_path))
+    finally:
+        for leftover in USER.glob(f"bad-{tmp_path.name}.yaml"):
+            leftover.unlink()
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.stderr[-1500:], result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    if "twice" in case:  # the file is named, not just the key
+        assert any(arg in lines[0] for arg in make_args(tmp_path) if arg.endswith(".yaml")), lines[0]
+
+
+def test_the_strict_loader_keeps_what_yaml_allows():
+    from autocompress import yamlio
+
+    assert yamlio.load("base: &b {a: 1, b: 2}\nmine:\n  <<: *b\n  a: 3\n")["mine"] == {"a": 3, "b": 2}  # a merge
+    with pytest.raises(yamlio.DuplicateKeyError, match=r"key 'x' is given twice \(line 1\)"):
+        yamlio.load("{x: 1, x: 2}")
+    assert yaml.YAMLError in yamlio.DuplicateKeyError.__mro__  # every reader's `except yaml.YAMLError` catches it
