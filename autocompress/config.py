@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autocompress import yamlio
 from autocompress.errors import ConfigError
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([smhd]?)\s*$")  # a sign, so -5 is out of range, not a typo
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -45,7 +45,7 @@ class SearchSettings(_Strict):
     """Budget, objectives, constraint, storage and tracking of one search."""
 
     trials: int | None = Field(default=30, ge=1)
-    timeout: float | None = Field(default=None, description="seconds; YAML and CLI also accept 90m, 8h")
+    timeout: float | None = Field(default=None, gt=0, description="seconds; YAML and CLI also accept 90m, 8h")
     deadline_margin: float = Field(
         default=600, ge=0, description="a trial still running this long after the timeout is stopped and failed"
     )
@@ -62,7 +62,7 @@ class SearchSettings(_Strict):
     sampler: Literal["tpe", "random"] = Field(
         default="tpe", description="tpe (starting from warm-start candidates) or random (plain, for comparisons)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="samplers take 0 to 2**32 - 1 (plus trials run)")
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
     confirm_windows: int = Field(
         default=4, ge=1, le=20, description="timing windows confirmation may take while the machine runs slower "

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from autocompress.cli import app
 from autocompress.hardware.profile import BUILTIN_DIR
 from tests.helpers import user_config
-from tests.test_bad_inputs import USER, _strategy, _text
+from tests.test_bad_inputs import USER, _config, _strategy, _text
 
 CPU_PROFILE = (BUILTIN_DIR / "cpu.yaml").read_text()
 TINY = user_config().read_text()
@@ -38,6 +38,23 @@ CASES = {
                           "name: cpu", "name: mine\nthreads: 1")), "--trials", "1"], "key 'threads' is given twice"),
     "strategy key twice": (lambda t: ["apply", _strategy(t, "seed: 1\nseed: 2\n"), *APPLY],
                            "key 'seed' is given twice (lines 1 and 2)"),
+    # numeric search settings: a config file is range-checked as the flag is, before any work
+    "config negative timeout": (lambda t: ["search", _config(t, search={"timeout": -5})],
+                                "search.timeout: Input should be greater than 0"),
+    "config zero timeout": (lambda t: ["search", _config(t, search={"timeout": 0})], "search.timeout"),
+    "config negative timeout with a unit": (lambda t: ["search", _config(t, search={"timeout": "-2h"})],
+                                            "search.timeout: Input should be greater than 0"),
+    "negative timeout flag": (lambda t: ["search", str(user_config()), "--timeout", "-5"],
+                              "search.timeout: Input should be greater than 0"),
+    "zero timeout flag": (lambda t: ["search", str(user_config()), "--timeout", "0"], "search.timeout"),
+    "config negative deadline margin": (lambda t: ["search", _config(t, search={"timeout": 60, "deadline_margin": -1})],
+                                        "search.deadline_margin: Input should be greater than or equal to 0"),
+    "config negative seed": (lambda t: ["search", _config(t, search={"seed": -1})], "search.seed"),
+    "seed too large for a sampler": (lambda t: ["search", str(user_config()), "--seed", str(2**40)], "search.seed"),
+    "config zero size bound": (lambda t: ["search", _config(t, search={"max_size_mb": 0})], "search.max_size_mb"),
+    "config confirmation windows above 20": (lambda t: ["search", _config(t, search={"confirm_windows": 21})],
+                                             "search.confirm_windows"),
+    "config negative polish": (lambda t: ["search", _config(t, search={"polish_steps": -1})], "search.polish_steps"),
 }  # fmt: skip
 
 
