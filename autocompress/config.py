@@ -83,6 +83,15 @@ class SearchSettings(_Strict):
         return parse_duration(value)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
+    def _relative_bound_is_a_fraction(self) -> SearchSettings:
+        if self.drop_mode == "relative" and self.max_drop > 1:
+            raise ValueError(
+                f"max_drop {self.max_drop:g} with drop_mode relative is above 100% of the baseline metric: "
+                "give a fraction (0.05 = 5%)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _time_budget_alone(self) -> SearchSettings:
         """A timeout without a trial count is the whole budget (an overnight search is not capped at 30)."""
         if self.timeout is not None and "trials" not in self.model_fields_set:

@@ -55,6 +55,13 @@ CASES = {
     "config confirmation windows above 20": (lambda t: ["search", _config(t, search={"confirm_windows": 21})],
                                              "search.confirm_windows"),
     "config negative polish": (lambda t: ["search", _config(t, search={"polish_steps": -1})], "search.polish_steps"),
+    # the accuracy bound
+    "relative bound above 100%": (lambda t: ["search", "--drop-mode", "relative", "--max-drop", "1.5"],
+                                  "search: max_drop 1.5 with drop_mode relative is above 100% of the baseline"),
+    "config relative bound above 100%": (lambda t: ["search", _config(t, search={"drop_mode": "relative",
+                                         "max_drop": 2})], "above 100% of the baseline metric"),
+    "negative absolute bound": (lambda t: ["search", "--drop-mode", "absolute", "--max-drop", "-0.01"],
+                                "search.max_drop: Input should be greater than or equal to 0"),
 }  # fmt: skip
 
 
