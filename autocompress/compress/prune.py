@@ -14,7 +14,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 import torch_pruning as tp
@@ -24,7 +24,7 @@ from torch import nn
 from autocompress.compress.reconstruct import ObsImportance, reconstruct
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
-from autocompress.spaces.vocabulary import Granularity, Section, unit_of
+from autocompress.spaces.vocabulary import Granularity, Ratio, Section, unit_of
 
 if TYPE_CHECKING:
     import optuna
@@ -84,10 +84,10 @@ class PruneKnobs:
     groups: tuple[PruneGroup, ...]
     blocks: tuple[str, ...] = ()  # blocks that may be skipped whole (spaces/graph.py: skippable_blocks)
     granularity: Granularity = "layer"
-    max_prune_ratio: float = 0.75
-    prune_step: float = 0.125
-    max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
-    importances: tuple[Importance, ...] = ("obs", "l1", "l2", "fpgm", "bn_scale")
+    max_prune_ratio: Ratio = 0.75
+    prune_step: Annotated[float, Field(gt=0, lt=1)] = 0.125
+    max_head_ratio: Ratio = 0.5  # attention groups: at most this fraction of the heads
+    importances: Annotated[tuple[Importance, ...], Field(min_length=1)] = ("obs", "l1", "l2", "fpgm", "bn_scale")
     skip_blocks: bool = True  # offer depth pruning where the model has skippable blocks
     reconstruct: bool = True  # re-fit the readers of pruned channels (not a knob: measured better every time)
 
