@@ -94,6 +94,13 @@ CASES = {
     "space example's options checked too": (lambda t: ["search", _config(t, model=None, data=None, metric=None,
                                             example="digits", space={"prune_step": 0})],
                                             "space option 'prune_step': Input should be greater than 0"),
+    # strategies: a prune ratio is a fraction of the channels removed, 0 <= ratio < 1
+    "strategy prunes everything": (lambda t: ["apply", _strategy(t, "prune: {ratios: {conv1: 1.0}}\n"), *APPLY],
+                                   "prune.ratios.conv1: Input should be less than 1"),
+    "strategy prunes more than everything": (lambda t: ["apply", _strategy(t, "prune: {ratios: {conv1: 1.5}}\n"),
+                                             *APPLY], "prune.ratios.conv1: Input should be less than 1"),
+    "strategy negative prune ratio": (lambda t: ["apply", _strategy(t, "prune: {ratios: {conv1: -0.25}}\n"), *APPLY],
+                                      "prune.ratios.conv1: Input should be greater than or equal to 0"),
 }  # fmt: skip
 
 
@@ -120,3 +127,26 @@ def test_the_strict_loader_keeps_what_yaml_allows():
     with pytest.raises(yamlio.DuplicateKeyError, match=r"key 'x' is given twice \(line 1\)"):
         yamlio.load("{x: 1, x: 2}")
     assert yaml.YAMLError in yamlio.DuplicateKeyError.__mro__  # every reader's `except yaml.YAMLError` catches it
+
+
+def test_a_prune_ratio_just_below_one_is_a_ratio():
+    from autocompress.spaces.strategy import Strategy
+
+    assert Strategy.from_yaml("prune: {ratios: {conv1: 0.99}}").prune.ratios == {"conv1": 0.99}
+
+
+def test_pruning_that_removes_no_channel_is_said(caplog):
+    """The output layer's width is fixed by the model: a strategy pruning it used to be left whole in silence."""
+    import torch
+    from torch import nn
+
+    from autocompress.compress.prune import PruneSettings, prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
+    settings = PruneSettings(ratios={"0": 0.5, "3": 0.5}, importance="l2")
+    with caplog.at_level("WARNING", logger="autocompress.compress.prune"):
+        pruned = prune(model, torch.zeros(1, 1, 8, 8), settings)
+    assert pruned[0].out_channels == 4 and pruned[3].out_features == 10
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("strategy prunes 3 at 0.5, but that removes none"), warnings

@@ -11,6 +11,7 @@ and, with `reconstruct`, that layer is re-fitted to the original's outputs (comp
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from autocompress.task import Batches, PruneHints
 
+log = logging.getLogger(__name__)
 Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -45,7 +47,7 @@ class PruneSettings(Section):
     (keyed by root layer; a group whose root is in a skipped block is gone with it)."""
 
     importance: Importance = "l2"
-    ratios: dict[str, float] = Field(default_factory=dict)
+    ratios: dict[str, Ratio] = Field(default_factory=dict)  # 1 would remove every channel: refused, as is < 0
     skip: list[str] = Field(default_factory=list)
     reconstruct: bool = False  # re-fit the layers that read pruned channels (off in strategies written before it)
 
@@ -238,6 +240,7 @@ def prune(
         head_pruning_ratio_dict=head_ratios or None,
     )
     removed_outputs = _prune_recording(pruner, pruned)
+    _say_what_was_not_pruned(settings, ratio_by_root, modules, removed_outputs)
     if hints is not None and hints.after_prune is not None:
         hints.after_prune(pruned)
     if settings.reconstruct:
@@ -245,6 +248,22 @@ def prune(
         kept = {name: _kept(original_width[name], gone) for name, gone in removed_outputs.items()}
         reconstruct(pruned, model, data, kept)  # type: ignore[arg-type]
     return pruned
+
+
+def _say_what_was_not_pruned(
+    settings: PruneSettings, ratio_by_root: dict[nn.Module, float], modules: dict[str, nn.Module], removed: dict
+) -> None:
+    """A layer the strategy prunes that lost no channel is said, not left whole in silence: a width the model
+    fixes (its output layer, a layer torch-pruning may not narrow) or a ratio too small for its channel count."""
+    names = {layer: name for name, layer in modules.items()}
+    untouched = sorted(names[root] for root in ratio_by_root if names[root] not in removed)
+    for name in untouched:
+        log.warning(
+            "strategy prunes %s at %g, but that removes none of its channels (a width the model fixes, or a ratio "
+            "too small for its channel count): it is left whole",
+            name,
+            settings.ratios[name],
+        )
 
 
 def _prune_recording(pruner: tp.pruner.BasePruner, model: nn.Module) -> dict[str, list[int]]:
