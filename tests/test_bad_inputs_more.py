@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from autocompress.cli import app
 from autocompress.hardware.profile import BUILTIN_DIR
 from tests.helpers import user_config
-from tests.test_bad_inputs import USER, _config, _strategy, _text
+from tests.test_bad_inputs import USER, _config, _profile, _strategy, _text
 
 CPU_PROFILE = (BUILTIN_DIR / "cpu.yaml").read_text()
 TINY = user_config().read_text()
@@ -101,6 +101,14 @@ CASES = {
                                              *APPLY], "prune.ratios.conv1: Input should be less than 1"),
     "strategy negative prune ratio": (lambda t: ["apply", _strategy(t, "prune: {ratios: {conv1: -0.25}}\n"), *APPLY],
                                       "prune.ratios.conv1: Input should be greater than or equal to 0"),
+    # a profile passed by path may not reuse a built-in name or alias, as one in the home may not
+    "profile file named cpu": (lambda t: ["search", "--device", _file(t, "cpu.yaml", CPU_PROFILE), "--trials", "1"],
+                               "uses the name 'cpu', already taken by the built-in"),
+    "profile file with a built-in alias": (lambda t: ["search", "--device", _file(t, "mine.yaml", CPU_PROFILE.replace(
+                                           "name: cpu", "name: mine")), "--trials", "1"],
+                                           "uses the name 'ort-cpu', already taken by the built-in"),
+    "profile file with another built-in's name": (lambda t: ["search", "--device", _profile(t, name="openvino"),
+                                                  "--trials", "1"], "uses the name 'openvino', already taken"),
 }  # fmt: skip
 
 
@@ -150,3 +158,9 @@ def test_pruning_that_removes_no_channel_is_said(caplog):
     assert pruned[0].out_channels == 4 and pruned[3].out_features == 10
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("strategy prunes 3 at 0.5, but that removes none"), warnings
+
+
+def test_a_built_in_profile_file_may_still_be_passed_by_path():
+    from autocompress.hardware import get_profile
+
+    assert get_profile(str(BUILTIN_DIR / "cpu.yaml")).name == "cpu"

@@ -173,13 +173,31 @@ def all_profiles() -> dict[str, HardwareProfile]:
     return profiles
 
 
+def _builtin_words() -> dict[str, Path]:
+    """Every built-in profile's name and aliases -> its file (read as plain YAML: nothing is imported)."""
+    words: dict[str, Path] = {}
+    for path in _profile_files()[0]:
+        raw = yamlio.load(path.read_text())
+        words |= {word: path for word in [raw["name"], *raw.get("aliases", [])]}
+    return words
+
+
 def get_profile(name_or_path: str) -> HardwareProfile:
     """A profile by name, alias or path to a YAML file; unknown names list the known ones."""
     if name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
         if not path.is_file():
             raise DeviceError(f"hardware profile file '{name_or_path}' does not exist")
-        return load_profile_file(path)
+        profile = load_profile_file(path)
+        if path.resolve().parent != BUILTIN_DIR.resolve():  # a copy of a built-in must be renamed, as in the home
+            taken = _builtin_words()
+            for word in [profile.name, *profile.aliases]:
+                if word in taken:
+                    raise DeviceError(
+                        f"hardware profile {path} uses the name '{word}', already taken by the built-in "
+                        f"{taken[word]}: rename it"
+                    )
+        return profile
     profiles = all_profiles()
     for profile in profiles.values():
         if name_or_path == profile.name or name_or_path in profile.aliases:
