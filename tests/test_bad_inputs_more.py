@@ -109,6 +109,13 @@ CASES = {
                                            "uses the name 'ort-cpu', already taken by the built-in"),
     "profile file with another built-in's name": (lambda t: ["search", "--device", _profile(t, name="openvino"),
                                                   "--trials", "1"], "uses the name 'openvino', already taken"),
+    # an SSH port out of range is said as such, not as a malformed host
+    "profile port out of range": (lambda t: ["search", "--device", _profile(t, host="ssh://u@h:70000")],
+                                  "host: host 'ssh://u@h:70000': port 70000 out of range (1-65535)"),
+    "profile port zero": (lambda t: ["search", "--device", _profile(t, host="ssh://pi@[fe80::1]:0")],
+                          "port 0 out of range (1-65535)"),
+    "profile port far out of range": (lambda t: ["search", "--device", _profile(t, host="ssh://u@h:7000000")],
+                                      "port 7000000 out of range"),
 }  # fmt: skip
 
 
@@ -164,3 +171,15 @@ def test_a_built_in_profile_file_may_still_be_passed_by_path():
     from autocompress.hardware import get_profile
 
     assert get_profile(str(BUILTIN_DIR / "cpu.yaml")).name == "cpu"
+
+
+def test_the_ssh_runner_reads_hosts_as_profiles_do():
+    from autocompress.errors import DeviceError
+    from autocompress.hardware.ssh import SshTarget, parse_host
+
+    assert parse_host("ssh://pi@[fe80::1]:2222") == SshTarget("pi", "fe80::1", 2222)
+    assert parse_host("ssh://pi@raspberrypi.local") == SshTarget("pi", "raspberrypi.local", 22)
+    with pytest.raises(DeviceError, match="port 70000 out of range"):
+        parse_host("ssh://u@h:70000")
+    with pytest.raises(DeviceError, match="must be 'local' or ssh://user@host"):
+        parse_host("pi@raspberry")

@@ -21,8 +21,20 @@ from autocompress.runtimes import Runtime, get_runtime
 from autocompress.spaces.vocabulary import LAYER_KINDS, Precision
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
-SSH_HOST = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.:\[\]_-]+?(:\d{1,5})?$")
+# ssh://user@host[:port]; an IPv6 host goes in brackets (ssh://pi@[fe80::1]:2222)
+SSH_HOST = re.compile(r"ssh://([^@/\s]+)@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d+))?")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def ssh_host_parts(url: str) -> tuple[str, str, int]:
+    """(user, host, port) of ssh://user@host[:port]; a ValueError names what is wrong: the form, or the port."""
+    match = SSH_HOST.fullmatch(url)
+    if not match:
+        raise ValueError(f"host '{url}' must be 'local' or ssh://user@host[:port]")
+    port = int(match[3] or 22)
+    if not 0 < port < 65536:
+        raise ValueError(f"host '{url}': port {port} out of range (1-65535)")
+    return match[1], match[2].strip("[]"), port
 
 
 class RemoteSettings(BaseModel):
@@ -73,8 +85,8 @@ class HardwareProfile(BaseModel):
     @field_validator("host")
     @classmethod
     def _host_form(cls, value: str) -> str:
-        if value != "local" and not SSH_HOST.match(value):
-            raise ValueError(f"host '{value}' must be 'local' or ssh://user@host[:port]")
+        if value != "local":
+            ssh_host_parts(value)
         return value
 
     @field_validator("precisions")
