@@ -116,6 +116,17 @@ CASES = {
                           "port 0 out of range (1-65535)"),
     "profile port far out of range": (lambda t: ["search", "--device", _profile(t, host="ssh://u@h:7000000")],
                                       "port 7000000 out of range"),
+    # tracking URIs: not a URL, a store MLflow does not have, a server that does not answer
+    "tracking URI not a URL": (lambda t: ["search", str(user_config()), "--tracking-uri", "not a uri"],
+                               "tracking URI 'not a uri' is not a URL: use http(s)://host:port"),
+    "tracking URI of no MLflow store": (lambda t: ["search", str(user_config()), "--tracking-uri", "ftp://x"],
+                                        "tracking URI 'ftp://x': MLflow has no 'ftp' store"),
+    "tracking URI without a host": (lambda t: ["search", str(user_config()), "--tracking-uri", "http://"],
+                                    "tracking URI 'http://' is not a URL: no host"),
+    "config tracking URI a plain word": (lambda t: ["search", _config(t, search={"tracking_uri": "mlruns"})],
+                                         "tracking URI 'mlruns' is not a URL"),
+    "tracking server down": (lambda t: ["search", str(user_config()), "--tracking-uri", "http://127.0.0.1:9"],
+                             "MLflow tracking server http://127.0.0.1:9 is not reachable"),
 }  # fmt: skip
 
 
@@ -183,3 +194,45 @@ def test_the_ssh_runner_reads_hosts_as_profiles_do():
         parse_host("ssh://u@h:70000")
     with pytest.raises(DeviceError, match="must be 'local' or ssh://user@host"):
         parse_host("pi@raspberry")
+
+
+def test_a_tracking_server_that_is_down_is_refused_at_once_and_before_the_study(session_home):
+    import time
+
+    import optuna
+
+    from autocompress.home import default_storage
+
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["search", str(user_config()), "--study", "tracking-down", "--tracking-uri",
+                                      "http://127.0.0.1:9"])  # fmt: skip
+    assert result.exit_code == 2 and "is not reachable" in result.stderr, result.stderr
+    assert time.monotonic() - started < 20  # one attempt of 2 s at most, not MLflow's minutes of retries
+    assert "tracking-down" not in optuna.get_all_study_names(default_storage())
+
+
+def test_a_tracking_server_that_answers_is_accepted():
+    """Up is up: an MLflow server answers /health; one behind authentication or a proxy may refuse it (401, 404)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from autocompress.search.tracking import check_tracking_uri
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200 if self.path == "/health" else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_tracking_uri(f"http://127.0.0.1:{server.server_port}")
+        check_tracking_uri(f"http://127.0.0.1:{server.server_port}/behind/auth")
+        check_tracking_uri("sqlite:///some/where/mlflow.db")
+        check_tracking_uri("postgresql+psycopg://mlflow@dbhost/mlflow")
+        check_tracking_uri(None)
+    finally:
+        server.shutdown()
