@@ -147,9 +147,10 @@ def _search(
     from autocompress.home import default_tracking_uri
     from autocompress.search.driver import SearchInterrupted, run_search
     from autocompress.search.study import open_storage
-    from autocompress.search.tracking import ui_link
+    from autocompress.search.tracking import check_tracking_uri, ui_link
     from autocompress.tasks import load_task
 
+    check_tracking_uri(experiment.search.tracking_uri)  # not a URL, or a server that does not answer: one line
     open_storage(experiment.search.storage)  # a wrong URL is reported before any training
     task = load_task(experiment)
     check_runtime(task, profile)

@@ -10,9 +10,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autocompress import yamlio
 from autocompress.errors import ConfigError
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([smhd]?)\s*$")  # a sign, so -5 is out of range, not a typo
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -44,7 +45,7 @@ class SearchSettings(_Strict):
     """Budget, objectives, constraint, storage and tracking of one search."""
 
     trials: int | None = Field(default=30, ge=1)
-    timeout: float | None = Field(default=None, description="seconds; YAML and CLI also accept 90m, 8h")
+    timeout: float | None = Field(default=None, gt=0, description="seconds; YAML and CLI also accept 90m, 8h")
     deadline_margin: float = Field(
         default=600, ge=0, description="a trial still running this long after the timeout is stopped and failed"
     )
@@ -61,7 +62,7 @@ class SearchSettings(_Strict):
     sampler: Literal["tpe", "random"] = Field(
         default="tpe", description="tpe (starting from warm-start candidates) or random (plain, for comparisons)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="samplers take 0 to 2**32 - 1 (plus trials run)")
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
     confirm_windows: int = Field(
         default=3, ge=1, le=20, description="fresh timing windows (10 s apart) the exported winner's figure comes "
@@ -80,6 +81,15 @@ class SearchSettings(_Strict):
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _relative_bound_is_a_fraction(self) -> SearchSettings:
+        if self.drop_mode == "relative" and self.max_drop > 1:
+            raise ValueError(
+                f"max_drop {self.max_drop:g} with drop_mode relative is above 100% of the baseline metric: "
+                "give a fraction (0.05 = 5%)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _time_budget_alone(self) -> SearchSettings:
@@ -124,7 +134,7 @@ class ExperimentConfig(_Strict):
 def load_config(path: Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; every problem is one line naming the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text())
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -39,7 +39,7 @@ def device_profile(server, folder: Path) -> Path:  # noqa: ANN001 (tests.sshd.Ss
     raw = yaml.safe_load((BUILTIN_DIR / "cpu.yaml").read_text())
     workdir = folder / "device-workdir"
     workdir.mkdir(parents=True, exist_ok=True)
-    raw |= {"name": "cpu-ssh", "host": server.url, "remote": {
+    raw |= {"name": "cpu-ssh", "aliases": [], "host": server.url, "remote": {
         "python": sys.executable, "workdir": str(workdir), "identity_file": str(server.client_key),
         "known_hosts": str(server.known_hosts), "connect_timeout_s": 10.0, "retries": 2}}  # fmt: skip
     path = folder / "cpu-ssh.yaml"

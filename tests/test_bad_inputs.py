@@ -30,7 +30,7 @@ def _config(tmp_path: Path, **changes: object) -> str:
 
 
 def _profile(tmp_path: Path, **changes: object) -> str:
-    raw = yaml.safe_load((BUILTIN_DIR / "cpu.yaml").read_text()) | {"name": "my-device"} | changes
+    raw = yaml.safe_load((BUILTIN_DIR / "cpu.yaml").read_text()) | {"name": "my-device", "aliases": []} | changes
     path = tmp_path / "device.yaml"
     path.write_text(yaml.safe_dump(raw))
     return str(path)

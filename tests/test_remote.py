@@ -237,7 +237,8 @@ def test_device_problems_are_one_line(sshd_server, workdir, tiny, artifact, tmp_
 def test_a_search_on_a_remote_device_completes(sshd_server, tmp_path):
     device = tmp_path / "device"
     profile = yaml.safe_load((BUILTIN_DIR / "cpu.yaml").read_text())
-    profile |= {"name": "cpu-ssh", "host": sshd_server.url, "remote": remote_settings(sshd_server, device)}
+    remote = remote_settings(sshd_server, device)
+    profile |= {"name": "cpu-ssh", "aliases": [], "host": sshd_server.url, "remote": remote}  # not cpu's aliases
     profile_file = tmp_path / "cpu-ssh.yaml"
     profile_file.write_text(yaml.safe_dump(profile))
     study = f"tiny-remote-{uuid.uuid4().hex[:8]}"

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from torch import nn
 
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.signals import raise_if_interrupted
-from autocompress.spaces.vocabulary import Section
+from autocompress.spaces.vocabulary import NonNegativeRange, PositiveRange, Section, ShareRange
 from autocompress.task import Batches
 
 if TYPE_CHECKING:
@@ -52,12 +52,12 @@ class DistillSettings(Section):
 class DistillKnobs:
     """The distillation part of a search space; what it offers depends on what the other steps changed."""
 
-    distill_steps: tuple[int, ...] = (0, 25, 50, 100, 200, 400)
-    temperature: tuple[float, float] = (1.0, 8.0)
-    alpha: tuple[float, float] = (0.0, 1.0)
-    lr: tuple[float, float] = (1e-4, 1e-2)
-    distill_losses: tuple[DistillLoss, ...] = ("kl",)
-    hidden_weight: tuple[float, float] | None = None  # searched when the task names layers to match
+    distill_steps: Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(min_length=1)] = (0, 25, 50, 100, 200, 400)
+    temperature: PositiveRange = (1.0, 8.0)
+    alpha: ShareRange = (0.0, 1.0)
+    lr: PositiveRange = (1e-4, 1e-2)
+    distill_losses: Annotated[tuple[DistillLoss, ...], Field(min_length=1)] = ("kl",)
+    hidden_weight: NonNegativeRange | None = None  # searched when the task names layers to match
     finetune_after_pruning: bool = True
 
     def _steps_knob(self, pruned: bool) -> tuple[str, list[int]]:

@@ -11,10 +11,11 @@ and, with `reconstruct`, that layer is re-fitted to the original's outputs (comp
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 import torch_pruning as tp
@@ -24,13 +25,14 @@ from torch import nn
 from autocompress.compress.reconstruct import ObsImportance, reconstruct
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
-from autocompress.spaces.vocabulary import Granularity, Section, unit_of
+from autocompress.spaces.vocabulary import Granularity, Ratio, Section, unit_of
 
 if TYPE_CHECKING:
     import optuna
 
     from autocompress.task import Batches, PruneHints
 
+log = logging.getLogger(__name__)
 Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -45,7 +47,7 @@ class PruneSettings(Section):
     (keyed by root layer; a group whose root is in a skipped block is gone with it)."""
 
     importance: Importance = "l2"
-    ratios: dict[str, float] = Field(default_factory=dict)
+    ratios: dict[str, Ratio] = Field(default_factory=dict)  # 1 would remove every channel: refused, as is < 0
     skip: list[str] = Field(default_factory=list)
     reconstruct: bool = False  # re-fit the layers that read pruned channels (off in strategies written before it)
 
@@ -84,10 +86,10 @@ class PruneKnobs:
     groups: tuple[PruneGroup, ...]
     blocks: tuple[str, ...] = ()  # blocks that may be skipped whole (spaces/graph.py: skippable_blocks)
     granularity: Granularity = "layer"
-    max_prune_ratio: float = 0.75
-    prune_step: float = 0.125
-    max_head_ratio: float = 0.5  # attention groups: at most this fraction of the heads
-    importances: tuple[Importance, ...] = ("obs", "l1", "l2", "fpgm", "bn_scale")
+    max_prune_ratio: Ratio = 0.75
+    prune_step: Annotated[float, Field(gt=0, lt=1)] = 0.125
+    max_head_ratio: Ratio = 0.5  # attention groups: at most this fraction of the heads
+    importances: Annotated[tuple[Importance, ...], Field(min_length=1)] = ("obs", "l1", "l2", "fpgm", "bn_scale")
     skip_blocks: bool = True  # offer depth pruning where the model has skippable blocks
     reconstruct: bool = True  # re-fit the readers of pruned channels (not a knob: measured better every time)
 
@@ -238,6 +240,7 @@ def prune(
         head_pruning_ratio_dict=head_ratios or None,
     )
     removed_outputs = _prune_recording(pruner, pruned)
+    _say_what_was_not_pruned(settings, ratio_by_root, modules, removed_outputs)
     if hints is not None and hints.after_prune is not None:
         hints.after_prune(pruned)
     if settings.reconstruct:
@@ -245,6 +248,22 @@ def prune(
         kept = {name: _kept(original_width[name], gone) for name, gone in removed_outputs.items()}
         reconstruct(pruned, model, data, kept)  # type: ignore[arg-type]
     return pruned
+
+
+def _say_what_was_not_pruned(
+    settings: PruneSettings, ratio_by_root: dict[nn.Module, float], modules: dict[str, nn.Module], removed: dict
+) -> None:
+    """A layer the strategy prunes that lost no channel is said, not left whole in silence: a width the model
+    fixes (its output layer, a layer torch-pruning may not narrow) or a ratio too small for its channel count."""
+    names = {layer: name for name, layer in modules.items()}
+    untouched = sorted(names[root] for root in ratio_by_root if names[root] not in removed)
+    for name in untouched:
+        log.warning(
+            "strategy prunes %s at %g, but that removes none of its channels (a width the model fixes, or a ratio "
+            "too small for its channel count): it is left whole",
+            name,
+            settings.ratios[name],
+        )
 
 
 def _prune_recording(pruner: tp.pruner.BasePruner, model: nn.Module) -> dict[str, list[int]]:

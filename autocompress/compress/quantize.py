@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -62,7 +62,7 @@ class QuantizeKnobs:
     layers: tuple[QuantLayer, ...]
     choices: dict[str, tuple[str, ...]]  # layer -> precisions its kind may take on the device (fp32 included)
     granularity: Granularity = "layer"
-    calibrations: tuple[str, ...] = ("minmax", "entropy", "percentile")
+    calibrations: Annotated[tuple[Calibration, ...], Field(min_length=1)] = ("minmax", "entropy", "percentile")
     knobs: tuple[Knob, ...] = ()
     recipes: tuple[Recipe, ...] = ()
 

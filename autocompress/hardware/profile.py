@@ -14,14 +14,27 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from autocompress import yamlio
 from autocompress.errors import AutocompressError, DeviceError
 from autocompress.home import home
 from autocompress.runtimes import Runtime, get_runtime
 from autocompress.spaces.vocabulary import LAYER_KINDS, Precision
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
-SSH_HOST = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.:\[\]_-]+?(:\d{1,5})?$")
+# ssh://user@host[:port]; an IPv6 host goes in brackets (ssh://pi@[fe80::1]:2222)
+SSH_HOST = re.compile(r"ssh://([^@/\s]+)@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d+))?")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def ssh_host_parts(url: str) -> tuple[str, str, int]:
+    """(user, host, port) of ssh://user@host[:port]; a ValueError names what is wrong: the form, or the port."""
+    match = SSH_HOST.fullmatch(url)
+    if not match:
+        raise ValueError(f"host '{url}' must be 'local' or ssh://user@host[:port]")
+    port = int(match[3] or 22)
+    if not 0 < port < 65536:
+        raise ValueError(f"host '{url}': port {port} out of range (1-65535)")
+    return match[1], match[2].strip("[]"), port
 
 
 class RemoteSettings(BaseModel):
@@ -72,8 +85,8 @@ class HardwareProfile(BaseModel):
     @field_validator("host")
     @classmethod
     def _host_form(cls, value: str) -> str:
-        if value != "local" and not SSH_HOST.match(value):
-            raise ValueError(f"host '{value}' must be 'local' or ssh://user@host[:port]")
+        if value != "local":
+            ssh_host_parts(value)
         return value
 
     @field_validator("precisions")
@@ -149,7 +162,7 @@ def _profile_files() -> tuple[list[Path], list[Path]]:
 def load_profile_file(path: Path) -> HardwareProfile:
     """Read and validate one profile YAML; errors name the file and the first problem."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise DeviceError(f"cannot read hardware profile {path}: {error}".splitlines()[0]) from None
     if not isinstance(raw, dict):
@@ -183,13 +196,31 @@ def all_profiles() -> dict[str, HardwareProfile]:
     return profiles
 
 
+def _builtin_words() -> dict[str, Path]:
+    """Every built-in profile's name and aliases -> its file (read as plain YAML: nothing is imported)."""
+    words: dict[str, Path] = {}
+    for path in _profile_files()[0]:
+        raw = yamlio.load(path.read_text())
+        words |= {word: path for word in [raw["name"], *raw.get("aliases", [])]}
+    return words
+
+
 def get_profile(name_or_path: str) -> HardwareProfile:
     """A profile by name, alias or path to a YAML file; unknown names list the known ones."""
     if name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
         if not path.is_file():
             raise DeviceError(f"hardware profile file '{name_or_path}' does not exist")
-        return load_profile_file(path)
+        profile = load_profile_file(path)
+        if path.resolve().parent != BUILTIN_DIR.resolve():  # a copy of a built-in must be renamed, as in the home
+            taken = _builtin_words()
+            for word in [profile.name, *profile.aliases]:
+                if word in taken:
+                    raise DeviceError(
+                        f"hardware profile {path} uses the name '{word}', already taken by the built-in "
+                        f"{taken[word]}: rename it"
+                    )
+        return profile
     profiles = all_profiles()
     for profile in profiles.values():
         if name_or_path == profile.name or name_or_path in profile.aliases:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import TypeVar
 import paramiko
 
 from autocompress.errors import DeviceError, TrialError
-from autocompress.hardware.profile import RemoteSettings
+from autocompress.hardware.profile import RemoteSettings, ssh_host_parts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,10 +47,10 @@ class SshTarget:
 
 def parse_host(url: str) -> SshTarget:
     """ssh://user@host[:port]; an IPv6 host goes in brackets (ssh://pi@[fe80::1]:2222)."""
-    match = re.fullmatch(r"ssh://([^@/\s]+)@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?", url)
-    if not match or not 0 < int(match[3] or 22) < 65536:
-        raise DeviceError(f"host '{url}' must be ssh://user@host[:port]")
-    return SshTarget(match[1], match[2].strip("[]"), int(match[3] or 22))
+    try:
+        return SshTarget(*ssh_host_parts(url))
+    except ValueError as error:
+        raise DeviceError(str(error)) from None
 
 
 class _UnknownHostKey(paramiko.SSHException):

@@ -4,13 +4,18 @@ invocation, one nested run per trial. (optuna-integration's MLflowCallback is de
 from __future__ import annotations
 
 import logging
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from autocompress.errors import ConfigError
 from autocompress.home import home
 from autocompress.search.recovery import is_dead, this_worker
 
@@ -29,6 +34,50 @@ RUN_NAME_TAG = "mlflow.runName"
 
 def is_server(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("http://", "https://"))
+
+
+# the stores MLflow opens (its tracking store registry; databases with an optional +driver)
+STORE_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+SERVER_TIMEOUT_S = 2.0
+URI_FORMS = "http(s)://host:port, sqlite:///path/mlflow.db, postgresql://user@host/db or file:///folder"
+
+
+def check_tracking_uri(tracking_uri: str | None) -> None:
+    """Refuse, in one line and before anything is created, a tracking URI MLflow cannot open: one that is not a
+    URL of a store MLflow knows, or a tracking server that does not answer one request within 2 s (MLflow itself
+    would retry for minutes, after the baseline was trained). None (the home's SQLite store) is always fine."""
+    if tracking_uri is None:
+        return
+    parsed = urllib.parse.urlsplit(tracking_uri)
+    scheme = parsed.scheme.split("+")[0]
+    if not parsed.scheme or any(char.isspace() for char in tracking_uri):
+        raise ConfigError(f"tracking URI '{tracking_uri}' is not a URL: use {URI_FORMS}")
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(f"tracking URI '{tracking_uri}': MLflow has no '{parsed.scheme}' store; use {URI_FORMS}")
+    if is_server(tracking_uri):
+        _check_server(tracking_uri, parsed)
+
+
+def _check_server(tracking_uri: str, parsed: urllib.parse.SplitResult) -> None:
+    try:
+        if not parsed.hostname:
+            raise ValueError("no host")
+        parsed.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as error:
+        raise ConfigError(f"tracking URI '{tracking_uri}' is not a URL: {error}") from None
+    try:
+        urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S).close()  # noqa: S310
+    except urllib.error.HTTPError:
+        return  # it answered (behind a proxy or authentication, /health may be refused): the server is there
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLError):
+            return  # it answered; whether to trust its certificate is MLflow's setting (MLFLOW_TRACKING_INSECURE_TLS)
+        why = f"no answer within {SERVER_TIMEOUT_S:g} s" if isinstance(reason, TimeoutError) else str(reason)
+        raise ConfigError(
+            f"MLflow tracking server {tracking_uri} is not reachable ({why}): start it, or leave out the tracking "
+            "URI to log under the home"
+        ) from None
 
 
 class MlflowTracker:

@@ -15,7 +15,8 @@ import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_args
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import optuna
 import torch
@@ -49,6 +50,18 @@ def _option_type(knobs: type, name: str) -> Any:
 
 
 def _type_name(declared: Any) -> str:
+    """A declared type as a user writes the value in YAML: `a list of int`, `[float, float]`, `'kl' | 'mse'`."""
+    origin, args = get_origin(declared), get_args(declared)
+    if origin is Annotated:  # the range is in the message already; name the plain type
+        return _type_name(args[0])
+    if origin is Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin in (Union, UnionType):
+        return " or ".join("null" if arg is type(None) else _type_name(arg) for arg in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"[{', '.join(_type_name(arg) for arg in args)}]"
     return declared.__name__ if isinstance(declared, type) else str(declared).replace("typing.", "")
 
 
@@ -63,7 +76,8 @@ def _checked(knobs: type, key: str, value: Any) -> Any:
         problem = error.errors()[0]
         where = "".join(f"[{part}]" for part in problem["loc"])
         raise ConfigError(
-            f"space option '{key}{where}': {problem['msg']} (got {value!r:.60}); expected {_type_name(declared)}"
+            f"space option '{key}{where}': {str(problem['msg']).removeprefix('Value error, ')} (got {value!r:.60}); "
+            f"expected {_type_name(declared)}"
         ) from None
 
 

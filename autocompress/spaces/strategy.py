@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
+from autocompress import yamlio
 from autocompress.compress.distill import DistillSettings
 from autocompress.compress.prune import PruneSettings
 from autocompress.compress.quantize import QuantizeSettings
@@ -66,24 +67,25 @@ class Strategy(Section):
         return yaml.safe_dump(self.model_dump(exclude=set() if self.pinned else {"pinned"}), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> Strategy:
+    def from_yaml(cls, text: str, source: str = "strategy") -> Strategy:
+        """`source` starts every message (the file's name where there is one)."""
         try:
-            raw = yaml.safe_load(text)
+            raw = yamlio.load(text)
         except yaml.YAMLError as error:
-            raise ConfigError(f"strategy is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise ConfigError(f"{source} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(raw, dict):
-            raise ConfigError("strategy must be a YAML mapping with prune, quantize and distill sections")
+            raise ConfigError(f"{source} must be a YAML mapping with prune, quantize and distill sections")
         version = raw.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise ConfigError(
-                f"strategy schema_version {version} is not supported (this autocompress reads {SCHEMA_VERSION})"
+                f"{source}: schema_version {version} is not supported (this autocompress reads {SCHEMA_VERSION})"
             )
         try:
             return cls(**raw)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(f"strategy: {where}: {first['msg']}") from None
+            raise ConfigError(f"{source}: {where}: {str(first['msg']).removeprefix('Value error, ')}") from None
 
     def save(self, path: Path) -> None:
         path.write_text(self.to_yaml())
@@ -91,7 +93,7 @@ class Strategy(Section):
     @classmethod
     def load(cls, path: Path) -> Strategy:
         try:
-            return cls.from_yaml(path.read_text())
+            return cls.from_yaml(path.read_text(), source=f"strategy {path}")
         except OSError as error:
             raise ConfigError(f"cannot read strategy file {path}: {error.strerror}") from None
 

@@ -8,9 +8,9 @@ strategies are checked against the device before anything is built.
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # int8: static (weights and activations int8, activation ranges calibrated); int8-dynamic: int8 weights, activations
 # quantized at run time per call (no calibration; the fast int8 path for Linear layers on CPUs without VNNI);
@@ -24,6 +24,23 @@ LayerKind = Literal["Conv", "Gemm", "MatMul"]
 LAYER_KINDS: tuple[str, ...] = get_args(LayerKind)
 Granularity = Literal["layer", "family", "stage", "global"]
 BLOCK_INDEX = re.compile(r"(^|\.)\d+(?=\.|$)")
+# Value ranges shared by a step's settings (strategies) and its knobs (`space:` options), checked by pydantic
+Ratio = Annotated[float, Field(ge=0, lt=1)]  # a fraction removed: 1 would remove everything
+Share = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+def _low_high(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"the low end {pair[0]:g} is above the high end {pair[1]:g}")
+    return pair
+
+
+# a (low, high) range a float knob is sampled from
+PositiveRange = Annotated[tuple[Positive, Positive], AfterValidator(_low_high)]
+ShareRange = Annotated[tuple[Share, Share], AfterValidator(_low_high)]
+NonNegativeRange = Annotated[tuple[NonNegative, NonNegative], AfterValidator(_low_high)]
 
 
 class Section(BaseModel):
