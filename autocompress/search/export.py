@@ -98,6 +98,9 @@ def confirmed_entry(confirmed: Confirmed, baseline: dict[str, Any] | None = None
             "confirmed_baseline_latency_ms": final.default_latency_ms,
             "fp32_baseline_latency_ms": final.fp32_latency_ms,
         }
+        if not final.default_is_fp32 and baseline is not None:  # what the user who changes nothing gets, scored
+            entry["runtime_default_baseline"] = {"validation": baseline.get("default_metric"),
+                                                 "test": baseline.get("default_test_metric")}  # fmt: skip
     return entry
 
 
