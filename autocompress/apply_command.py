@@ -62,6 +62,8 @@ def _apply(strategy_path: Path, config: Path | None, example: str | None, device
         artifact = build(task, loaded, profile, out)
         baseline = build(task, Strategy(), profile, out / "baseline")
     paths = [baseline.path, artifact.path]
+    if notice := task.data.carving_notice():
+        _say(f"note: {notice}")
     validation = score_artifacts(paths, task, profile, "validation")
     test = score_artifacts(paths, task, profile, "test")
     final = time_headline(baseline.path, artifact.path, -1, task, profile, CONFIRM_POLICY, time_together, windows)

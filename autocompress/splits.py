@@ -4,7 +4,7 @@ The search decides everything on validation (feasibility, tables, seeds, promoti
 scored on validation is optimistic by construction: the exported model is the best of many that passed a noisy
 threshold there. The report therefore quotes a split the search never saw. A task that brings no test split
 gets a fixed share of its validation samples set aside (the same samples on every run: a fixed seed, not the
-study's), and the run says so once.
+study's), and the run says so once (`DataSplits.carving_notice`, when the search or `apply` starts).
 """
 
 from __future__ import annotations
@@ -59,14 +59,11 @@ def carve_test(data: DataSplits) -> DataSplits:
         )
     order = torch.randperm(count, generator=torch.Generator().manual_seed(CARVE_SEED))
     test_index, validation_index = order[:held].sort().values, order[held:].sort().values
-    log.warning(
-        "the task has no test split: %d of its %d validation samples are set aside as test (fixed seed); the "
-        "search decides on the other %d, the report quotes the test split", held, count, count - held
-    )
     return dataclasses.replace(
         data,
         validation=_batches(inputs[validation_index], labels[validation_index], batch_size),
         test=_batches(inputs[test_index], labels[test_index], batch_size),
+        carved=(held, count),
     )
 
 

@@ -33,6 +33,15 @@ class DataSplits:
     calibration: Batches
     validation: Batches
     test: Batches | None = None
+    carved: tuple[int, int] | None = None  # (test samples set aside, validation samples before) when carved
+
+    def carving_notice(self) -> str | None:
+        """What a run says once when its test split was carved out of validation."""
+        if self.carved is None:
+            return None
+        held, count = self.carved
+        return (f"the task has no test split: {held} of its {count} validation samples are set aside as test (fixed "
+                f"seed); the search decides on the other {count - held}, the report quotes the test split")  # fmt: skip
 
 
 @dataclass(frozen=True)

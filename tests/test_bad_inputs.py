@@ -107,7 +107,7 @@ CASES = {
     "float labels": (lambda t: ["search", _config(t, data="tiny_task:float_label_loaders", metric="accuracy")],
                      "metric 'accuracy' needs integer class labels"),
     "data not loaders": (lambda t: ["search", _config(t, data="tiny_task:not_loaders")],
-                         "must return (train, calibration, validation)"),
+                         "must return (train, calibration, validation[, test])"),
     "unexportable model": (lambda t: ["search", _config(t, model="tiny_task:unexportable_model")],
                            "ONNX export failed"),
     # profiles

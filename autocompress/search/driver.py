@@ -232,6 +232,8 @@ def run_search(
             setup = once_per_study(study, storage, set_up)
             worker_sampler(study, settings, setup, settings.seed + opened_with)
             baseline, baseline_path = measure_baseline(task, profile, study)  # stored: this worker's local file
+            if notice := task.data.carving_notice():  # once the search is under way (not before a refusal)
+                log.warning(notice)
             table = _table(study, task, profile, space, baseline, baseline_path, settings, tracker)
             tracker.log(tracker.parent_id or "", metrics={
                 "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
