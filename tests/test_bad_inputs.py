@@ -141,11 +141,12 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_a_broken_input_is_one_line_and_exit_2(case, tmp_path):
-    make_args, message = CASES[case]
+def refused(make_args, tmp_path: Path, message: str):
+    """Run one bad-input case through the CLI: exit 2, one line holding `message`, no traceback. Returns the
+    result and the arguments (made once: making them writes files, which are removed here)."""
+    args = make_args(tmp_path)
     try:
-        result = CliRunner().invoke(app, make_args(tmp_path))
+        result = CliRunner().invoke(app, args)
     finally:
         for leftover in USER.glob(f"bad-{tmp_path.name}.yaml"):
             leftover.unlink()
@@ -153,6 +154,13 @@ def test_a_broken_input_is_one_line_and_exit_2(case, tmp_path):
     assert result.exit_code == 2, (result.exit_code, result.stderr[-1500:], result.exception)
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.output + result.stderr
+    return result, args
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_broken_input_is_one_line_and_exit_2(case, tmp_path):
+    make_args, message = CASES[case]
+    refused(make_args, tmp_path, message)
 
 
 def test_the_corpus_is_large_enough():
