@@ -82,21 +82,11 @@ def confirmed_entry(confirmed: Confirmed, baseline: dict[str, Any] | None = None
                          "drop": confirmed.test_drop, "within_bound": confirmed.test_within_bound}  # fmt: skip
     final = confirmed.final
     if final is not None:
-        entry |= {
-            "speedup": final.default.speedup,
+        entry |= final.report_fields() | {
             "confirmed_speedup": final.default.speedup,
             "confirmed_speedup_ci": [final.default.ci_low, final.default.ci_high],
-            "speedup_baseline": "runtime default" + (" (fp32 here)" if final.default_is_fp32 else ""),
-            "speedup_over_fp32": final.fp32.speedup,
-            "speedup_over_fp32_ci": [final.fp32.ci_low, final.fp32.ci_high],
-            "windows": final.windows,
-            "window_speedups": final.default.per_window,
-            "noisy": final.noisy,
-            "threads": final.threads,
-            "settled_share": final.settled_share,
             "confirmed_latency_ms": final.latency_ms,
             "confirmed_baseline_latency_ms": final.default_latency_ms,
-            "fp32_baseline_latency_ms": final.fp32_latency_ms,
         }
         if not final.default_is_fp32 and baseline is not None:  # what the user who changes nothing gets, scored
             entry["runtime_default_baseline"] = {"validation": baseline.get("default_metric"),

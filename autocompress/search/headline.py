@@ -78,6 +78,21 @@ class Headline:
         """Too few calm windows: a figure to re-time, never a headline."""
         return self.windows - self.noisy_windows < min(2, self.windows)
 
+    def report_fields(self) -> dict:
+        """How report.json (export and `apply`) states this figure: both baselines, windows, threads, noise."""
+        return {
+            "speedup": self.default.speedup,
+            "speedup_baseline": "runtime default" + (" (fp32 here)" if self.default_is_fp32 else ""),
+            "speedup_over_fp32": self.fp32.speedup,
+            "speedup_over_fp32_ci": [self.fp32.ci_low, self.fp32.ci_high],
+            "windows": self.windows,
+            "window_speedups": self.default.per_window,
+            "noisy": self.noisy,
+            "threads": self.threads,
+            "settled_share": self.settled_share,
+            "fp32_baseline_latency_ms": self.fp32_latency_ms,
+        }
+
     def as_dict(self) -> dict:
         return asdict(self) | {"noisy": self.noisy}
 
