@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from autocompress.compress.distill import DistillSettings, distillation_loss
-from autocompress.compress.elastic import ElasticModel
+from autocompress.compress.elastic import ElasticModel, recalibrate_batch_norm
 from autocompress.compress.elastic_space import ElasticConfig, ElasticSpace
 from autocompress.compress.elastic_train import (
     ElasticProgress,
@@ -140,6 +140,26 @@ def test_extracted_digits_subnetworks_equal_the_masked_ones(digits_elastic):
     assert elastic.model.stem[0].out_channels == 32  # the shared weights are left whole
 
 
+def test_recalibrated_extraction_matches_the_recalibrated_masked_model(digits_untrained):
+    """After training, batch norm statistics are re-measured per sub-network: on the extracted model they come out
+    as the masked model's own would (the kept channels see the same inputs)."""
+    model = _busy_batch_norm(digits_untrained.model)
+    example = digits_untrained.example_input
+    elastic = ElasticModel.build(model, example, ElasticSpace.from_model(model, example, depth=False))
+    generator = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(8, 1, 32, 32, generator=generator), torch.zeros(8)) for _ in range(2)]
+    inputs = torch.randn(4, 1, 32, 32, generator=generator)
+    config = elastic.space.uniform(0.5)
+    extracted = elastic.extract(config, batches, batches=2)
+    with torch.no_grad(), elastic.configured(config) as masked:
+        stale = masked(inputs)
+        recalibrate_batch_norm(masked, batches, 2)
+        expected = masked(inputs)
+        assert torch.allclose(extracted(inputs), expected, atol=1e-4)
+        assert not torch.allclose(stale, expected, atol=1e-3)
+    assert not extracted.training
+
+
 def test_extracted_transformer_subnetworks_equal_the_masked_ones():
     """Heads and FFN widths of a 2-layer, 4-head BERT: the masked value slice is the removed head."""
     model, input_ids, hints = _bert()
@@ -170,25 +190,29 @@ def test_progressive_shrinking_opens_widths_then_depth(digits_elastic):
     assert space.smallest(3) == space.smallest()
 
 
-def _smallest_loss(elastic: ElasticModel, teacher: nn.Module, batches: list) -> float:
-    settings = DistillSettings(alpha=1.0)
-    with torch.no_grad(), elastic.configured(elastic.space.smallest()) as sub:
-        return sum(float(distillation_loss(sub(x), teacher(x), y, settings)) for x, y in batches) / len(batches)
+def _smallest_loss(elastic: ElasticModel, teacher: nn.Module, train: list, validation: list) -> float:
+    """The distillation loss of the smallest sub-network, extracted with its batch norm recalibrated."""
+    settings, smallest = DistillSettings(alpha=1.0), elastic.extract(elastic.space.smallest(), train)
+    with torch.no_grad():
+        return sum(float(distillation_loss(smallest(x), teacher(x), y, settings)) for x, y in validation) / len(
+            validation
+        )
 
 
 def test_training_improves_the_smallest_subnetwork(tiny_task):
     """30 sandwich steps on the tiny task: the smallest sub-network (16 of 64 channels) gets closer to the original
-    on held-out data (measured: 10.4 -> 5.8), and the callback reports each step with the time left."""
+    on held-out data than batch norm recalibration alone brings it (measured: 7.5 -> 5.6), and the callback
+    reports each step with the time left."""
     space = ElasticSpace.from_model(tiny_task.model, tiny_task.example_input)
     elastic = ElasticModel.build(tiny_task.model, tiny_task.example_input, space)
     train = [(inputs[:32], labels[:32]) for inputs, labels in list(tiny_task.data.train)[:8]]
     validation = list(tiny_task.data.validation)[:2]
-    before = _smallest_loss(elastic, tiny_task.model, validation)
+    before = _smallest_loss(elastic, tiny_task.model, train, validation)
     heard: list[ElasticProgress] = []
     settings = ElasticSettings(steps=30, lr=3e-3, random_configs=0)
     run = train_elastic(elastic, tiny_task.model, train, settings, seed=0, callback=heard.append)
-    after = _smallest_loss(elastic, tiny_task.model, validation)
-    assert after < 0.7 * before, (before, after)
+    after = _smallest_loss(elastic, tiny_task.model, train, validation)
+    assert after < 0.85 * before, (before, after)
     assert [progress.step for progress in heard] == list(range(1, 31)) and run.steps == 30
     assert heard[-1].left_s == 0 and heard[0].left_s > 0 and heard[-1].level == space.levels
 

@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from autocompress.compress.distill import DistillLoss, DistillSettings, distillation_loss
-from autocompress.compress.elastic import ElasticImportance, ElasticModel
+from autocompress.compress.elastic import ElasticImportance, ElasticModel, train_batch_norm
 from autocompress.compress.elastic_space import ElasticConfig, ElasticSpace
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.errors import ConfigError
@@ -193,7 +193,8 @@ def train_elastic(
     checkpoint_every: int = 50,
 ) -> ElasticRun:
     """Train `elastic.model` in place by distillation from `teacher` (the original, unreordered model), with the
-    sandwich rule and progressive shrinking; returns it in eval mode.
+    sandwich rule and progressive shrinking; leaves it in eval mode (extract sub-networks with calibration
+    batches: its batch norm statistics fit none of them).
 
     With `checkpoint`, the model, optimizer, step, seconds, data position and RNG states are written there every
     `checkpoint_every` steps, at the end, and when training stops on an exception between steps (Ctrl-C, or a
@@ -203,7 +204,7 @@ def train_elastic(
 
     key = elastic_key(model_fingerprint(teacher), elastic.space, settings, seed)
     model, space = elastic.model, elastic.space
-    model.eval().requires_grad_(True)  # eval: batch norm keeps its statistics, dropout is off (see elastic.py)
+    train_batch_norm(model).requires_grad_(True)  # batch statistics, dropout off (see elastic.py)
     teacher.eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     rng = random.Random(seed)
@@ -219,6 +220,7 @@ def train_elastic(
         rng.setstate(state["rng_configs"])
         stream = BatchStream(train, seed, state["stream"])
         if state["done"]:
+            model.eval()
             return ElasticRun(key, step, step, elapsed_before)
         torch.set_rng_state(state["rng_torch"])
     resumed_at, started = step, time.perf_counter()
