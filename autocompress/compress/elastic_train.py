@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -172,8 +173,8 @@ def _load(path: Path | None, key: str) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError) as error:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
         log.warning("elastic checkpoint %s is unreadable (%s): training from the start", path, error)
         return None
     if state.get("key") != key:
