@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autocompress.errors import TrialError
+from autocompress.errors import MeasurementFailed, NonFiniteMetric
 from autocompress.evaluators.base import Measurement
 from autocompress.evaluators.device.latency import Interleaved, TimingPolicy
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult
@@ -56,7 +56,8 @@ def _run(
     try:
         return runner_for(profile).run(request, batches, timing_sample(task, profile))
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
-        raise TrialError(f"{profile.record.name} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+        first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise MeasurementFailed(f"{profile.record.name} on {profile.name}: {first}") from error
 
 
 def _labels(task: Task, split: str) -> np.ndarray:
@@ -66,7 +67,7 @@ def _labels(task: Task, split: str) -> np.ndarray:
 def _score(task: Task, outputs: list[np.ndarray], labels: np.ndarray) -> float:
     value = float(task.metric(np.concatenate(outputs), labels))
     if not np.isfinite(value):
-        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
+        raise NonFiniteMetric(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
     return value
 
 

@@ -35,6 +35,8 @@ class TinyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv1.out_channels < WIDTH:  # pruned: $TINY_PRUNED_SECONDS makes its first use that slow (a deadline)
             time.sleep(float(os.environ.pop("TINY_PRUNED_SECONDS", "0")))
+            if os.environ.get("TINY_PRUNED_BUG"):  # a programming error planted in the build of a pruned candidate
+                return self.conv3(x)
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)) + x)
         return self.fc(x.mean(dim=(2, 3)))
@@ -239,12 +241,3 @@ def metric_raises(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def metric_nan(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(outputs[:, 10:]))  # the mean of an empty slice
-
-
-def metric_for_planted_bug(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy, except that once $TINY_BUG_AFTER calls were made, it raises what a typo raises (a planted
-    programming error inside a trial: the search must stop, not record a failed candidate)."""
-    _calls["metric"] += 1
-    if _calls["metric"] > int(os.environ.get("TINY_BUG_AFTER") or 10**9):
-        raise AttributeError("'numpy.ndarray' object has no attribute 'argmaxx'")
-    return float(np.mean(outputs.argmax(axis=1) == labels))
