@@ -39,6 +39,23 @@ def split_batches(task: Task, split: str) -> Batches:
     return loader
 
 
+def loading_options(
+    profile: HardwareProfile,
+    artifacts: list[Path],
+    options: list[dict | None] | None,
+    shapes: list[tuple[int, ...]],
+    timed: tuple[int, ...],
+) -> list[dict | None] | None:
+    """Per artifact, the runtime options it is loaded with: the runtime's own per-artifact settings where its record
+    has them (TensorRT's engine cache, int8 flag and shape profile), over the profile's or the given options."""
+    made = profile.record.artifact_options
+    if made is None:
+        return options
+    given = options or [None] * len(artifacts)
+    return [made(profile.runtime_options if own is None else own, Path(path), shapes, timed)
+            for path, own in zip(artifacts, given, strict=True)]  # fmt: skip
+
+
 def _run(
     profile: HardwareProfile,
     artifacts: list[Path],
@@ -50,11 +67,13 @@ def _run(
     timed: bool = True,
 ) -> DeviceResult:
     session = str(profile.record.session_file)
+    batches = [inputs.numpy() for inputs, _ in split_batches(task, split)] if score else []
+    sample = timing_sample(task, profile)
+    options = loading_options(profile, artifacts, options, [batch.shape for batch in batches], sample.shape)
     request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
                             policy, score, options, timed)  # fmt: skip
-    batches = [inputs.numpy() for inputs, _ in split_batches(task, split)] if score else []
     try:
-        return runner_for(profile).run(request, batches, timing_sample(task, profile))
+        return runner_for(profile).run(request, batches, sample)
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
         first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         raise MeasurementFailed(f"{profile.record.name} on {profile.name}: {first}") from error
