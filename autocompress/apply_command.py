@@ -32,14 +32,18 @@ def apply(
 ) -> None:
     """Rebuild the artifact a strategy describes (no study needed), score it on validation and test, and time it
     against the uncompressed model (runtime default and fp32); refuses a strategy pinned to another base model."""
-    from autocompress.cli import _experiment, _fail, _setup_logging
+    from autocompress.cli import _experiment, _fail, _setup_logging, _stopped
 
-    _setup_logging(False)
+    _setup_logging(False, "apply")
     try:
         report = _apply(strategy, config or config_option, example, device, out, windows, _experiment)
         typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
         raise _fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise _stopped(error, resumable=False) from None
 
 
 def _apply(strategy_path: Path, config: Path | None, example: str | None, device: str | None, out: Path,

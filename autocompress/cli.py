@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -41,14 +39,26 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
-    logging.getLogger("autocompress").setLevel(logging.INFO)
-    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+def _setup_logging(verbose: bool, command: str) -> None:
+    """autocompress's warnings on the screen (its INFO lines and the libraries' warnings too with --verbose);
+    everything in this invocation's log file under the home (autocompress/run_log.py)."""
+    from autocompress.run_log import setup
+
+    setup(command, verbose)
+
+
+def _stopped(error: Exception, resumable: bool) -> typer.Exit:
+    """A bug (no user mistake, no failure a trial may have): its traceback in the log file, one line here, exit 1."""
+    from autocompress.run_log import record_bug
+    from autocompress.search.failures import TrialBug
+
+    path = record_bug(error)
+    if isinstance(error, TrialBug):
+        return _fail(f"{error}: a bug, not a failed candidate, so the search stopped (traceback in {path}); the "
+                     "study is kept and the candidate queued again: fix it and run the same command to resume", 1)
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    again = "; the study is kept: fix it and run the same command to resume" if resumable else ""
+    return _fail(f"stopped by an unexpected {type(error).__name__}: {first} (traceback in {path}){again}", 1)
 
 
 def _experiment(config: Path | None, example: str | None, device: str | None, **search: object):
@@ -116,7 +126,7 @@ def search(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Search compression strategies for a model on a device; resumes a study of the same name."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, "search")
     try:
         with interrupts_as_keyboard():  # from the first second: training the example or the baseline included
             _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
@@ -130,6 +140,10 @@ def search(
         raise typer.Exit(130) from None
     except AutocompressError as error:
         raise _fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise _stopped(error, resumable=True) from None
 
 
 def _search(
@@ -214,7 +228,7 @@ def export(
     register: RegisterOpt = True,
 ) -> None:
     """Export the confirmed fastest strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
-    _setup_logging(False)
+    _setup_logging(False, "export")
     try:
         import optuna
 
@@ -244,6 +258,10 @@ def export(
             typer.echo((target / "report.json").read_text())
     except AutocompressError as error:
         raise _fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise _stopped(error, resumable=False) from None
 
 
 @app.command(name="sensitivity")
@@ -259,7 +277,7 @@ def sensitivity_command(
 ) -> None:
     """Measure what each single choice costs (metric) and saves (paired speedup) on the device; the table is kept
     in the study, so a search of the same study starts from it."""
-    _setup_logging(False)
+    _setup_logging(False, "sensitivity")
     try:
         with interrupts_as_keyboard():
             _sensitivity(config, example, device, out, dict(study=study, storage=storage, granularity=granularity,
@@ -269,6 +287,10 @@ def sensitivity_command(
         raise typer.Exit(130) from None
     except AutocompressError as error:
         raise _fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise _stopped(error, resumable=True) from None
 
 
 def _sensitivity(config: Path | None, example: str | None, device: str | None, out: Path, flags: dict) -> None:

@@ -1,10 +1,11 @@
 """Knowledge distillation: the compressed student learns from the original model's outputs (and hidden states).
 
-Its settings, its knobs, and the step. It runs only where something was pruned or quantized: an unchanged model
-has nothing to recover, and fine-tuning it only drifts from the original (measured: MiniLM with nothing pruned
-lost fidelity 1.0 -> 0.96 through distillation alone). Knobs (Optuna parameter names): `distill/steps_after_pruning`
-(a pruned candidate always gets some) or `distill/steps` (0 included, for quantized-only candidates), and, when
-steps > 0, `distill/loss`, `distill/temperature` (kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
+Its settings, its knobs, and the step. It runs only where something was pruned: an unpruned model (quantized
+or not) has nothing to recover before export, since quantization comes after it, and fine-tuning it only drifts
+from the original (measured: MiniLM with nothing pruned lost fidelity 1.0 -> 0.96 through distillation alone).
+Knobs (Optuna parameter names): `distill/steps_after_pruning` (a candidate whose pruning re-fitting does not
+repair always gets some) or `distill/steps` (0 included, for re-fitted candidates), and, when steps > 0,
+`distill/loss`, `distill/temperature` (kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
 """
 
 from __future__ import annotations
@@ -60,18 +61,20 @@ class DistillKnobs:
     hidden_weight: NonNegativeRange | None = None  # searched when the task names layers to match
     finetune_after_pruning: bool = True
 
-    def _steps_knob(self, pruned: bool) -> tuple[str, list[int]]:
-        """A pruned candidate always gets some steps (`finetune_after_pruning`): pruning with no recovery is
-        nearly always useless and would waste trials the sampler has to unlearn."""
+    def _steps_knob(self, recover: bool) -> tuple[str, list[int]]:
+        """A candidate whose pruning needs recovery always gets some steps (`finetune_after_pruning`): pruning
+        with no recovery is nearly always useless and would waste trials the sampler has to unlearn."""
         steps = list(self.distill_steps)
-        if pruned and self.finetune_after_pruning and any(step > 0 for step in steps):
+        if recover and self.finetune_after_pruning and any(step > 0 for step in steps):
             return "distill/steps_after_pruning", [step for step in steps if step > 0]
         return "distill/steps", steps
 
-    def suggest(self, trial: optuna.Trial, pruned: bool, quantized: bool) -> DistillSettings:
-        if not (pruned or quantized):
+    def suggest(self, trial: optuna.Trial, recover: bool, pruned: bool) -> DistillSettings:
+        """`pruned`: something was pruned (else no knob: nothing to distil); `recover`: re-fitting does not
+        repair it (skipped blocks, or pruning without re-fitting), so it always gets some steps."""
+        if not pruned:
             return DistillSettings()
-        steps = trial.suggest_categorical(*self._steps_knob(pruned))
+        steps = trial.suggest_categorical(*self._steps_knob(recover))
         if steps == 0:
             return DistillSettings()
         loss = trial.suggest_categorical("distill/loss", list(self.distill_losses))
@@ -86,11 +89,12 @@ class DistillKnobs:
             else 0.0,
         )
 
-    def uniform(self, steps: int, pruned: bool, quantized: bool) -> dict[str, Any]:
-        """The fixed distillation of the hand-made candidates: teacher weight 0.7, T = 4, lr 1e-3 (within range)."""
-        if not (pruned or quantized):
+    def uniform(self, steps: int, recover: bool, pruned: bool) -> dict[str, Any]:
+        """The fixed distillation of the hand-made candidates: teacher weight 0.7, T = 4, lr 1e-3 (within range);
+        none where nothing was pruned."""
+        if not pruned:
             return {}
-        name, _ = self._steps_knob(pruned)
+        name, _ = self._steps_knob(recover)
         if steps == 0:
             return {name: 0}
         loss = self.distill_losses[0]

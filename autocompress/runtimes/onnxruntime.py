@@ -7,6 +7,7 @@ so in its `quantize:` options (jetson-orin.yaml does), and it must not let Tenso
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +18,8 @@ from autocompress.runtimes.base import DEVICE_DIR, Recipe, Runtime, Scheme
 if TYPE_CHECKING:
     from autocompress.hardware.profile import HardwareProfile
 
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = ("CUDAExecutionProvider", TENSORRT)
 
 
 class OrtQuantizeOptions(BaseModel):
@@ -32,6 +34,9 @@ class OrtQuantizeOptions(BaseModel):
     reduce_range: bool | Literal["auto"] = "auto"
 
     def reduce(self, profile: HardwareProfile) -> bool:
+        """Never for TensorRT: it takes full-range signed int8 weights (7 bits would only lose precision)."""
+        if primary_provider(profile) == TENSORRT:
+            return False
         if self.reduce_range != "auto":
             return bool(self.reduce_range)
         return profile.is_remote or not has_vnni()
@@ -71,7 +76,7 @@ def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
         schemes.insert(1, Scheme("fp16", "fp16 weights", "fp16 activations (casts at the layer's edges)"))
     static = tuple(schemes)
     # quantize_dynamic has integer kernels for MatMul (not Gemm); TensorRT takes only explicit static QDQ
-    matmul = static if primary_provider(profile) == "TensorrtExecutionProvider" else (DYNAMIC, *static)
+    matmul = static if primary_provider(profile) == TENSORRT else (DYNAMIC, *static)
     return {"Conv": static, "Gemm": static, "MatMul": matmul}
 
 
@@ -101,8 +106,8 @@ def probe(profile: HardwareProfile) -> str | None:
 
 
 def check(profile: HardwareProfile) -> str | None:
-    """TensorRT: signed symmetric int8 only, and fp16 only where the strategy puts it."""
-    if primary_provider(profile) != "TensorrtExecutionProvider":
+    """TensorRT: signed symmetric int8 only, full-range weights, and fp16 only where the strategy puts it."""
+    if primary_provider(profile) != TENSORRT:
         return None
     options = OrtQuantizeOptions(**profile.quantize)
     if options.activation_type != "int8" or not options.activation_symmetric:
@@ -110,10 +115,20 @@ def check(profile: HardwareProfile) -> str | None:
             "TensorRT takes only signed symmetric int8: "
             "set quantize: {activation_type: int8, activation_symmetric: true}"
         )
+    if options.reduce_range is True:
+        return "reduce_range quantizes weights to 7 bits for CPUs; TensorRT takes full-range int8: remove it"
     settings = providers(profile)[0]
     if not isinstance(settings, str) and settings[1].get("trt_fp16_enable"):
         return "trt_fp16_enable lets TensorRT run fp32 layers (and the baseline) in fp16: set it to false"
     return None
+
+
+def artifact_options(options: Mapping[str, Any], artifact: Path, shapes: Sequence[Sequence[int]],
+                     timed: Sequence[int]) -> dict[str, Any]:  # fmt: skip
+    """TensorRT's settings made for each artifact (hardware/tensorrt.py); other providers' options as they are."""
+    from autocompress.hardware.tensorrt import artifact_options as tensorrt_options  # onnx, on use
+
+    return tensorrt_options(options, artifact, shapes, timed)
 
 
 def build(*args: Any, **kwargs: Any) -> Path:
@@ -138,4 +153,5 @@ RUNTIME = Runtime(
     recipes=recipes,
     description="ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
     resolved_quantize=lambda profile: {"reduce_range": OrtQuantizeOptions(**profile.quantize).reduce(profile)},
+    artifact_options=artifact_options,
 )

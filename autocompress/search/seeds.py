@@ -69,7 +69,7 @@ def params_of(space: SearchSpace, rows: list[Row], distill_steps: int) -> dict[s
     pruned = bool(ratios or heads or skip)
     recover = bool(skip) or (pruned and not space.prune.reconstruct)  # what re-fitting does not repair
     params = {**space.prune.params(ratios, heads, skip), **quantize}
-    return params | space.distill.uniform(distill_steps if recover else 0, recover, pruned or bool(precision))
+    return params | space.distill.uniform(distill_steps if recover else 0, recover, pruned)
 
 
 def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[Seed]:
