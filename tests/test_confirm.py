@@ -157,8 +157,9 @@ def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
     quick = TimingPolicy(min_rounds=12, target_rel_ci=0.03, time_cap_s=2.0)
     confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2, policy=quick, windows=2, gap_s=0.0)
     assert [c.trial for c in confirmed] == [1, 0]
-    final = confirmed[0].final  # the winner, timed again alone in two fresh windows
-    assert final is not None and final.windows == 2 and final.default_is_fp32 and len(final.fp32.per_window) == 2
+    final = confirmed[0].final  # the winner, timed again alone in two fresh windows (more on a busy machine)
+    assert final is not None and final.default_is_fp32 and len(final.fp32.per_window) == final.windows
+    assert final.windows == 2 or final.noisy  # two undisturbed windows, or every window's own figure, flagged
     assert final.default.ci_low <= final.default.speedup <= final.default.ci_high and final.default.speedup > 1.0
     assert confirmed[0].test_metric is not None and confirmed[0].metric is not None  # scored in ONNX Runtime
     assert confirmed[0].speedup > 1.0
