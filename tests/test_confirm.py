@@ -64,7 +64,7 @@ def _fake_timer(confirmed_speedups: dict[bytes, float], baseline_floors_ms: list
     takes the next of `baseline_floors_ms` as the baseline's floor in that window."""
     floors = iter(baseline_floors_ms or [])
 
-    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None) -> Interleaved:
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None, fresh=False) -> Interleaved:
         speedups = [confirmed_speedups[path.read_bytes()] for path in candidates]
         latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
         floor = next(floors, 1.0)
@@ -175,12 +175,12 @@ def test_the_winners_figure_comes_from_fresh_windows_not_from_the_one_that_chose
     """The selection window flatters trial 0 (3.0x, beside trial 1's 2.0x); timed alone in three fresh windows it
     gives 2.6x, 2.7x and 2.65x: the report quotes those (geometric mean, interval over the windows)."""
     study = _study("confirm-fresh", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
-    fresh = iter([2.6, 2.7, 2.65])
+    windows = iter([2.6, 2.7, 2.65])
 
-    def timer(baseline, candidates, task, profile, policy, options=None) -> Interleaved:
+    def timer(baseline, candidates, task, profile, policy, options=None, fresh=False) -> Interleaved:
         if len(candidates) == 2:  # the selection window: both candidates together
             return _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0})(baseline, candidates, task, profile, policy)
-        return _fake_timer({b"candidate 0": next(fresh)})(baseline, candidates, task, profile, policy)
+        return _fake_timer({b"candidate 0": next(windows)})(baseline, candidates, task, profile, policy)
 
     confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, windows=3, **FAKE)
     final = confirmed[0].final
