@@ -15,6 +15,7 @@ from autocompress.compress.elastic_train import (
     capture_outputs,
     elastic_key,
     kept_layers,
+    learning_rate,
     train_elastic,
 )
 from tests.test_elastic import _bert
@@ -114,3 +115,11 @@ def test_obs_reordering_keeps_the_function_and_beats_magnitude_on_a_narrow_ffn()
     ffn = ElasticConfig({dim.name: dim.widths[-1] for dim in space.dims if dim.kind == "channels"})
     held_out = _batches(teacher, 3, seed=5)
     assert _loss(by_obs.extract(ffn), teacher, held_out, []) < _loss(by_l2.extract(ffn), teacher, held_out, [])
+
+
+def test_the_learning_rate_warms_up_then_decays():
+    settings = ElasticSettings(steps=10, lr=1e-4, warmup=0.2)
+    rates = [learning_rate(settings, progress) for progress in (0.0, 0.1, 0.2, 0.6, 1.0)]
+    assert rates[0] == 0 and abs(rates[1] - 5e-5) < 1e-12 and rates[2] == 1e-4
+    assert abs(rates[3] - 5e-5) < 1e-12 and rates[4] < 1e-12
+    assert learning_rate(ElasticSettings(steps=10, lr=1e-4), 0.0) == 1e-4  # no warmup: as before

@@ -49,7 +49,11 @@ class ElasticSettings(Section):
     """How the elastic model is trained: a length (`steps`, `budget_s`, or both: whichever ends first), the
     distillation loss (as distill.py's, with `hidden_weight` on the hidden states of the layers train_elastic is
     given), the sandwich's random sub-networks per step, the share of training over which narrower widths open
-    up, and the importance that orders the channels."""
+    up, the share over which the learning rate warms up, and the importance that orders the channels.
+
+    `warmup` matters for a pretrained model: Adam's first steps move every weight by about `lr` whatever its
+    gradient's size (measured: MiniLM's full network fell from fidelity 1.0 to 0.979 in 6 sandwich steps at
+    1e-4 without warmup)."""
 
     steps: int | None = Field(default=None, ge=1)
     budget_s: float | None = Field(default=None, gt=0)
@@ -60,6 +64,7 @@ class ElasticSettings(Section):
     hidden_weight: float = Field(default=0.0, ge=0)
     random_configs: int = Field(default=2, ge=0)
     shrink_fraction: float = Field(default=0.5, ge=0, le=1)
+    warmup: float = Field(default=0.0, ge=0, lt=1)
     importance: ElasticImportance = "l2"
 
     @model_validator(mode="after")
@@ -191,6 +196,14 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str
             hook.remove()
 
 
+def learning_rate(settings: ElasticSettings, progress: float) -> float:
+    """Linear warmup over the first `warmup` of the run's progress, then cosine decay to 0 at its end."""
+    if progress < settings.warmup:
+        return settings.lr * progress / settings.warmup
+    rest = (progress - settings.warmup) / (1.0 - settings.warmup)
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * rest))
+
+
 def _progress(step: int, elapsed: float, settings: ElasticSettings) -> float:
     by_steps = step / settings.steps if settings.steps else 0.0
     by_time = elapsed / settings.budget_s if settings.budget_s else 0.0
@@ -304,8 +317,8 @@ def train_elastic(
                         loss = loss + settings.hidden_weight * hidden_state_loss([hidden[n] for n in kept], matched)
                 (loss / len(configs)).backward()
                 losses.append(loss.item())
-            for group in optimizer.param_groups:  # cosine over the run's progress (steps or seconds)
-                group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+            for group in optimizer.param_groups:  # over the run's progress (steps or seconds)
+                group["lr"] = learning_rate(settings, progress)
             consistent = False
             optimizer.step()
             step += 1
