@@ -37,7 +37,7 @@ from autocompress.compress.prune import SkippedBlock
 from autocompress.spaces.graph import dependency_graph
 from autocompress.task import Batches, PruneHints
 
-ElasticImportance = Literal["l1", "l2", "taylor"]
+ElasticImportance = Literal["l1", "l2", "taylor", "obs"]
 _Readers = list[tuple[nn.Module, torch.Tensor]]
 
 
@@ -67,7 +67,8 @@ class ElasticModel:
         batches: int = 4,
     ) -> ElasticModel:
         """A copy of `model`, each dimension reordered by importance (most important first). `taylor` ranks by
-        |weight x gradient| of the task loss over `batches` train batches of `data`."""
+        |weight x gradient| of the task loss over `batches` train batches of `data`; `obs` by the order Optimal
+        Brain Surgeon removes the channels a Linear layer reads (reconstruct.py, on the train batches of `data`)."""
         elastic = copy.deepcopy(model).eval()
         reorder(elastic, example_input, space, importance, data, batches)
         return cls(elastic, example_input, space, hints)
@@ -200,12 +201,14 @@ def recalibrate_batch_norm(model: nn.Module, data: Batches, batches: int = 8) ->
 
 
 def train_batch_norm(model: nn.Module) -> nn.Module:
-    """Train mode for batch norm (batch statistics), eval mode for dropout: the target is the teacher's exact
-    function, not a regulariser (as in distill.py)."""
-    model.train()
+    """Train mode for batch norm (batch statistics) only, eval mode for everything else: no dropout, the target
+    being the teacher's exact function, not a regulariser. Not "train, then nn.Dropout modules eval": HF's BERT
+    attention reads its own module's `training` for the dropout on attention probabilities (p = 0.1 in MiniLM),
+    so that left it on, and even the full network missed its teacher (cosine distance 0.017 on the first step)."""
+    model.eval()
     for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.eval()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
     return model
 
 
@@ -236,15 +239,15 @@ def reorder(
     batches: int = 4,
 ) -> None:
     """Permute, in place, each dimension's channels (heads: whole heads) into descending importance. Every score
-    is taken before anything moves, so no dimension's ranking sees another half-permuted."""
+    is taken before anything moves, so no dimension's ranking sees another half-permuted.
+
+    `obs` suits a model distilled from itself, where `taylor` does not: the gradient of a loss to the model's own
+    outputs is zero, so every Taylor score is too. OBS ranks by the output damage that removing channels does, a
+    nested order (each channel removed after those before it), which is what a prefix of widths needs."""
     graph = dependency_graph(model, example_input)
     if importance == "taylor":
         _task_gradients(model, data, batches)
-    scorer = (
-        tp.importance.GroupTaylorImportance()
-        if importance == "taylor"
-        else tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2)
-    )
+    scorer = _scorer(model, importance, data)
     orders = []
     for dim in space.dims:
         root = model.get_submodule(dim.name)
@@ -261,6 +264,18 @@ def reorder(
     for root, channels, order in orders:
         group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, range(channels))
         permute_group(group, order)
+
+
+def _scorer(model: nn.Module, importance: ElasticImportance, data: Batches | None) -> tp.importance.Importance:
+    if importance == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    if importance == "obs":
+        from autocompress.compress.reconstruct import ObsImportance
+
+        if data is None:
+            raise ValueError("obs importance needs training batches")
+        return ObsImportance(model, model, data, skipped=False)
+    return tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2)
 
 
 def _task_gradients(model: nn.Module, data: Batches | None, batches: int) -> None:
