@@ -123,3 +123,19 @@ def test_the_learning_rate_warms_up_then_decays():
     assert rates[0] == 0 and abs(rates[1] - 5e-5) < 1e-12 and rates[2] == 1e-4
     assert abs(rates[3] - 5e-5) < 1e-12 and rates[4] < 1e-12
     assert learning_rate(ElasticSettings(steps=10, lr=1e-4), 0.0) == 1e-4  # no warmup: as before
+
+
+def test_distillation_runs_hf_attention_without_dropout():
+    """HF's BERT applies dropout to attention probabilities by its own module's `training` flag (not through an
+    nn.Dropout), so "train, then nn.Dropout modules eval" left it on in every MiniLM trial's distillation. The
+    mode distillation trains in must give the same output twice."""
+    from autocompress.compress.distill import train_batch_norm
+
+    model, input_ids, _ = _busy_bert()
+    model.train()
+    for module in model.modules():  # the old way
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    assert not torch.equal(model(input_ids), model(input_ids))  # attention dropout still on
+    train_batch_norm(model)
+    assert torch.equal(model(input_ids), model(input_ids))

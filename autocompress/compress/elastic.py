@@ -31,7 +31,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.compress.distill import DistillSettings, distillation_loss
+from autocompress.compress.distill import DistillSettings, distillation_loss, train_batch_norm
 from autocompress.compress.elastic_space import IN_FNS, OUT_FNS, ElasticConfig, ElasticDim, ElasticSpace
 from autocompress.compress.prune import SkippedBlock
 from autocompress.spaces.graph import dependency_graph
@@ -198,18 +198,6 @@ def recalibrate_batch_norm(model: nn.Module, data: Batches, batches: int = 8) ->
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         model.eval()
-
-
-def train_batch_norm(model: nn.Module) -> nn.Module:
-    """Train mode for batch norm (batch statistics) only, eval mode for everything else: no dropout, the target
-    being the teacher's exact function, not a regulariser. Not "train, then nn.Dropout modules eval": HF's BERT
-    attention reads its own module's `training` for the dropout on attention probabilities (p = 0.1 in MiniLM),
-    so that left it on, and even the full network missed its teacher (cosine distance 0.017 on the first step)."""
-    model.eval()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train()
-    return model
 
 
 def suffix(dim: ElasticDim, width: int) -> list[int]:

@@ -32,8 +32,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from autocompress.compress.distill import DistillLoss, DistillSettings, distillation_loss, hidden_state_loss
-from autocompress.compress.elastic import ElasticImportance, ElasticModel, train_batch_norm
+from autocompress.compress.distill import (
+    DistillLoss,
+    DistillSettings,
+    distillation_loss,
+    hidden_state_loss,
+    train_batch_norm,
+)
+from autocompress.compress.elastic import ElasticImportance, ElasticModel
 from autocompress.compress.elastic_space import ElasticConfig, ElasticSpace
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.errors import ConfigError
@@ -260,7 +266,7 @@ def train_elastic(
     layers = tuple(hidden_layers) if settings.hidden_weight > 0 else ()
     key = elastic_key(model_fingerprint(teacher), elastic.space, settings, seed, layers)
     model, space = elastic.model, elastic.space
-    train_batch_norm(model).requires_grad_(True)  # batch statistics, dropout off (see elastic.py)
+    train_batch_norm(model).requires_grad_(True)  # batch statistics, dropout off (see distill.py)
     teacher.eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     rng = random.Random(seed)
