@@ -86,7 +86,7 @@ ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
 ]
 WindowsOpt = Annotated[
-    int | None, typer.Option(help="timing windows confirmation may wait for while the machine runs slow (default 4)")
+    int | None, typer.Option(help="fresh timing windows the exported figure comes from (default 3)")
 ]
 RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
