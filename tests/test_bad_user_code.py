@@ -87,3 +87,11 @@ def test_a_well_formed_task_passes_every_check(tiny_task):
 
     check_task(tiny_task, Sources("tiny_task:build_model", "tiny_task:loaders", "tiny_task:flaky_accuracy"))
     assert torch.is_tensor(tiny_task.model(tiny_task.example_input))
+
+
+def test_the_corpus_of_broken_inputs_keeps_its_size():
+    """Configs, flags, profiles, strategies (test_bad_inputs*.py) and user code (here): cases are added, not lost."""
+    from tests import test_bad_inputs, test_bad_inputs_more
+
+    sizes = [len(test_bad_inputs.CASES), len(test_bad_inputs_more.CASES), len(CASES)]
+    assert sum(sizes) >= 117 and len(CASES) >= 17, sizes
