@@ -3,6 +3,7 @@ both splits and time it against both baselines; say where it differs from the re
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -12,9 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from autocompress.errors import AutocompressError, ConfigError
+from autocompress.examples import EXAMPLES
 
 log = logging.getLogger(__name__)
-EXAMPLES_HELP = "built-in example instead of a config: digits or minilm"
+EXAMPLES_HELP = f"built-in example instead of a config: {' or '.join(sorted(EXAMPLES))}"
 
 
 def _say(line: str) -> None:
@@ -46,11 +48,22 @@ def apply(
         raise _stopped(error, resumable=False) from None
 
 
+def usage_examples() -> list[str]:
+    """One command per built-in example, and one for a user's own config: what `apply --help` shows."""
+    lines = [f"autocompress apply best/cpu/strategy.yaml --example {name}" for name in sorted(EXAMPLES)]
+    return [*lines, "autocompress apply best/cpu/strategy.yaml my-experiment.yaml",
+            "autocompress apply best/cpu/strategy.yaml --example digits --out rebuilt/"]  # fmt: skip
+
+
+apply.__doc__ = f"{inspect.cleandoc(apply.__doc__ or '')}\n\nExamples:\n\n\b\n" + "\n".join(usage_examples())
+
+
 def _apply(strategy_path: Path, config: Path | None, example: str | None, device: str | None, out: Path,
            windows: int, experiment_of: Any) -> dict[str, Any]:  # fmt: skip
     from autocompress.compress.pipeline import build
     from autocompress.evaluators.measure import CONFIRM_POLICY, artifact_size, score_artifacts, time_together
     from autocompress.hardware.availability import usable_profile
+    from autocompress.run_log import protect_screen
     from autocompress.search.headline import time_headline
     from autocompress.spaces.strategy import Strategy
     from autocompress.tasks import load_task
@@ -62,6 +75,7 @@ def _apply(strategy_path: Path, config: Path | None, example: str | None, device
     profile = usable_profile(experiment.device)
     task = load_task(experiment)
     profile = _pinned_profile(loaded, task, profile)
+    protect_screen(profile.record.build_packages)  # the libraries' output to the log file from here on
     with _build_threads(loaded):
         artifact = build(task, loaded, profile, out)
         baseline = build(task, Strategy(), profile, out / "baseline")

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autocompress.apply_command import apply
+from autocompress.apply_command import EXAMPLES_HELP, apply
 from autocompress.errors import AutocompressError
 from autocompress.report_command import report
 from autocompress.signals import interrupts_as_keyboard
@@ -28,7 +28,7 @@ err = Console(stderr=True)
 out = Console()
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (model, data, metric, device, search)")]
-ExampleOpt = Annotated[str | None, typer.Option(help="built-in example instead of a config: digits or minilm")]
+ExampleOpt = Annotated[str | None, typer.Option(help=EXAMPLES_HELP)]
 DeviceOpt = Annotated[str | None, typer.Option(help="hardware profile name, alias or .yaml path")]
 StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-<device>); same name resumes")]
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
@@ -159,6 +159,7 @@ def _search(
 
     from autocompress.compress.pipeline import check_runtime
     from autocompress.home import default_tracking_uri
+    from autocompress.run_log import protect_screen
     from autocompress.search.driver import SearchInterrupted, run_search
     from autocompress.search.study import open_storage
     from autocompress.search.tracking import check_tracking_uri, ui_link
@@ -169,6 +170,7 @@ def _search(
     task = load_task(experiment)
     check_runtime(task, profile)
     name = experiment.search.study or f"{task.name}-{profile.name}"
+    protect_screen(profile.record.build_packages)  # the libraries' output to the log file from here on
     try:
         outcome = run_search(task, profile, experiment.search, name, console=err)
     except SearchInterrupted as interrupted:
@@ -233,6 +235,7 @@ def export(
         import optuna
 
         from autocompress.hardware.availability import usable_profile
+        from autocompress.run_log import protect_screen
         from autocompress.search.confirm import confirm as confirm_top
         from autocompress.search.study import open_storage
         from autocompress.tasks import load_task
@@ -248,6 +251,7 @@ def export(
                 f"no study named '{name}' in the storage: run `autocompress search` first"
             ) from None
         task = load_task(experiment)
+        protect_screen(profile.record.build_packages)
         confirmed = confirm_top(stored, task, profile, max(1, experiment.search.confirm),
                                 attempts=experiment.search.confirm_windows, settings=experiment.search)  # fmt: skip
         _print_summary(stored, confirmed, profile.name, task.metric_name)
@@ -298,6 +302,7 @@ def _sensitivity(config: Path | None, example: str | None, device: str | None, o
 
     from autocompress.hardware.availability import usable_profile
     from autocompress.home import default_tracking_uri
+    from autocompress.run_log import protect_screen
     from autocompress.search.driver import measure_baseline
     from autocompress.search.sensitivity_report import write
     from autocompress.search.stages import allowed_drop, sensitivity_table
@@ -314,6 +319,7 @@ def _sensitivity(config: Path | None, example: str | None, device: str | None, o
     name = settings.study or f"{task.name}-{profile.name}"
     space = SearchSpace.for_task(task, profile, settings.granularity)
     stored = open_study(name, storage, settings, space)
+    protect_screen(profile.record.build_packages)
     tracker = MlflowTracker(settings.tracking_uri or default_tracking_uri(), name)
     tracker.start_parent(f"sensitivity-{datetime.now():%Y%m%d-%H%M%S}", {"device": profile.name}, {"study": name})
     baseline, baseline_path = measure_baseline(task, profile, stored)

@@ -10,20 +10,25 @@ says one line naming the file.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import logging
 import os
 import sys
 import traceback
 import warnings
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from autocompress.home import home
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 OWN = "autocompress"
-_state: dict[str, Path | None] = {"path": None}
+_state: dict[str, Any] = {"path": None, "console": None, "verbose": False}
 
 
 class _LazyFile(logging.FileHandler):
@@ -35,7 +40,7 @@ class _LazyFile(logging.FileHandler):
         return super()._open()
 
 
-class _ConsoleFilter(logging.Filter):
+class _LevelFilter(logging.Filter):
     """autocompress's records from `own_level` up; the libraries' from `others_level` up (None: never)."""
 
     def __init__(self, own_level: int, others_level: int | None) -> None:
@@ -61,22 +66,77 @@ def log_path() -> Path | None:
 
 def setup(command: str, verbose: bool) -> Path:
     """Route every record: the file gets autocompress's from INFO up and the libraries' from WARNING up; the
-    screen (stderr) what `_ConsoleFilter` lets through. Python warnings become records of `py.warnings` (in the
+    screen (stderr) what `_LevelFilter` lets through. Python warnings become records of `py.warnings` (in the
     file; on the screen with --verbose)."""
     path = new_log_path(command)
     _state["path"] = path
     file_handler = _LazyFile(path, delay=True, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter(FORMAT))
+    file_handler.addFilter(_LevelFilter(logging.INFO, logging.WARNING))
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
-    console.addFilter(_ConsoleFilter(logging.INFO if verbose else logging.WARNING,
+    console.addFilter(_LevelFilter(logging.INFO if verbose else logging.WARNING,
                                      logging.WARNING if verbose else None))  # fmt: skip
+    _state["console"] = console
+    _state["verbose"] = verbose
     logging.basicConfig(level=logging.WARNING, handlers=[file_handler, console], force=True)
     logging.getLogger(OWN).setLevel(logging.INFO)  # the libraries' INFO lines say nothing a user needs
     warnings.resetwarnings()
     warnings.simplefilter("default")  # once per place, into the log file
+    warnings.simplefilter("ignore", ResourceWarning)  # files the libraries leave to the garbage collector
     logging.captureWarnings(True)
     return path
+
+
+def library_loggers_to_root() -> list[str]:
+    """Libraries that print their records with handlers of their own (NNCF to stdout, torch to stderr) send them
+    through the root logger instead, like every other library: to the log file. Returns their names."""
+    rerouted = []
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or name == OWN or name.startswith(OWN + "."):
+            continue
+        streams = [h for h in logger.handlers
+                   if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]  # fmt: skip
+        if streams:
+            for handler in streams:
+                logger.removeHandler(handler)
+            logger.propagate = True
+            rerouted.append(name)
+    return rerouted
+
+
+def protect_screen(packages: Iterable[str] = ()) -> None:
+    """Before the work starts: what the libraries print goes to the log file, not to the screen (unless
+    --verbose). In a real terminal session, file descriptor 2 itself is pointed at the log file first: C/C++
+    libraries (TensorFlow's absl, LiteRT, ONNX Runtime) write there directly; Python's own stderr, which
+    autocompress's messages and the progress bar use, keeps the screen through a copy of the descriptor. Then
+    `packages` (the runtime's builders: NNCF, LiteRT's converter...) are imported, so that their loggers exist, and
+    every library logger with a console handler of its own is sent through the root logger (to the file)."""
+    if _state["verbose"] or _state["path"] is None:
+        return
+    _divert_descriptor(_state["path"])
+    for package in packages:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(package)
+    library_loggers_to_root()
+
+
+def _divert_descriptor(path: Path) -> None:
+    """File descriptor 2 to `path`; sys.stderr (and the console handler) to a copy of the screen's descriptor."""
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return  # not a process's real stderr (a test runner's capture): nothing to divert
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    screen = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    sys.stderr = screen
+    if _state["console"] is not None:
+        _state["console"].setStream(screen)
 
 
 def record_bug(error: BaseException) -> Path:

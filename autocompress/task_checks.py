@@ -80,9 +80,10 @@ def check_loaders(data: DataSplits, reference: str) -> None:
 
 def _pair(batch: Any, reference: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(torch.is_tensor(x) for x in batch)):
-        raise ConfigError(
-            f"data '{reference}': {split} batches must be (inputs, labels) pairs of tensors, got {describe(batch)}"
-        )
+        got = describe(batch)
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            got = f"({describe(batch[0])}, {describe(batch[1])})"
+        raise ConfigError(f"data '{reference}': {split} batches must be (inputs, labels) pairs of tensors, got {got}")
     return batch[0], batch[1]
 
 

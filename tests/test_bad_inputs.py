@@ -163,29 +163,20 @@ def test_a_broken_input_is_one_line_and_exit_2(case, tmp_path):
     refused(make_args, tmp_path, message)
 
 
-def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 30
-
-
-def test_a_resume_with_another_bound_is_refused(tmp_path):
+def test_a_resume_with_another_bound_or_space_is_refused(tmp_path):
+    """One searched study, resumed twice with what would change its meaning: another bound, and other
+    distillation steps (other Optuna choices under the same parameter names)."""
     first = CliRunner().invoke(
-        app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-bounds", "--trials", "1"]
+        app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-resumed", "--trials", "1"]
     )
     assert first.exit_code == 0, first.stderr
-    again = CliRunner().invoke(app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-bounds",
+    again = CliRunner().invoke(app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-resumed",
                                      "--trials", "1", "--max-drop", "0.05"])  # fmt: skip
     assert again.exit_code == 2
     assert "was searched with max_drop 0.02 (now 0.05)" in again.stderr and len(again.stderr.splitlines()) == 1
-
-
-def test_a_resume_with_another_space_is_refused(tmp_path):
-    """Other distillation steps would be other Optuna choices under the same parameter name."""
-    first = CliRunner().invoke(app, ["search", "--no-sensitivity", str(user_config()), "--study", "tiny-space",
-                                     "--trials", "1"])  # fmt: skip
-    assert first.exit_code == 0, first.stderr
     narrowed = _config(tmp_path, space={"distill_steps": [0, 50]})
     try:
-        again = CliRunner().invoke(app, ["search", "--no-sensitivity", narrowed, "--study", "tiny-space",
+        again = CliRunner().invoke(app, ["search", "--no-sensitivity", narrowed, "--study", "tiny-resumed",
                                          "--trials", "1"])  # fmt: skip
     finally:
         Path(narrowed).unlink()

@@ -24,6 +24,9 @@ CASES = {
     "model averages the batch away": (dict(model="tiny_task:batch_averaging_model"),
                                       "returned a tensor of shape (1, 10) on a training batch of 64 inputs; its "
                                       "first axis must be the batch (64)"),
+    "model assumes a batch of one": (dict(model="tiny_task:batch_of_one_model"),
+                                     "model 'tiny_task:batch_of_one_model' fails on a training batch of shape "
+                                     "(64, 1, 8, 8): RuntimeError"),
     # what the loaders yield
     "inputs of another dtype": (dict(data="tiny_task:float64_loaders"),
                                 "data 'tiny_task:float64_loaders': train inputs are float64, but the model's example "
@@ -31,6 +34,17 @@ CASES = {
     "inputs of another size": (dict(data="tiny_task:larger_image_loaders"),
                                "train inputs have shape (1000, 1, 16, 16), but the example input (1, 1, 8, 8) fixes "
                                "every axis but the batch"),
+    "test inputs of another dtype": (dict(data="tiny_task:integer_test_loaders"),
+                                     "data 'tiny_task:integer_test_loaders': test inputs are uint8, but the model's "
+                                     "example input is float32"),
+    "calibration inputs of another size": (dict(data="tiny_task:calibration_of_another_size_loaders"),
+                                           "calibration inputs have shape (200, 1, 6, 6), but the example input "
+                                           "(1, 1, 8, 8) fixes every axis but the batch"),
+    "labels not a tensor": (dict(data="tiny_task:list_label_loaders"),
+                            "train batches must be (inputs, labels) pairs of tensors, got (a float32 tensor of "
+                            "shape (1000, 1, 8, 8), a list of 1000)"),
+    "empty validation loader": (dict(data="tiny_task:empty_validation_loaders"),
+                                "data 'tiny_task:empty_validation_loaders': the validation loader is empty"),
     "labels one short": (dict(data="tiny_task:short_label_loaders"),
                          "a train batch has 1000 inputs but labels of shape (999,): give one label per input"),
     "labels one-hot for accuracy": (dict(data="tiny_task:one_hot_label_loaders", metric="accuracy"),
@@ -45,6 +59,8 @@ CASES = {
     # what the metric does with them
     "metric raises": (dict(metric="tiny_task:metric_raises"),
                       "metric 'tiny_task:metric_raises' failed on (outputs, labels) arrays: IndexError"),
+    "metric returns an array": (dict(metric="tiny_task:metric_per_sample"),
+                                "metric 'tiny_task:metric_per_sample' returned ndarray"),
     "metric is not finite": (dict(metric="tiny_task:metric_nan"),
                              "metric 'tiny_task:metric_nan' returned nan on the uncompressed model's validation "
                              "outputs; it must return a finite number"),
@@ -71,3 +87,11 @@ def test_a_well_formed_task_passes_every_check(tiny_task):
 
     check_task(tiny_task, Sources("tiny_task:build_model", "tiny_task:loaders", "tiny_task:flaky_accuracy"))
     assert torch.is_tensor(tiny_task.model(tiny_task.example_input))
+
+
+def test_the_corpus_of_broken_inputs_keeps_its_size():
+    """Configs, flags, profiles, strategies (test_bad_inputs*.py) and user code (here): cases are added, not lost."""
+    from tests import test_bad_inputs, test_bad_inputs_more
+
+    sizes = [len(test_bad_inputs.CASES), len(test_bad_inputs_more.CASES), len(CASES)]
+    assert sum(sizes) >= 117 and len(CASES) >= 17, sizes

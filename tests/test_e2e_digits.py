@@ -114,7 +114,7 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
 
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, tmp_path):
-    result = run_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", STUDY, "--confirm-windows", "1")
+    result = run_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", STUDY, "--confirm", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(STUDY)
     assert [t.number for t in study.trials if t.state.is_finished()] == [0, 1, 2, 3]

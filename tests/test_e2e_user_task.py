@@ -28,6 +28,8 @@ def test_a_failing_trial_is_recorded_a_bug_stops_the_search_and_the_study_resume
                       env={"TINY_FAIL_CALL": "4", "TINY_PRUNED_BUG": "1"})  # fmt: skip
     assert stopped.returncode == 1, stopped.stderr[-2000:]
     assert "Traceback" not in stopped.stderr
+    screen = [line for line in stopped.stderr.splitlines() if line.strip()]  # nothing from the libraries
+    assert all(line.startswith(("WARNING autocompress.", "error: ")) or " trials " in line for line in screen), screen
     line = last_line(stopped.stderr)
     bug = "error: trial 2 raised AttributeError: 'TinyNet' object has no attribute 'conv3': a bug, not a failed"
     assert line.startswith(bug), line
@@ -51,7 +53,8 @@ def test_a_failing_trial_is_recorded_a_bug_stops_the_search_and_the_study_resume
     assert " speedup " in lines[0] and "(warm start no compression)" in lines[0]
     assert lines[1].startswith("trial 1 FAIL  int8 3/3  failed: NonFiniteMetric: metric is nan"), lines
 
-    fixed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", "--trials", "1")
+    fixed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", "--trials", "1",
+                    "--confirm", "0")  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     study = load_study("tiny-fail")
     assert len(study.trials) == 4 and study.trials[3].state == TrialState.COMPLETE
@@ -118,7 +121,8 @@ def test_an_interrupted_search_records_the_trial_and_resumes():
     study = load_study(name)
     before = len([t for t in study.trials if t.state.is_finished()])  # a warm start may still be waiting
     first_metrics = study.trials[0].user_attrs["metrics"]
-    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2")
+    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2",
+                      "--confirm", "0")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert len(study.trials) == before + 2
@@ -157,7 +161,8 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     _, children = mlflow_runs(name)
     assert any(run.info.status == "RUNNING" for run in children)  # what kill -9 leaves behind
 
-    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "3")
+    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "3",
+                      "--confirm", "0")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

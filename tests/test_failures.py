@@ -14,7 +14,14 @@ from optuna.trial import TrialState
 from autocompress.config import SearchSettings
 from autocompress.errors import CandidateRefused, DeviceError, MeasurementFailed, NonFiniteMetric
 from autocompress.search import driver
-from autocompress.search.failures import BUG_REASON, TRIAL_FAILURES, TrialBug, is_trial_failure
+from autocompress.search.failures import (
+    BUG_REASON,
+    TRIAL_FAILURES,
+    DeviceCodeBug,
+    TrialBug,
+    device_failure,
+    is_trial_failure,
+)
 from autocompress.signals import DeadlineExceeded
 from autocompress.spaces.space import SearchSpace
 
@@ -91,3 +98,18 @@ def test_anything_else_stops_the_search_and_queues_the_candidate_again(tiny_task
     assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == 0
     assert tracker.ended == [("run-0", "FAILED")]
     assert not is_trial_failure(error)
+
+
+@pytest.mark.parametrize(
+    ("reported", "kind"),
+    [("Fail: [ONNXRuntimeError] : 1 : FAIL : Load model failed", MeasurementFailed),
+     ("RuntimeError: Exception from src/inference/src/cpp/core.cpp:100", MeasurementFailed),
+     ("ValueError: Cannot set tensor: Dimension mismatch", MeasurementFailed),
+     ("TypeError: run() got an unexpected keyword argument 'inputs'", DeviceCodeBug),
+     ("AttributeError: 'Session' object has no attribute '_input'", DeviceCodeBug),
+     ("KeyError: 'timing'", DeviceCodeBug)],  # fmt: skip
+)
+def test_what_the_device_reports_is_a_failed_measurement_or_a_bug(reported, kind):
+    failure = device_failure("onnxruntime on cpu", reported)
+    assert type(failure) is kind and reported in str(failure)
+    assert is_trial_failure(failure) == (kind is MeasurementFailed)

@@ -43,7 +43,7 @@ def _running_trial_of(worker: BackgroundCli, storage: str, deadline: float) -> i
 def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
     with postgres_cluster() as storage, mlflow_server(tmp_path / "mlflow") as tracking:
         worker = ("search", "--no-sensitivity", str(user_config()), "--study", STUDY, "--storage", storage,
-                  "--tracking-uri", tracking, "--no-register")  # fmt: skip
+                  "--tracking-uri", tracking, "--no-register", "--confirm", "0")  # fmt: skip
         slow = {"TINY_METRIC_SECONDS": "1"}
         first = start_cli(*worker, "--trials", "4", env=slow)
         second = start_cli(*worker, "--trials", "3", env=slow)

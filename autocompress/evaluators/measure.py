@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from autocompress.errors import MeasurementFailed, NonFiniteMetric
+from autocompress.errors import NonFiniteMetric
 from autocompress.evaluators.base import Measurement
 from autocompress.evaluators.device.latency import Interleaved, TimingPolicy
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.hardware.runners import runner_for
+from autocompress.search.failures import device_failure
 from autocompress.task import Batches, Task
 
 # During a search: every trial paired with the baseline, 2% interval or 4 s (twice, if still wide).
@@ -75,9 +76,9 @@ def _run(
                             policy, score, options, timed, fresh)  # fmt: skip
     try:
         return runner_for(profile).run(request, batches, sample)
-    except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
+    except RuntimeError as error:  # the device code reports what it raised as RuntimeError("Type: message")
         first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-        raise MeasurementFailed(f"{profile.record.name} on {profile.name}: {first}") from error
+        raise device_failure(f"{profile.record.name} on {profile.name}", first) from error
 
 
 def _labels(task: Task, split: str) -> np.ndarray:

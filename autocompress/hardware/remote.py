@@ -28,6 +28,7 @@ from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult, p
 from autocompress.hardware.locks import timing_lock
 from autocompress.hardware.profile import HardwareProfile, RemoteSettings
 from autocompress.hardware.ssh import SshTarget, execute, parse_host, with_connection
+from autocompress.search.failures import device_failure
 
 PACKAGE = "autocompress_device"
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "device"
@@ -182,7 +183,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
             _check_python(status, stderr, settings, target)
             if status != 0:
                 last = [line for line in stderr.strip().splitlines() if line.strip()] or [f"exit status {status}"]
-                raise MeasurementFailed(f"{job.profile.record.name} on {target.display}: {last[-1][:300]}")
+                raise device_failure(f"{job.profile.record.name} on {target.display}", last[-1][:300])
             buffer = io.BytesIO()
             sftp.getfo(f"{workdir}/{run}/outputs.npz", buffer)  # prefetched: fast for large outputs
             outputs = read_outputs(np.load(io.BytesIO(buffer.getvalue())))

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from autocompress.errors import DeviceError, TrialError
+from autocompress.errors import DeviceError, MeasurementFailed, TrialError
 
 TRIAL_FAILURES: tuple[type[BaseException], ...] = (TrialError, DeviceError, MemoryError, torch.OutOfMemoryError)
 BUG_REASON = "bug, the search stopped:"  # how the fail_reason of a trial that stopped the search starts
+# what the device code reports ("Type: message") that no runtime raises for a candidate it cannot run: a bug in the
+# device code (or a runtime version it does not fit), which would fail every trial alike
+PROGRAMMING_ERRORS = ("TypeError", "AttributeError", "NameError", "UnboundLocalError", "KeyError", "IndexError",
+                      "AssertionError", "ZeroDivisionError", "ImportError", "ModuleNotFoundError")  # fmt: skip
 
 
 class TrialBug(Exception):
@@ -36,3 +40,15 @@ class TrialBug(Exception):
 def is_trial_failure(error: BaseException) -> bool:
     """Whether `error` is a failure a trial may have (as opposed to a bug)."""
     return isinstance(error, TRIAL_FAILURES)
+
+
+class DeviceCodeBug(Exception):
+    """The device code raised a programming error while measuring (not an AutocompressError: the search stops)."""
+
+
+def device_failure(where: str, reported: str) -> Exception:
+    """What a device's reported error (`Type: message`) is: a candidate's measurement that failed, or a bug."""
+    kind = reported.split(":", 1)[0].strip()
+    if kind in PROGRAMMING_ERRORS:
+        return DeviceCodeBug(f"the device code raised {reported} ({where})")
+    return MeasurementFailed(f"{where}: {reported}")
