@@ -1,10 +1,11 @@
 """Knowledge distillation: the compressed student learns from the original model's outputs (and hidden states).
 
-Its settings, its knobs, and the step. It runs only where something was pruned or quantized: an unchanged model
-has nothing to recover, and fine-tuning it only drifts from the original (measured: MiniLM with nothing pruned
-lost fidelity 1.0 -> 0.96 through distillation alone). Knobs (Optuna parameter names): `distill/steps_after_pruning`
-(a pruned candidate always gets some) or `distill/steps` (0 included, for quantized-only candidates), and, when
-steps > 0, `distill/loss`, `distill/temperature` (kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
+Its knobs and the step (its settings, DistillSettings, are plain data in spaces/sections.py). It runs only where
+something was pruned or quantized: an unchanged model has nothing to recover, and fine-tuning it only drifts from
+the original (measured: MiniLM with nothing pruned lost fidelity 1.0 -> 0.96 through distillation alone). Knobs
+(Optuna parameter names): `distill/steps_after_pruning` (a pruned candidate always gets some) or `distill/steps`
+(0 included, for quantized-only candidates), and, when steps > 0, `distill/loss`, `distill/temperature` (kl),
+`distill/alpha`, `distill/lr`, `distill/hidden_weight`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,30 +24,12 @@ from torch import nn
 
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.signals import raise_if_interrupted
-from autocompress.spaces.vocabulary import NonNegativeRange, PositiveRange, Section, ShareRange
+from autocompress.spaces.sections import DistillLoss, DistillSettings
+from autocompress.spaces.vocabulary import NonNegativeRange, PositiveRange, ShareRange
 from autocompress.task import Batches
 
 if TYPE_CHECKING:
     import optuna
-
-DistillLoss = Literal["kl", "mse", "cosine"]
-
-
-class DistillSettings(Section):
-    """Knowledge distillation from the original model: steps (0 = none), the loss on the outputs (kl on softened
-    logits with a temperature; mse or cosine for embeddings), teacher weight alpha, lr, and the weight of
-    matching the task's hidden states (0 = outputs only)."""
-
-    steps: int = Field(default=0, ge=0)
-    loss: DistillLoss = "kl"
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    lr: float = Field(default=1e-3, gt=0)
-    hidden_weight: float = Field(default=0.0, ge=0)
-
-    def summary(self) -> dict[str, float | int | str]:
-        return {f"distill.{key}": value for key, value in self.model_dump().items()}
-
 
 @dataclass(frozen=True)
 class DistillKnobs:

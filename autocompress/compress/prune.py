@@ -1,5 +1,5 @@
-"""Structured pruning with torch-pruning (whole channels go, so layers are physically smaller): its settings, its
-knobs in the search space, and the step itself.
+"""Structured pruning with torch-pruning (whole channels go, so layers are physically smaller): its knobs in the
+search space and the step itself (its settings, PruneSettings, are plain data in spaces/sections.py).
 
 Knobs (Optuna parameter names): `prune/<unit>` a ratio per channel-group unit (0 to max_prune_ratio in steps of
 prune_step), `heads/<unit>` whole attention heads removed per unit, `skip/<block>` whether a whole block is skipped
@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import torch_pruning as tp
@@ -25,7 +25,8 @@ from torch import nn
 from autocompress.compress.reconstruct import ObsImportance, reconstruct
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
-from autocompress.spaces.vocabulary import Granularity, Ratio, Section, unit_of
+from autocompress.spaces.sections import Importance, PruneSettings
+from autocompress.spaces.vocabulary import Granularity, Ratio, unit_of
 
 if TYPE_CHECKING:
     import optuna
@@ -33,50 +34,12 @@ if TYPE_CHECKING:
     from autocompress.task import Batches, PruneHints
 
 log = logging.getLogger(__name__)
-Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
     "fpgm": lambda: tp.importance.FPGMImportance(),
     "bn_scale": lambda: tp.importance.BNScaleImportance(),
 }
-
-
-class PruneSettings(Section):
-    """Structured pruning: whole blocks skipped, then a fraction of output channels removed per torch-pruning group
-    (keyed by root layer; a group whose root is in a skipped block is gone with it)."""
-
-    importance: Importance = "l2"
-    ratios: dict[str, Ratio] = Field(default_factory=dict)  # 1 would remove every channel: refused, as is < 0
-    skip: list[str] = Field(default_factory=list)
-    reconstruct: bool = False  # re-fit the layers that read pruned channels (off in strategies written before it)
-
-    @property
-    def mean_ratio(self) -> float:
-        return sum(self.ratios.values()) / len(self.ratios) if self.ratios else 0.0
-
-    @property
-    def any(self) -> bool:
-        return bool(self.skip) or any(ratio > 0 for ratio in self.ratios.values())
-
-    @property
-    def needs_recovery(self) -> bool:
-        """Something was pruned that re-fitting does not repair (skipped blocks, or any pruning without it): the
-        candidate needs distillation."""
-        return bool(self.skip) or (self.any and not self.reconstruct)
-
-    def skipped(self, layer: str) -> bool:
-        """Whether a layer (or group root) is inside a skipped block."""
-        return any(layer == block or layer.startswith(f"{block}.") for block in self.skip)
-
-    def summary(self) -> dict[str, float | str]:
-        return {
-            "prune.mean_ratio": round(self.mean_ratio, 4),
-            "prune.max_ratio": max(self.ratios.values(), default=0.0),
-            "prune.skipped_blocks": len(self.skip),
-            "prune.importance": self.importance,
-            "prune.reconstruct": str(self.reconstruct),
-        }
 
 
 @dataclass(frozen=True)

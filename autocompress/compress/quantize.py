@@ -1,4 +1,5 @@
-"""Per-layer precision: its settings, its knobs in the search space, and the check that a device can build it.
+"""Per-layer precision: its knobs in the search space and the check that a device can build it (its settings,
+QuantizeSettings, are plain data in spaces/sections.py).
 
 The step itself is runtime-specific (each runtime's builder quantizes exactly the strategy's layers, see
 autocompress/runtimes/); what is shared lives here. Knobs (Optuna parameter names): `precision/<unit>` per
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import QuantLayer, quant_layers
-from autocompress.spaces.vocabulary import PRECISIONS, STATIC_INT, Granularity, Precision, Section, unit_of
+from autocompress.spaces.sections import Calibration, QuantizeSettings
+from autocompress.spaces.vocabulary import STATIC_INT, Granularity, unit_of
 
 if TYPE_CHECKING:
     import optuna
@@ -24,35 +26,6 @@ if TYPE_CHECKING:
 
     from autocompress.hardware.profile import HardwareProfile
     from autocompress.runtimes.base import Knob, Recipe
-
-Calibration = Literal["minmax", "entropy", "percentile"]
-
-
-class QuantizeSettings(Section):
-    """Per-layer precision (layer = torch module name of a Conv/Linear), the calibration method, and the values of
-    the runtime's own quantizer knobs (e.g. OpenVINO's SmoothQuant alpha); unset knobs take the runtime's default."""
-
-    calibration: Calibration = "minmax"
-    precisions: dict[str, Precision] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    def layers_at(self, precision: str) -> list[str]:
-        return sorted(name for name, value in self.precisions.items() if value == precision)
-
-    @property
-    def any(self) -> bool:
-        return any(precision != "fp32" for precision in self.precisions.values())
-
-    @property
-    def calibrated(self) -> bool:
-        """Static integer layers take their activation ranges from the calibration split."""
-        return any(precision in STATIC_INT for precision in self.precisions.values())
-
-    def summary(self) -> dict[str, int | str]:
-        counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in PRECISIONS}
-        options = {f"quantize.{name}": str(value) for name, value in sorted(self.options.items())}
-        return counts | {"quantize.calibration": self.calibration} | options
-
 
 @dataclass(frozen=True)
 class QuantizeKnobs:

@@ -13,8 +13,9 @@ no study at all. Example (digits, abridged)::
       precisions: {stem.0: fp32, stage1.0.conv1: int8, fc: int8}
     distill: {steps: 100, loss: kl, temperature: 4.0, alpha: 0.7, lr: 0.001, hidden_weight: 0.0}
 
-Each section is defined by the step that applies it (compress/prune.py, quantize.py, distill.py), with its knobs;
-the precisions and layer kinds come from one vocabulary (spaces/vocabulary.py).
+Its sections are plain data (spaces/sections.py: pydantic, no torch), so reading a strategy needs no build stack;
+each is applied by its step (compress/prune.py, quantize.py, distill.py), which also owns its knobs. The precisions
+and layer kinds come from one vocabulary (spaces/vocabulary.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import yaml
 from pydantic import Field, ValidationError
 
 from autocompress import yamlio
-from autocompress.compress.distill import DistillSettings
-from autocompress.compress.prune import PruneSettings
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import ConfigError
+from autocompress.spaces.sections import DistillSettings, PruneSettings, QuantizeSettings
 from autocompress.spaces.vocabulary import Section
 
 SCHEMA_VERSION = 1

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from autocompress.commands.common import experiment_of, fail, setup_logging
 from autocompress.errors import AutocompressError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,12 @@ def apply(
 ) -> None:
     """Rebuild the artifact a strategy describes (no study needed), score it on validation and test, and time it
     against the uncompressed model (runtime default and fp32); refuses a strategy pinned to another base model."""
-    from autocompress.cli import _experiment, _fail, _setup_logging
-
-    _setup_logging(False)
+    setup_logging(False)
     try:
-        report = _apply(strategy, config or config_option, example, device, out, windows, _experiment)
+        report = _apply(strategy, config or config_option, example, device, out, windows, experiment_of)
         typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 def _apply(strategy_path: Path, config: Path | None, example: str | None, device: str | None, out: Path,

@@ -1,0 +1,93 @@
+"""What every command shares: the consoles, the common options, one-line errors and logging, and the merge of a
+config file with flags into a validated ExperimentConfig."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autocompress.errors import AutocompressError
+
+err = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (model, data, metric, device, search)")]
+ExampleOpt = Annotated[str | None, typer.Option(help="built-in example instead of a config: digits or minilm")]
+DeviceOpt = Annotated[str | None, typer.Option(help="hardware profile name, alias or .yaml path")]
+StudyOpt = Annotated[str | None, typer.Option(help="study name (default: <task>-<device>); same name resumes")]
+StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite under the home)")]
+ConfirmOpt = Annotated[
+    int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
+]
+WindowsOpt = Annotated[
+    int | None, typer.Option(help="timing windows confirmation may wait for while the machine runs slow (default 4)")
+]
+RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
+GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)  # plain: one line however narrow the terminal
+    return typer.Exit(code)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("autocompress").setLevel(logging.INFO)
+    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def experiment_of(config: Path | None, example: str | None, device: str | None, **search: object):
+    """Merge a config file (if any) with flags; flags win. Returns the validated ExperimentConfig."""
+    from autocompress.config import load_config, validate_config
+
+    if config is not None:
+        if not config.is_file():
+            raise AutocompressError(f"config file '{config}' does not exist")
+        base = load_config(config).model_dump(exclude={"base_dir"})
+        base_dir = config.resolve().parent
+    else:
+        base, base_dir = {"example": example or "digits"}, Path.cwd()
+    if example is not None and config is not None:
+        base.update(example=example, model=None, data=None)
+    if device is not None:
+        base["device"] = device
+    base["search"] = base.get("search", {}) | {k: v for k, v in search.items() if v is not None}
+    if search.get("timeout") is not None and search.get("trials") is None:
+        base["search"]["trials"] = None  # --timeout alone is the budget, whatever trial count the config names
+    return validate_config(base, base_dir=base_dir, source=str(config or "command line"))
+
+
+def export_and_say(study, profile, target: Path, load_task, confirmed, metric_name: str) -> Path | None:
+    """Export the confirmed winner; "no improvement" is one line and exit 0, not an error."""
+    from autocompress.search.export import NoImprovement, export_best
+
+    try:
+        exported = export_best(study, profile, target, load_task, confirmed, metric_name)
+    except NoImprovement as nothing:
+        err.print(str(nothing))
+        return None
+    err.print(f"exported the best strategy to {exported}")
+    return exported
+
+
+def register_export(tracking_uri: str | None, study_name: str, target: Path) -> None:
+    from autocompress.search.registry import register_and_say
+
+    err.print(register_and_say(tracking_uri, study_name, target))
+
+
+def print_summary(study, confirmed, device: str, metric: str = "metric") -> None:
+    from autocompress.search.summary import summary_lines
+
+    for line in summary_lines(study, confirmed, device, metric):
+        out.print(line, soft_wrap=True)
