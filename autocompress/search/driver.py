@@ -361,6 +361,7 @@ def confirmed_metrics(chosen: Confirmed, baseline: dict) -> dict[str, float]:
         metrics |= {"confirmed_speedup": final.default.speedup, "confirmed_speedup_ci_low": final.default.ci_low,
                     "confirmed_speedup_ci_high": final.default.ci_high, "speedup_over_fp32": final.fp32.speedup,
                     "speedup_over_fp32_ci_low": final.fp32.ci_low, "speedup_over_fp32_ci_high": final.fp32.ci_high,
-                    "confirm_windows": float(final.windows), "speedup_noisy": float(final.noisy),
+                    "confirm_windows": float(final.windows), "confirm_windows_left_out": float(final.left_out),
+                    "speedup_noisy": float(final.noisy),
                     "threads": float(final.threads)}  # fmt: skip
     return metrics

@@ -6,6 +6,9 @@ known: the same artifact gave 9.68x [9.57, 9.81] in one window and 10.76x [9.74,
 window that chose the winner among k candidates flatters it (the winner's curse). So the winner alone is timed
 again in `windows` fresh windows, the device's lock released and a pause between them, and the figure is the
 geometric mean of the windows' medians with a t-interval over the windows (never narrower than one window's own).
+Each window's figure comes from its rounds in the undisturbed state, judged against floors pooled over all the
+windows (the state this machine reaches when nothing else runs; a tiny model is up to 35% slower in the other
+state, a large one 12%, so the ratio itself moves with the state).
 
 Two baselines share each window: the uncompressed model under the runtime's default settings (what a user who
 changes nothing runs: OpenVINO's default inference precision, bf16 where the CPU has it) is the headline; the
@@ -24,11 +27,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from autocompress.evaluators.device.latency import Interleaved, SpeedupStats, TimingPolicy
+from autocompress.evaluators.device.latency import Interleaved, SpeedupStats, TimingPolicy, settled_across
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.task import Task
 
 log = logging.getLogger(__name__)
+UNDISTURBED_ROUNDS = 12  # a window's figure needs this many rounds in the undisturbed state (median CI ranks 2..9)
 WINDOW_GAP_S = 10.0  # between fresh windows: long enough for the machine to change state, short for a user
 Timer = Callable[..., Interleaved]
 
@@ -64,7 +68,7 @@ class Headline:
     default: Figure  # over the uncompressed model under the runtime's default settings
     fp32: Figure  # over the fp32-forced uncompressed model
     windows: int  # windows the figures come from
-    noisy_windows: int  # windows with too few settled rounds (left out while at least two calm ones remain)
+    noisy_windows: int  # windows in the figures with too few settled rounds (0 unless fewer than two were calm)
     settled_share: float  # mean over the windows used
     threads: int
     default_is_fp32: bool  # the runtime's default settings are the fp32 ones here (one baseline, not two)
@@ -72,6 +76,7 @@ class Headline:
     default_latency_ms: float
     fp32_latency_ms: float
     gap_s: float
+    left_out: int = 0  # windows timed but never in the undisturbed state, so not in the figures
 
     @property
     def noisy(self) -> bool:
@@ -86,6 +91,7 @@ class Headline:
             "speedup_over_fp32": self.fp32.speedup,
             "speedup_over_fp32_ci": [self.fp32.ci_low, self.fp32.ci_high],
             "windows": self.windows,
+            "windows_left_out": self.left_out,
             "window_speedups": self.default.per_window,
             "noisy": self.noisy,
             "threads": self.threads,
@@ -113,30 +119,44 @@ def time_headline(
     windows: int = 3,
     gap_s: float = WINDOW_GAP_S,
 ) -> Headline:
-    """Time `artifact` with both baselines in `windows` fresh windows, `gap_s` apart (lock released between)."""
+    """Time `artifact` with both baselines in `windows` fresh windows, `gap_s` apart (lock released between).
+
+    Rounds are judged settled against each artifact's floor over all the windows, so every window's figure is
+    of the same (undisturbed) machine state; a window that never reached it is left out, and up to `windows`
+    more are timed while fewer than two reached it. Too few such windows: the figure is every window's own,
+    flagged noisy."""
     default_is_fp32 = not profile.default_differs
     options = None if default_is_fp32 else [None, None, profile.default_runtime_options]
     extra = [] if default_is_fp32 else [baseline]
+    needed = min(2, windows)
     measured: list[Interleaved] = []
-    for index in range(windows):
-        if index:
+    undisturbed: list[Interleaved] = []
+    while len(measured) < windows or (len(undisturbed) < needed and len(measured) < 2 * windows):
+        if measured:
             time.sleep(gap_s)
         measured.append(timer(baseline, [artifact, *extra], task, profile, policy, options=options))
-    calm = [timing for timing in measured if timing.converged]
-    used = calm if len(calm) >= min(2, windows) else measured
-    fp32 = [timing.speedups[1] for timing in used]
+        masks = settled_across(measured, policy.settle_tolerance)
+        undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
+                       if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip
+    used = undisturbed if len(undisturbed) >= needed else measured
+    noisy_windows = 0 if used is undisturbed else len(measured) - len(undisturbed)
+    fp32 = [timing.paired(0, 1) for timing in used]
     default = fp32 if default_is_fp32 else [timing.paired(2, 1) for timing in used]
+    shares = [float(np.mean(timing.figure_mask)) for timing in used] if used is undisturbed else [
+        timing.settled_share for timing in used]  # fmt: skip
     last = used[-1]
-    log.info("headline: trial %d timed in %d windows (%d calm)", trial, windows, len(calm))
+    log.info("headline: trial %d timed in %d windows, %d in the undisturbed state", trial, len(measured),
+             len(undisturbed))  # fmt: skip
     return Headline(
         trial=trial,
-        default=Figure.across([item for item in default if item is not None]),
-        fp32=Figure.across([item for item in fp32 if item is not None]),
+        default=Figure.across(default),
+        fp32=Figure.across(fp32),
         windows=len(used),
-        noisy_windows=sum(not timing.converged for timing in used),
-        settled_share=float(np.mean([timing.settled_share for timing in used])),
+        noisy_windows=noisy_windows,
+        settled_share=float(np.mean(shares)),
         threads=profile.threads,
         default_is_fp32=default_is_fp32,
+        left_out=len(measured) - len(used),
         latency_ms=last.latencies[1].median_ms,
         default_latency_ms=last.latencies[0 if default_is_fp32 else 2].median_ms,
         fp32_latency_ms=last.latencies[0].median_ms,

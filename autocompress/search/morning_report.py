@@ -122,7 +122,8 @@ def _best_section(study: optuna.Study) -> str:
             f"<p class=summary>Exported: trial {chosen['trial']}, <b>{default['speedup']:.3f}x</b> "
             f"[{default['ci_low']:.3f}, {default['ci_high']:.3f}] over the runtime's default"
             f"{' (fp32 here)' if final['default_is_fp32'] else f', {fp32_speedup:.3f}x over fp32'} on "
-            f"{_esc(confirmation['device'])}, from {final['windows']} fresh windows, {final['threads']} threads; "
+            f"{_esc(confirmation['device'])}, from {final['windows']} fresh windows"
+            f"{_left_out(final.get('left_out', 0))}, {final['threads']} threads; "
             f"test {chosen.get('test_metric') or float('nan'):.4f} (confirmed {_esc(confirmation['at'])}).{noisy}</p>"
         )
     return head + (
@@ -202,3 +203,7 @@ def render(studies: list[optuna.Study], metric_name: str = "metric") -> str:
         f"</head><body><h1>{_esc(title)}</h1><p>Written {datetime.now():%Y-%m-%d %H:%M}. Green rows: the Pareto "
         f"front within the bound; red rows: failed trials.</p>{body}</body></html>"
     )
+
+
+def _left_out(windows: int) -> str:
+    return f" ({windows} more timed, never in the undisturbed state)" if windows else ""

@@ -36,14 +36,16 @@ def summary_lines(study: optuna.Study, confirmed: list[Confirmed], device: str, 
         return lines
     default = "the runtime's default (fp32 here)" if final.default_is_fp32 else "the runtime's default"
     spread = f"{final.windows} windows {final.gap_s:.0f} s apart" if final.windows > 1 else "1 window"
+    if final.left_out:
+        spread += f" ({final.left_out} more left out: never in the undisturbed state)"
     headline = (f"  speedup {final.default.speedup:.2f}x [{final.default.ci_low:.2f}, {final.default.ci_high:.2f}] "
                 f"over {default}")  # fmt: skip
     if not final.default_is_fp32:
         headline += f"; {final.fp32.speedup:.2f}x [{final.fp32.ci_low:.2f}, {final.fp32.ci_high:.2f}] over fp32"
     lines.append(headline)
     lines.append(f"  ({final.latency_ms:.3f} vs {final.default_latency_ms:.3f} ms; {spread}, {final.threads} threads, "
-                 f"{final.settled_share:.0%} of rounds settled; selection window {best.speedup:.2f}x, search estimate "
-                 f"{best.search_speedup:.2f}x); size {m['size_mb']:.2f} MB")  # fmt: skip
+                 f"{final.settled_share:.0%} of their rounds undisturbed; selection window {best.speedup:.2f}x, "
+                 f"search estimate {best.search_speedup:.2f}x); size {m['size_mb']:.2f} MB")  # fmt: skip
     if final.noisy:
         lines.append("  NOISY: the machine was disturbed in most windows; this figure is not a headline: re-time it "
                      "with `autocompress export` on a quieter machine")  # fmt: skip

@@ -32,7 +32,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -114,6 +114,11 @@ class Interleaved:
         mask = np.asarray(self.figure_mask, dtype=bool)
         return _speedup(self.slot_medians[reference], self.slot_medians[candidate], mask, not self.converged,
                         self.settled_share)  # fmt: skip
+
+    def with_figure_mask(self, mask: Sequence[bool]) -> Interleaved:
+        """The same measurement with its figures taken from other rounds (e.g. settled against floors pooled
+        over several windows)."""
+        return replace(self, figure_mask=[bool(keep) for keep in mask])
 
     @property
     def settled_share(self) -> float:
@@ -200,6 +205,17 @@ def settled(slot_medians: Sequence[Sequence[float]], tolerance: float) -> np.nda
     matrix = np.log(np.asarray(slot_medians, dtype=float))
     excess = (matrix - np.log(floors(slot_medians))[:, None]).max(axis=0)
     return (excess <= math.log1p(tolerance)) | (excess <= excess.min())  # never empty
+
+
+def settled_across(windows: Sequence[Interleaved], tolerance: float) -> list[np.ndarray]:
+    """Per window, its settled rounds judged against each artifact's floor over *all* the windows. A window that
+    spent all its time in the slow state has no rounds near those floors, where its own floor would have called
+    every round settled and put a slow-state ratio beside fast-state ones."""
+    pooled = np.concatenate([np.asarray(window.slot_medians, dtype=float) for window in windows], axis=1)
+    log_floors = np.log(floors(pooled))[:, None]
+    limit = math.log1p(tolerance)
+    return [(np.log(np.asarray(window.slot_medians, dtype=float)) - log_floors).max(axis=0) <= limit
+            for window in windows]  # fmt: skip
 
 
 def figure_rounds(slot_medians: Sequence[Sequence[float]], policy: TimingPolicy) -> np.ndarray:

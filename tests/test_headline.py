@@ -1,0 +1,82 @@
+"""The exported figure across windows, on a simulated two-state machine (this VM's: the measured state pairs of a
+digits CNN under ONNX Runtime, 2 threads — fast: baseline 1.14 ms, candidate 0.084 ms; slow: 1.28 and 0.113 ms)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
+from autocompress.evaluators.measure import CONFIRM_POLICY
+from autocompress.hardware import get_profile
+from autocompress.search.headline import time_headline
+
+FAST, SLOW = (1.14e-3, 0.084e-3), (1.28e-3, 0.113e-3)
+ROUNDS = 40
+
+
+def _window(states: list[tuple[float, float]], seed: int) -> Interleaved:
+    """One window whose rounds run in the given states, with 1% jitter per slot."""
+    jitter = np.random.default_rng(seed).normal(1.0, 0.01, size=(2, len(states)))
+    slots = [[state[artifact] * jitter[artifact, index] for index, state in enumerate(states)] for artifact in (0, 1)]
+    latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
+    ratios = np.asarray(slots[0]) / np.asarray(slots[1])
+    own = SpeedupStats(float(np.median(ratios)), float(ratios.min()), float(ratios.max()), len(states), False)
+    return Interleaved([latency, latency], [None, own], len(states), slots[0][0] * 1e3, None, slots,
+                       [True] * len(states))  # fmt: skip
+
+
+def _machine(windows: list[list[tuple[float, float]]]):
+    """A timer that plays back the given windows, one per call, and counts the calls."""
+    queue = iter(enumerate(windows))
+    calls: list[int] = []
+
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None) -> Interleaved:
+        index, states = next(queue)
+        calls.append(index)
+        return _window(states, seed=index)
+
+    return timer, calls
+
+
+def _headline(timer, windows: int = 3):
+    return time_headline(Path("b.onnx"), Path("c.onnx"), 7, None, get_profile("cpu"), CONFIRM_POLICY, timer,
+                         windows=windows, gap_s=0.0)  # fmt: skip
+
+
+FAST_RATIO, SLOW_RATIO = FAST[0] / FAST[1], SLOW[0] / SLOW[1]  # 13.57x and 11.33x
+
+
+def test_a_window_spent_in_the_slow_state_is_left_out_of_the_figure():
+    """Judged against its own floor, the all-slow first window would count as calm and pull the figure to
+    12.8x; against the floors over all windows it never reached the undisturbed state and is left out."""
+    timer, calls = _machine([[SLOW] * ROUNDS, [FAST] * ROUNDS, [FAST] * 30 + [SLOW] * 10])
+    headline = _headline(timer)
+    assert calls == [0, 1, 2] and headline.left_out == 1 and headline.windows == 2 and not headline.noisy
+    assert headline.default.speedup == pytest.approx(FAST_RATIO, rel=0.01)
+    assert headline.default.ci_low > SLOW_RATIO * 1.05  # no slow-state ratio inside the figure's interval
+    assert headline.settled_share == pytest.approx((1.0 + 0.75) / 2)
+
+
+def test_windows_are_added_until_two_reach_the_undisturbed_state():
+    timer, calls = _machine([[FAST] * ROUNDS, [SLOW] * ROUNDS, [SLOW] * ROUNDS, [SLOW] * ROUNDS, [FAST] * ROUNDS])
+    headline = _headline(timer)
+    assert calls == [0, 1, 2, 3, 4] and headline.windows == 2 and headline.left_out == 3
+    assert headline.default.speedup == pytest.approx(FAST_RATIO, rel=0.01) and not headline.noisy
+
+
+def test_a_machine_that_never_settles_gives_a_noisy_figure_from_every_window():
+    """Six windows (the cap: twice those asked for), only the first with a dozen undisturbed rounds."""
+    timer, calls = _machine([[FAST] * 12 + [SLOW] * 28] + [[SLOW] * 35 + [FAST] * 5] * 5)
+    headline = _headline(timer)
+    assert len(calls) == 6 and headline.windows == 6 and headline.left_out == 0
+    assert headline.noisy and headline.noisy_windows == 5
+
+
+def test_a_machine_in_one_state_throughout_gives_that_states_figure():
+    timer, calls = _machine([[SLOW] * ROUNDS] * 3)
+    headline = _headline(timer)
+    assert calls == [0, 1, 2] and headline.windows == 3 and headline.left_out == 0 and not headline.noisy
+    assert headline.default.speedup == pytest.approx(SLOW_RATIO, rel=0.01)
