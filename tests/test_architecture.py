@@ -8,6 +8,7 @@ The import graph is read from the source with `ast`, so it sees what running cod
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -155,3 +156,61 @@ def test_a_strategy_is_read_without_torch(tmp_path):
         """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# Optuna parameter names by prefix, and the one module (the step's) that may spell them
+PARAMETER_OWNERS = {
+    "prune/": "autocompress/compress/prune.py",
+    "heads/": "autocompress/compress/prune.py",
+    "skip/": "autocompress/compress/prune.py",
+    "precision/": "autocompress/compress/quantize.py",
+    "quantize/": "autocompress/compress/quantize.py",
+    "distill/": "autocompress/compress/distill.py",
+}
+PARAMETER_NAME = re.compile(r"(?<![\w/.])(" + "|".join(map(re.escape, PARAMETER_OWNERS)) + ")")
+
+
+def _strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every string literal (f-strings' literal parts included), docstrings left out."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    strings = [node for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    return [(node.lineno, node.value) for node in strings if id(node) not in docstrings]
+
+
+def parameter_literals(paths: list[Path], root: Path = ROOT) -> list[str]:
+    """`file:line: literal` for each Optuna parameter name spelled outside its step's module."""
+    found = []
+    for path in paths:
+        relative = path.relative_to(root).as_posix()
+        for line, text in _strings(ast.parse(path.read_text())):
+            for match in PARAMETER_NAME.finditer(text):
+                if PARAMETER_OWNERS[match.group(1)] != relative:
+                    found.append(f"{relative}:{line}: {text!r}")
+    return found
+
+
+def test_the_parameter_name_check_finds_a_name_spelled_elsewhere(tmp_path):
+    module = tmp_path / "autocompress" / "search" / "stage.py"
+    module.parent.mkdir(parents=True)
+    module.write_text('"""Docstrings may say `distill/steps`."""\nKEY = "distill/steps"\nNAME = f"skip/{1}"\n')
+    owner = tmp_path / "autocompress" / "compress" / "distill.py"
+    owner.parent.mkdir(parents=True)
+    owner.write_text('KEY = "distill/steps"\n')
+    assert parameter_literals([module, owner], root=tmp_path) == [
+        "autocompress/search/stage.py:2: 'distill/steps'",
+        "autocompress/search/stage.py:3: 'skip/'",
+    ]
+
+
+def test_optuna_parameter_names_are_spelled_by_their_steps_only():
+    """A stage reaches a trial's parameters through the knob objects of the step that owns them."""
+    paths = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "experiments").rglob("*.py"))
+    found = parameter_literals(paths)
+    assert not found, "parameter names outside their step's module:\n" + "\n".join(found)

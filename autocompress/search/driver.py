@@ -99,9 +99,11 @@ class Objective:
         trial.set_user_attr("strategy", strategy.model_dump())
         run_id = self.tracker.start_trial(trial.number, tags={"device": self.profile.name})
         trial.set_user_attr("mlflow_run_id", run_id)
-        self.tracker.log(run_id, params=strategy.summary(), tags={RUN_NAME_TAG: run_name(trial.number, strategy)})
+        name = run_name(trial.number, strategy, self.space.added)
+        self.tracker.log(run_id, params=strategy.summary(), tags={RUN_NAME_TAG: name})
         self.tracker.log_text(run_id, strategy.to_yaml(), "strategy.yaml")
-        self.tracker.log_table(run_id, layer_table(strategy, self.space.quantize.layers), LAYERS_TABLE)
+        layers = layer_table(strategy, self.space.quantize.layers, self.space.added)
+        self.tracker.log_table(run_id, layers, LAYERS_TABLE)
         try:
             raise_if_interrupted()  # a Ctrl-C swallowed since the last trial: this one is requeued, not built
             with stop_at(self.deadline, "building the candidate"):
@@ -259,7 +261,7 @@ def run_search(
             if settings.polish_steps and settings.sampler == "tpe":  # after the budget, its deadline lifted
                 objective.deadline = None
                 polish(study, objective, settings.polish_steps, allowed_drop(settings, baseline["metric"]),
-                       callbacks=[KeepArtifacts(tracker, study_name, settings.confirm)])  # fmt: skip
+                       space.distill, callbacks=[KeepArtifacts(tracker, study_name, settings.confirm)])  # fmt: skip
             confirming = time.monotonic()
             confirmed = (
                 confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows, settings=settings)

@@ -34,7 +34,6 @@ ESTIMATE_ATTR = "estimate"
 PROMOTED_ATTR = "promoted_from"
 REFINED_ATTR = "refined_from"
 STARTUP_ATTR = "startup_trials"
-STEPS_AFTER_PRUNING = "distill/steps_after_pruning"
 
 
 def allowed_drop(settings: SearchSettings, baseline_metric: float) -> float:
@@ -114,17 +113,18 @@ class PromoteProbes:
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, margin: float = 3.0) -> None:
         self.most = max(space.distill.distill_steps)
+        self.steps = space.distill.after_pruning
         self.limit = settings.max_drop * margin
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        steps = trial.params.get(STEPS_AFTER_PRUNING)
+        steps = self.steps.read(trial.params)
         metrics = trial.user_attrs.get(METRICS_ATTR)
         if metrics is None or steps is None or steps >= self.most or metrics["feasible"]:
             return
         best = fastest_feasible(study)
         faster = best is None or metrics["speedup"] > best.user_attrs[METRICS_ATTR]["speedup"]
         if metrics["metric_drop"] <= self.limit and faster:  # drop and max_drop share units
-            params = dict(trial.params) | {STEPS_AFTER_PRUNING: self.most}
+            params = dict(trial.params) | self.steps.param(self.most)
             study.enqueue_trial(params, user_attrs={PROMOTED_ATTR: trial.number}, skip_if_exists=True)
             log.info("trial %d promoted: its parameters again with %d distillation steps", trial.number, self.most)
 
@@ -139,9 +139,12 @@ class SkipFromIncumbent:
 
     def __init__(self, space: SearchSpace, table: Sensitivity | None, left: Callable[[], int | None]) -> None:
         self.most = max(space.distill.distill_steps)
+        self.steps = space.distill.after_pruning
         self.left = left
-        faster = [row for row in (table.rows if table else []) if row.kind == "skip" and row.speedup_ci[0] > 1.0]
-        self.blocks = [row.unit for row in sorted(faster, key=lambda row: row.drop)]
+        knobs = {(knob.kind, knob.unit): knob for knob in space.prune.skip_knobs()}
+        faster = [row for row in (table.rows if table else []) if (row.kind, row.unit) in knobs
+                  and row.speedup_ci[0] > 1.0]  # fmt: skip
+        self.blocks = [knobs[(row.kind, row.unit)] for row in sorted(faster, key=lambda row: row.drop)]
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if not self.blocks or REFINED_ATTR in study.user_attrs:
@@ -151,15 +154,17 @@ class SkipFromIncumbent:
         best = fastest_feasible(study)
         if best is None:
             return
-        remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
+        remaining = [knob for knob in self.blocks if not knob.read(best.params)]
         left = self.left()
         most = len(remaining) if left is None else min(len(remaining), left)
         if most == 0:
             return  # no budget left in this invocation: a resumed search with more trials takes the step
         study.set_user_attr(REFINED_ATTR, best.number)
         for count in range(1, most + 1):
-            params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
-            params[STEPS_AFTER_PRUNING] = self.most
+            params = dict(best.params)
+            for knob in remaining[:count]:
+                params |= knob.param(True)
+            params |= self.steps.param(self.most)
             label = f"trial {best.number} + {count} block{'s' if count > 1 else ''} skipped"
             study.enqueue_trial(params, user_attrs={SEEDED_ATTR: label, REFINED_ATTR: best.number}, skip_if_exists=True)
         log.info("queued trial %d again with 1 to %d more blocks skipped", best.number, most)

@@ -7,6 +7,7 @@ stack. Each step (compress/prune.py, quantize.py, distill.py) applies its sectio
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Literal
 
 from pydantic import Field
@@ -45,6 +46,12 @@ class PruneSettings(Section):
         """Whether a layer (or group root) is inside a skipped block."""
         return any(layer == block or layer.startswith(f"{block}.") for block in self.skip)
 
+    def describe(self) -> list[str]:
+        """Its words in a run's name: the mean ratio, the blocks skipped."""
+        return ([f"prune {self.mean_ratio:.2f}"] if self.mean_ratio > 0 else []) + (
+            [f"skip {len(self.skip)}"] if self.skip else []
+        )
+
     def summary(self) -> dict[str, float | str]:
         return {
             "prune.mean_ratio": round(self.mean_ratio, 4),
@@ -75,6 +82,12 @@ class QuantizeSettings(Section):
         """Static integer layers take their activation ranges from the calibration split."""
         return any(precision in STATIC_INT for precision in self.precisions.values())
 
+    def describe(self) -> list[str]:
+        """Its words in a run's name: the layers per non-fp32 precision."""
+        counts = Counter(self.precisions.values())
+        return [f"{precision} {count}/{len(self.precisions)}" for precision, count in sorted(counts.items())
+                if precision != "fp32"]  # fmt: skip
+
     def summary(self) -> dict[str, int | str]:
         counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in PRECISIONS}
         options = {f"quantize.{name}": str(value) for name, value in sorted(self.options.items())}
@@ -92,6 +105,10 @@ class DistillSettings(Section):
     alpha: float = Field(default=0.5, ge=0, le=1)
     lr: float = Field(default=1e-3, gt=0)
     hidden_weight: float = Field(default=0.0, ge=0)
+
+    def describe(self) -> list[str]:
+        """Its word in a run's name: the steps distilled."""
+        return [f"kd{self.steps}"] if self.steps else []
 
     def summary(self) -> dict[str, float | int | str]:
         return {f"distill.{key}": value for key, value in self.model_dump().items()}

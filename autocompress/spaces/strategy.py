@@ -21,9 +21,10 @@ and layer kinds come from one vocabulary (spaces/vocabulary.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from autocompress import yamlio
 from autocompress.errors import ConfigError
@@ -55,7 +56,17 @@ class Strategy(Section):
     prune: PruneSettings = Field(default_factory=PruneSettings)
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    # the sections of steps added from outside autocompress, by module (spaces/added.py; absent when none)
+    added: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pinned: Pinned | None = None  # set on export
+
+    @model_serializer(mode="wrap")
+    def _added_only_when_any(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Strategies without added steps are written as before (strategy.yaml, report.json, the study)."""
+        data = handler(self)
+        if not self.added:
+            data.pop("added", None)
+        return data
 
     @property
     def is_uncompressed(self) -> bool:
@@ -98,4 +109,6 @@ class Strategy(Section):
 
     def summary(self) -> dict[str, float | int | str]:
         """Flat, comparable parameters for MLflow (each step's own); the full strategy goes in as a YAML artifact."""
-        return {**self.prune.summary(), **self.quantize.summary(), **self.distill.summary(), "seed": self.seed}
+        added = {f"{module.rpartition('.')[2]}.{key}": value for module, section in self.added.items()
+                 for key, value in section.items()}  # fmt: skip
+        return {**self.prune.summary(), **self.quantize.summary(), **self.distill.summary(), **added, "seed": self.seed}
