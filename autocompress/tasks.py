@@ -1,18 +1,15 @@
 """Turn an ExperimentConfig into a Task: a built-in example, or the user's model, data and metric functions.
 
-Everything a user's functions can get wrong is found here, at load time, as one line naming the function and
-what it returned or raised: a model that fails on its own example input, loaders that can be read only once, a
-metric with the wrong signature or a non-numeric result, labels the metric cannot score.
+What the user's functions return is checked once, here, before any work (autocompress/task_checks.py): each
+mistake is one line naming the function and what it returned or raised.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +22,7 @@ from autocompress.spaces.space import check_options
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.splits import with_test_split
 from autocompress.task import BUILTIN_METRICS, DataSplits, Metric, Task, resolve_callable
-
-
-def _first_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+from autocompress.task_checks import Sources, check_task, first_line
 
 
 def _call(function: Callable[..., Any], reference: str, what: str) -> Any:
@@ -37,7 +31,7 @@ def _call(function: Callable[..., Any], reference: str, what: str) -> Any:
     except ConfigError:
         raise
     except Exception as error:  # the user's code may raise anything; report it as one line
-        raise ConfigError(f"{what} '{reference}' raised {_first_line(error)}") from None
+        raise ConfigError(f"{what} '{reference}' raised {first_line(error)}") from None
 
 
 def _model(reference: str) -> tuple[nn.Module, torch.Tensor]:
@@ -50,13 +44,7 @@ def _model(reference: str) -> tuple[nn.Module, torch.Tensor]:
             f"model '{reference}' must return (nn.Module, torch.Tensor), "
             f"got ({type(model).__name__}, {type(example).__name__})"
         )
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    except Exception as error:  # the user's forward may raise anything
-        raise ConfigError(
-            f"model '{reference}' fails on its own example input of shape {tuple(example.shape)}: {_first_line(error)}"
-        ) from None
+    model.eval()
     return model, example
 
 
@@ -84,51 +72,6 @@ def _metric(reference: str) -> Metric:
     return resolve_callable(reference, "metric")
 
 
-def check_data(data: DataSplits, reference: str) -> None:
-    """Each split is re-iterable (every build reads them again) and yields (inputs, labels) tensor pairs."""
-    for split in ("train", "calibration", "validation", "test"):
-        loader = getattr(data, split)
-        if loader is None and split == "test":
-            continue  # carved out of validation later (splits.py)
-        if isinstance(loader, Iterator) or not hasattr(loader, "__iter__"):
-            raise ConfigError(
-                f"data '{reference}': the {split} loader is a {type(loader).__name__}, which can be read only once; "
-                "return a list of batches or a DataLoader"
-            )
-        try:
-            batch = next(iter(loader), None)
-        except Exception as error:  # the user's loader may raise anything
-            raise ConfigError(f"data '{reference}': reading the {split} loader raised {_first_line(error)}") from None
-        if batch is None:
-            raise ConfigError(f"data '{reference}': the {split} loader is empty")
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(torch.is_tensor(x) for x in batch)):
-            raise ConfigError(f"data '{reference}': {split} batches must be (inputs, labels) pairs of tensors")
-
-
-def check_metric(task: Task, reference: str) -> None:
-    """The metric runs on the model's outputs for the first validation batch and returns a number; the built-in
-    accuracy needs integer class labels."""
-    inputs, labels = next(iter(task.data.validation))
-    if reference == "accuracy" and labels.is_floating_point():
-        raise ConfigError(
-            f"metric 'accuracy' needs integer class labels, but the validation labels are {labels.dtype}: "
-            "give integer labels, or your own metric (metric: package.module:function)"
-        )
-    with torch.no_grad():
-        outputs = task.model(inputs)
-    try:
-        value = task.metric(outputs.numpy(), labels.numpy())
-    except Exception as error:  # the user's metric may raise anything, e.g. a TypeError for a wrong signature
-        raise ConfigError(
-            f"metric '{reference}' failed on (outputs, labels) arrays: {_first_line(error)}; "
-            "it must be (outputs: np.ndarray, labels: np.ndarray) -> float"
-        ) from None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise ConfigError(
-            f"metric '{reference}' returned {type(value).__name__} {value!r:.40}; it must return a number"
-        )
-
-
 def load_task(config: ExperimentConfig) -> Task:
     """The Task a config describes; user modules are imported relative to the config file's folder (which is on
     sys.path only while they are imported)."""
@@ -142,7 +85,6 @@ def load_task(config: ExperimentConfig) -> Task:
         model, example = _model(config.model)
         data = _data(config.data)
         metric = _metric(config.metric)
-    check_data(data, config.data)
     hints = hf_attention_hints(model)  # HF BERT-like attention found: prune whole heads, keep the residual width
     task = Task(
         config.task_name,
@@ -153,7 +95,7 @@ def load_task(config: ExperimentConfig) -> Task:
         config.metric.split(":")[-1],
         prune_hints=hints if hints.num_heads else None,
     )
-    check_metric(task, config.metric)
+    check_task(task, Sources(config.model, config.data, config.metric))
     return _with_steps(_with_space(with_test_split(task), config.space), config)
 
 

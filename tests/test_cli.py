@@ -56,7 +56,7 @@ def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
                      env={"TINY_FAIL_FROM": "3"})  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert "every trial of this search failed (2)" in last and "2x TrialError: metric is nan" in last
+    assert "every trial of this search failed (2)" in last and "2x NonFiniteMetric: metric is nan" in last
 
 
 @pytest.mark.e2e

@@ -2,32 +2,63 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.helpers import load_study, mlflow_runs, run_cli, start_cli, user_config
+from autocompress.home import home as session_home
+from autocompress.search.failures import BUG_REASON
+from tests.helpers import last_line, load_study, mlflow_runs, run_cli, start_cli, user_config
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_failing_trial_is_recorded_and_the_search_goes_on():
-    # metric call 1 checks the metric at load, 2 is the baseline, 3 trial 0, 4 trial 1: trial 1 gets NaN accuracy
-    result = run_cli(
-        "search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", env={"TINY_FAIL_CALL": "4"}
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_a_failing_trial_is_recorded_a_bug_stops_the_search_and_the_study_resumes_after_the_fix():
+    """Trial 1's metric is NaN (a failure a candidate may have: recorded, the search goes on); trial 2, the first
+    pruned candidate, meets a programming error planted in the user's forward (a bug: the search stops, one line
+    names the log file with the traceback, exit 1). Without the bug, the same command resumes the same study: the
+    next trial number runs trial 2's candidate again. stdout is a pipe: one line per finished trial."""
+    # metric call 1 checks the metric at load, 2 is the baseline, 3 trial 0, 4 trial 1
+    stopped = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail",
+                      env={"TINY_FAIL_CALL": "4", "TINY_PRUNED_BUG": "1"})  # fmt: skip
+    assert stopped.returncode == 1, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    line = last_line(stopped.stderr)
+    bug = "error: trial 2 raised AttributeError: 'TinyNet' object has no attribute 'conv3': a bug, not a failed"
+    assert line.startswith(bug), line
+    log_file = Path(re.search(r"traceback in (\S+\.log)\)", line).group(1))
+    assert log_file.parent == session_home() / "logs" and "self.conv3(x)" in log_file.read_text()
     study = load_study("tiny-fail")
-    states = [t.state for t in study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert "nan" in study.trials[1].user_attrs["fail_reason"].lower()
-    _, children = mlflow_runs("tiny-fail")
-    failed = [run for run in children if run.data.tags["optuna.trial_number"] == "1"]
-    assert len(failed) == 1 and failed[0].info.status == "FAILED"
-    assert "nan" in failed[0].data.tags["error"].lower()
+    complete, fail, waiting = TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING
+    assert [t.state for t in study.trials] == [complete, fail, fail, waiting]
+    assert study.trials[1].user_attrs["fail_reason"] == (
+        "NonFiniteMetric: metric is nan on the runtime's outputs (the artifact produces non-finite values)"
+    )
+    assert study.trials[2].user_attrs["fail_reason"].startswith(f"{BUG_REASON} AttributeError")
+    assert study.trials[3].user_attrs["retry_of"] == 2
+    parents, children = mlflow_runs("tiny-fail")
+    assert [p.info.status for p in parents] == ["FAILED"]
+    by_trial = {run.data.tags["optuna.trial_number"]: run for run in children}
+    assert by_trial["1"].info.status == "FAILED" and "nan" in by_trial["1"].data.tags["error"]
+    assert by_trial["2"].info.status == "FAILED"
+    lines = [line for line in stopped.stdout.splitlines() if line.startswith("trial ")]
+    assert lines[0].startswith("trial 0 COMPLETE  no compression  flaky_accuracy 0.")
+    assert " speedup " in lines[0] and "(warm start no compression)" in lines[0]
+    assert lines[1].startswith("trial 1 FAIL  int8 3/3  failed: NonFiniteMetric: metric is nan"), lines
+
+    fixed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", "--trials", "1")
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    study = load_study("tiny-fail")
+    assert len(study.trials) == 4 and study.trials[3].state == TrialState.COMPLETE
+    assert study.trials[3].params == study.trials[2].params
+    assert [line.split("  ")[0] for line in fixed.stdout.splitlines() if line.startswith("trial ")] == [
+        "trial 3 COMPLETE"
+    ]
 
 
 def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> None:

@@ -22,12 +22,22 @@ from autocompress.spaces.strategy import Strategy
 
 ALLOWED = 0.01
 DISTILL = DistillKnobs(distill_steps=(0, 25, 50))  # the distillation knobs of the studies below
+BASELINE = 0.9
+
+
+def _baseline(study: optuna.Study) -> float:
+    """The baseline metric the study recorded (set on first use, as the search's set-up does)."""
+    if "baseline" not in study.user_attrs:
+        study.set_user_attr("baseline", {"metric": BASELINE})
+    return study.user_attrs["baseline"]["metric"]
 
 
 def _trial(
-    study: optuna.Study, ratio: float, steps: int, drop: float, speedup: float, lr: float = 1e-3, **attrs: object
+    study: optuna.Study, ratio: float, steps: int, drop: float, speedup: float, lr: float = 1e-3,
+    relative: bool = False, **attrs: object
 ) -> int:
-    """A finished trial as the search records one: parameters (the lr only where it distilled), strategy, metrics."""
+    """A finished trial as the search records one: parameters (the lr only where it distilled), strategy, metrics
+    (`drop` in the metric's own units; `metric_drop`, in the bound's, a fraction of the baseline if `relative`)."""
     params = {"prune/all": ratio, "distill/steps": steps} | ({"distill/lr": lr} if steps else {})
     distributions = {
         "prune/all": FloatDistribution(0, 0.75, step=0.125),
@@ -36,7 +46,9 @@ def _trial(
     }
     distributions = {name: distributions[name] for name in params}
     strategy = Strategy(prune=PruneSettings(ratios={"conv": ratio}), distill=DistillSettings(steps=steps, lr=lr))
-    metrics = {"metric_drop": drop, "speedup": speedup, "feasible": float(drop <= ALLOWED)}
+    baseline = _baseline(study)
+    metrics = {"metric": baseline - drop, "metric_drop": drop / baseline if relative else drop, "speedup": speedup,
+               "feasible": float(drop <= ALLOWED)}  # fmt: skip
     study.add_trial(optuna.trial.create_trial(
         params=params, distributions=distributions, values=[1 - drop, 1 / speedup],
         user_attrs={"metrics": metrics, "strategy": strategy.model_dump(), **attrs}))  # fmt: skip
@@ -65,6 +77,23 @@ def test_the_candidate_is_the_least_damaged_pruned_trial_faster_than_the_best():
     assert polish_candidate(study, ALLOWED, steps=1000).number == 1
     _trial(study, 0.5, 50, drop=0.02, speedup=3.0, **{POLISHED_ATTR: 1})
     assert polish_candidate(study, ALLOWED, steps=1000) is None  # each candidate is polished once
+
+
+def test_a_relative_bound_takes_the_drop_in_the_metric_own_units():
+    """--drop-mode relative: a trial records `metric_drop` as a fraction of the baseline (0.019 / 0.9 = 0.021),
+    while the stage is given the allowed drop in the metric's own units (0.01). Compared across units, the trial
+    0.019 below the baseline looked past 2 x 0.01 and no candidate was found; in one unit it is the candidate,
+    as it is in absolute mode."""
+    relative = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(relative, 0.25, 25, drop=0.005, speedup=2.0, relative=True)  # the floor
+    _trial(relative, 0.5, 25, drop=0.019, speedup=3.0, relative=True)  # within 2 x 0.01: near
+    _trial(relative, 0.375, 25, drop=0.021, speedup=3.5, relative=True)  # past 2 x 0.01
+    assert polish_candidate(relative, ALLOWED, steps=1000).number == 1
+    absolute = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(absolute, 0.25, 25, drop=0.005, speedup=2.0)
+    _trial(absolute, 0.5, 25, drop=0.019, speedup=3.0)
+    _trial(absolute, 0.375, 25, drop=0.021, speedup=3.5)
+    assert polish_candidate(absolute, ALLOWED, steps=1000).number == 1  # the same trial in either mode
 
 
 def test_a_candidate_that_took_no_distillation_borrows_the_settings_that_worked_best():

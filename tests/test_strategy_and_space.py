@@ -135,19 +135,42 @@ def test_warm_starts_are_the_hand_made_candidates(model_and_input, cpu_profile, 
     assert all(s.prune.reconstruct == reconstruct for s in strategies if s.prune.any)
 
 
-def test_distillation_only_where_something_was_pruned_or_quantized(model_and_input, cpu_profile):
+def test_distillation_only_where_something_was_pruned(model_and_input, cpu_profile):
+    """An unpruned candidate, quantized or not, gets no distillation and is asked no distillation knob: there is
+    nothing to recover before export (quantization comes after it), and distilling only drifts."""
     space = SearchSpace.from_model(*model_and_input, cpu_profile, {"granularity": "global", "reconstruct": False})
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
     trials = [study.ask() for _ in range(300)]
     strategies = [space.sample(trial, seed=0) for trial in trials]
     for trial, strategy in zip(trials, strategies, strict=True):
-        if strategy.is_uncompressed:  # nothing to recover: no distillation, and no distillation knob asked
+        if not strategy.prune.any:
             assert strategy.distill.steps == 0
-            assert not any(name.startswith("distill/") for name in trial.params)
-        if strategy.prune.any:  # pruned candidates are always fine-tuned
+            assert not any(name.startswith("distill/") for name in trial.params), trial.params
+        else:  # pruned candidates are always fine-tuned (nothing re-fitted here)
             assert strategy.distill.steps > 0
     assert any(s.is_uncompressed for s in strategies) and any(s.prune.any for s in strategies)
-    assert any(s.distill.steps == 0 and s.quantize.any and not s.prune.any for s in strategies)
+    assert any(s.quantize.any and not s.prune.any for s in strategies)  # quantized-only ones were drawn
+    for _, params in space.warm_starts():  # the hand-made candidates too
+        assert any(key.startswith("prune/") and value for key, value in params.items()) or not any(
+            key.startswith("distill/") for key in params
+        ), params
+
+
+def test_a_strategy_that_distils_without_pruning_is_built_without_distillation(caplog):
+    """A strategy file may ask for it (written by hand, or before the rule): the build skips it and says so."""
+    from autocompress.compress.pipeline import distillation
+    from autocompress.compress.prune import PruneSettings
+    from autocompress.compress.quantize import QuantizeSettings
+
+    quantized_only = Strategy(quantize=QuantizeSettings(precisions={"conv1": "int8"}),
+                              distill=DistillSettings(steps=200))  # fmt: skip
+    with caplog.at_level("WARNING", logger="autocompress.compress.pipeline"):
+        assert distillation(quantized_only).steps == 0
+    assert "distils 200 steps but prunes nothing" in caplog.text
+    pruned = quantized_only.model_copy(update={"prune": PruneSettings(ratios={"conv1": 0.5})})
+    assert distillation(pruned).steps == 200
+    skipped = quantized_only.model_copy(update={"prune": PruneSettings(skip=("layer1.1",))})
+    assert distillation(skipped).steps == 200
 
 
 def test_refitted_candidates_may_skip_distillation_and_skipped_blocks_may_not(model_and_input, cpu_profile):

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autocompress.commands.common import experiment_of, fail, setup_logging
+from autocompress.commands.common import experiment_of, fail, setup_logging, stopped
 from autocompress.errors import AutocompressError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,16 @@ def apply(
 ) -> None:
     """Rebuild the artifact a strategy describes (no study needed), score it on validation and test, and time it
     against the uncompressed model (runtime default and fp32); refuses a strategy pinned to another base model."""
-    setup_logging(False)
+    setup_logging(False, "apply")
     try:
         report = _apply(strategy, config or config_option, example, device, out, windows, experiment_of)
         typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
         raise fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise stopped(error, resumable=False) from None
 
 
 def _apply(strategy_path: Path, config: Path | None, example: str | None, device: str | None, out: Path,

@@ -3,8 +3,6 @@ config file with flags into a validated ExperimentConfig."""
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +23,7 @@ ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
 ]
 WindowsOpt = Annotated[
-    int | None, typer.Option(help="timing windows confirmation may wait for while the machine runs slow (default 4)")
+    int | None, typer.Option(help="fresh timing windows the exported figure comes from (default 3)")
 ]
 RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
@@ -36,14 +34,26 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
-    logging.getLogger("autocompress").setLevel(logging.INFO)
-    for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+def setup_logging(verbose: bool, command: str) -> None:
+    """autocompress's warnings on the screen (its INFO lines and the libraries' warnings too with --verbose);
+    everything in this invocation's log file under the home (autocompress/run_log.py)."""
+    from autocompress.run_log import setup
+
+    setup(command, verbose)
+
+
+def stopped(error: Exception, resumable: bool) -> typer.Exit:
+    """A bug (no user mistake, no failure a trial may have): its traceback in the log file, one line here, exit 1."""
+    from autocompress.run_log import record_bug
+    from autocompress.search.failures import TrialBug
+
+    path = record_bug(error)
+    if isinstance(error, TrialBug):
+        return fail(f"{error}: a bug, not a failed candidate, so the search stopped (traceback in {path}); the "
+                    "study is kept and the candidate queued again: fix it and run the same command to resume", 1)
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    again = "; the study is kept: fix it and run the same command to resume" if resumable else ""
+    return fail(f"stopped by an unexpected {type(error).__name__}: {first} (traceback in {path}){again}", 1)
 
 
 def experiment_of(config: Path | None, example: str | None, device: str | None, **search: object):

@@ -22,6 +22,7 @@ from autocompress.commands.common import (
     print_summary,
     register_export,
     setup_logging,
+    stopped,
 )
 from autocompress.errors import AutocompressError
 
@@ -39,7 +40,7 @@ def export(
     register: RegisterOpt = True,
 ) -> None:
     """Export the confirmed fastest strategy of a stored study: strategy.yaml, artifact, report.json, pareto.json."""
-    setup_logging(False)
+    setup_logging(False, "export")
     try:
         import optuna
 
@@ -69,3 +70,7 @@ def export(
             typer.echo((target / "report.json").read_text())
     except AutocompressError as error:
         raise fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise stopped(error, resumable=False) from None

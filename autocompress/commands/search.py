@@ -25,6 +25,7 @@ from autocompress.commands.common import (
     print_summary,
     register_export,
     setup_logging,
+    stopped,
 )
 from autocompress.errors import AutocompressError
 from autocompress.signals import interrupts_as_keyboard
@@ -63,7 +64,7 @@ def search(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Search compression strategies for a model on a device; resumes a study of the same name."""
-    setup_logging(verbose)
+    setup_logging(verbose, "search")
     try:
         with interrupts_as_keyboard():  # from the first second: training the example or the baseline included
             _search(config, example, device, out, dict(trials=trials, timeout=timeout, study=study, storage=storage,
@@ -77,6 +78,10 @@ def search(
         raise typer.Exit(130) from None
     except AutocompressError as error:
         raise fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise stopped(error, resumable=True) from None
 
 
 def _search(

@@ -18,6 +18,7 @@ from autocompress.commands.common import (
     experiment_of,
     fail,
     setup_logging,
+    stopped,
 )
 from autocompress.errors import AutocompressError
 from autocompress.signals import interrupts_as_keyboard
@@ -35,7 +36,7 @@ def sensitivity_command(
 ) -> None:
     """Measure what each single choice costs (metric) and saves (paired speedup) on the device; the table is kept
     in the study, so a search of the same study starts from it."""
-    setup_logging(False)
+    setup_logging(False, "sensitivity")
     try:
         with interrupts_as_keyboard():
             _sensitivity(config, example, device, out, dict(study=study, storage=storage, granularity=granularity,
@@ -45,6 +46,10 @@ def sensitivity_command(
         raise typer.Exit(130) from None
     except AutocompressError as error:
         raise fail(str(error)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: one line naming the log file with its traceback
+        raise stopped(error, resumable=True) from None
 
 
 def _sensitivity(config: Path | None, example: str | None, device: str | None, out: Path, flags: dict) -> None:

@@ -1,11 +1,12 @@
 """Knowledge distillation: the compressed student learns from the original model's outputs (and hidden states).
 
 Its knobs and the step (its settings, DistillSettings, are plain data in spaces/sections.py). It runs only where
-something was pruned or quantized: an unchanged model has nothing to recover, and fine-tuning it only drifts from
-the original (measured: MiniLM with nothing pruned lost fidelity 1.0 -> 0.96 through distillation alone). Knobs
-(Optuna parameter names): `distill/steps_after_pruning` (a pruned candidate always gets some) or `distill/steps`
-(0 included, for quantized-only candidates), and, when steps > 0, `distill/loss`, `distill/temperature` (kl),
-`distill/alpha`, `distill/lr`, `distill/hidden_weight`.
+something was pruned: an unpruned model (quantized or not) has nothing to recover before export, since
+quantization comes after it, and fine-tuning it only drifts from the original (measured: MiniLM with nothing
+pruned lost fidelity 1.0 -> 0.96 through distillation alone). Knobs (Optuna parameter names):
+`distill/steps_after_pruning` (a candidate whose pruning re-fitting does not repair always gets some) or
+`distill/steps` (0 included, for re-fitted candidates), and, when steps > 0, `distill/loss`, `distill/temperature`
+(kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from autocompress.spaces.strategy import Strategy
 
+
 @dataclass(frozen=True)
 class DistillKnobs:
     """The distillation part of a search space; what it offers depends on what the other steps changed."""
@@ -48,19 +50,19 @@ class DistillKnobs:
 
     @property
     def after_pruning(self) -> Categorical:
-        """`distill/steps_after_pruning`: the steps of a pruned candidate, which always gets some
-        (`finetune_after_pruning`): pruning with no recovery is nearly always useless and would waste trials the
-        sampler has to unlearn. Promotion and the depth step set it to the most."""
+        """`distill/steps_after_pruning`: the steps of a candidate whose pruning re-fitting does not repair, which
+        always gets some (`finetune_after_pruning`): pruning with no recovery is nearly always useless and would
+        waste trials the sampler has to unlearn. Promotion and the depth step set it to the most."""
         return Categorical(name="distill/steps_after_pruning", choices=tuple(s for s in self.distill_steps if s > 0))
 
     @property
     def plain_steps(self) -> Categorical:
-        """`distill/steps`: the steps of a candidate that needs no recovery (0 included)."""
+        """`distill/steps`: the steps of a pruned candidate that re-fitting repaired (0 included)."""
         return Categorical(name="distill/steps", choices=tuple(self.distill_steps), neutral=0)
 
-    def steps_knob(self, pruned: bool) -> Categorical:
-        """The steps knob a candidate is asked: after pruning when it needs recovery (and some steps are > 0)."""
-        if pruned and self.finetune_after_pruning and any(step > 0 for step in self.distill_steps):
+    def steps_knob(self, recover: bool) -> Categorical:
+        """The steps knob a pruned candidate is asked: after pruning when it needs recovery (and some are > 0)."""
+        if recover and self.finetune_after_pruning and any(step > 0 for step in self.distill_steps):
             return self.after_pruning
         return self.plain_steps
 
@@ -92,10 +94,12 @@ class DistillKnobs:
     def terms(self, strategy: Strategy) -> list[Term]:
         return []  # distillation is not credited in the additive estimate
 
-    def suggest(self, trial: optuna.Trial, pruned: bool, quantized: bool) -> DistillSettings:
-        if not (pruned or quantized):
+    def suggest(self, trial: optuna.Trial, recover: bool, pruned: bool) -> DistillSettings:
+        """`pruned`: something was pruned (else no knob: nothing to distil); `recover`: re-fitting does not
+        repair it (skipped blocks, or pruning without re-fitting), so it always gets some steps."""
+        if not pruned:
             return DistillSettings()
-        steps = self.steps_knob(pruned).suggest(trial)
+        steps = self.steps_knob(recover).suggest(trial)
         if steps == 0:
             return DistillSettings()
         loss = self._loss().suggest(trial)
@@ -109,11 +113,12 @@ class DistillKnobs:
             hidden_weight=hidden.suggest(trial) if hidden else 0.0,
         )
 
-    def uniform(self, steps: int, pruned: bool, quantized: bool) -> dict[str, Any]:
-        """The fixed distillation of the hand-made candidates: teacher weight 0.7, T = 4, lr 1e-3 (within range)."""
-        if not (pruned or quantized):
+    def uniform(self, steps: int, recover: bool, pruned: bool) -> dict[str, Any]:
+        """The fixed distillation of the hand-made candidates: teacher weight 0.7, T = 4, lr 1e-3 (within range);
+        none where nothing was pruned."""
+        if not pruned:
             return {}
-        knob = self.steps_knob(pruned)
+        knob = self.steps_knob(recover)
         if steps == 0:
             return knob.param(0)
         loss = self.distill_losses[0]
@@ -200,6 +205,18 @@ def _passes(train: Batches, seed: int) -> Iterator[tuple[torch.Tensor, torch.Ten
         yield from (train[index] for index in order)
 
 
+def train_batch_norm(model: nn.Module) -> nn.Module:
+    """Train mode for batch norm (batch statistics) only, eval mode for everything else: no dropout, the target
+    being the teacher's exact function, not a regulariser. Not "train, then nn.Dropout modules eval": HF's BERT
+    attention reads its own module's `training` for the dropout on attention probabilities (p = 0.1 in MiniLM),
+    so that left it on, and even the full network missed its teacher (cosine distance 0.017 on the first step)."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    return model
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -217,10 +234,7 @@ def distill(
         return student.eval()
     torch.manual_seed(seed)
     teacher.eval()
-    student.train()
-    for module in student.modules():  # dropout off: the target is the teacher's exact function, not a regulariser
-        if isinstance(module, nn.Dropout):
-            module.eval()
+    train_batch_norm(student)
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.steps)
     batches = _passes(train, seed)

@@ -17,7 +17,7 @@ import onnx
 import torch
 from torch import nn
 
-from autocompress.errors import TrialError
+from autocompress.errors import CandidateRefused
 from autocompress.spaces.graph import layer_names
 from autocompress.task import BATCH_AXIS, DynamicAxes
 
@@ -57,7 +57,7 @@ def name_layers(model: onnx.ModelProto, layer_names: set[str]) -> dict[str, str]
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """The exporter talks a lot (warnings, and whole graphs logged through torch's own handlers when a model
-    cannot be traced); a failure becomes one TrialError line, so none of that reaches the user."""
+    cannot be traced); a failure becomes one CandidateRefused line, so none of that reaches the user."""
     logging.disable(logging.WARNING)
     try:
         with (
@@ -135,7 +135,7 @@ def _export(
             )
     except Exception as error:  # the exporter raises many types; all mean "this candidate cannot be exported"
         message = ANSI_ESCAPES.sub("", str(error)).strip().splitlines() or [""]
-        raise TrialError(f"ONNX export failed: {type(error).__name__}: {message[0][:200]}") from error
+        raise CandidateRefused(f"ONNX export failed: {type(error).__name__}: {message[0][:200]}") from error
     onnx_model = program.model_proto
     found = name_layers(onnx_model, set(layer_names(model)))
     serialized = onnx_model.SerializeToString()

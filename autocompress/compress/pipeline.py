@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from autocompress.compress.distill import distill
+from autocompress.compress.distill import DistillSettings, distill
 from autocompress.compress.export import export_seconds
 from autocompress.compress.prune import parameter_count, prune
 from autocompress.compress.quantize import check_precisions
@@ -70,6 +70,18 @@ def check_strategy(task: Task, strategy: Strategy, profile: HardwareProfile) -> 
             )
 
 
+def distillation(strategy: Strategy) -> DistillSettings:
+    """What the build distils: nothing where nothing was pruned. The search never proposes that, but a strategy
+    file may ask for it (one written before this rule, or by hand): an unpruned model has nothing to recover, as
+    quantization comes after distillation, and fine-tuning it only drifts from the original."""
+    if strategy.distill.steps and not strategy.prune.any:
+        log.warning("the strategy distils %d steps but prunes nothing: built without distillation (an unpruned "
+                    "model has nothing to recover; distilling it only drifts from the original)",
+                    strategy.distill.steps)  # fmt: skip
+        return DistillSettings()
+    return strategy.distill
+
+
 def build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Path) -> Artifact:
     """Build the artifact a strategy describes for one device, under `workdir`; never while this machine times
     something (the machine's compute slot, hardware/locks.py)."""
@@ -96,7 +108,7 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     pruned = time.perf_counter()
     present = set(dict(student.named_modules()))
     hidden_layers = [name for name in task.distill_layers if name in present]
-    student = distill(student, task.model, task.data.train, strategy.distill, strategy.seed, hidden_layers)
+    student = distill(student, task.model, task.data.train, distillation(strategy), strategy.seed, hidden_layers)
     for module, raw in strategy.added.items():  # steps added from outside autocompress (counted in distill_s)
         step, settings = section_of(module, raw)
         student = step.apply(student, settings, task)

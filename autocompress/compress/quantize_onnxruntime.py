@@ -35,7 +35,7 @@ from onnxruntime.quantization import (
 from torch import nn
 
 from autocompress.compress.export import export_onnx
-from autocompress.errors import TrialError
+from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
 from autocompress.runtimes.onnxruntime_options import OrtQuantizeOptions
 from autocompress.spaces.sections import QuantizeSettings
@@ -129,7 +129,7 @@ def to_fp16(model: onnx.ModelProto, fp16_layers: set[str]) -> onnx.ModelProto:
     nodes = {node.name: node for node in model.graph.node}
     missing = fp16_layers - set(nodes)
     if missing:
-        raise TrialError(
+        raise CandidateRefused(
             f"strategy puts layers absent from the exported graph in fp16: {', '.join(sorted(missing)[:3])}"
         )
     initializers = {init.name: init for init in model.graph.initializer}
@@ -191,7 +191,8 @@ def quantize(
     model = onnx.load(str(source))
     missing = (static | dynamic) - {node.name for node in model.graph.node}
     if missing:
-        raise TrialError(f"strategy quantizes layers absent from the exported graph: {', '.join(sorted(missing)[:3])}")
+        absent = ", ".join(sorted(missing)[:3])
+        raise CandidateRefused(f"strategy quantizes layers absent from the exported graph: {absent}")
     with tempfile.TemporaryDirectory() as scratch:
         current = source
         if static:
@@ -220,4 +221,4 @@ def _run(what: str, quantizer: Callable[..., None], *args: Any, **kwargs: Any) -
         with contextlib.redirect_stdout(io.StringIO()):
             quantizer(*args, **kwargs)
     except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
-        raise TrialError(f"onnxruntime {what} failed: {type(error).__name__}: {error}".splitlines()[0]) from error
+        raise CandidateRefused(f"onnxruntime {what} failed: {type(error).__name__}: {error}".splitlines()[0]) from error

@@ -40,7 +40,7 @@ from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEst
 from torch import nn
 
 from autocompress.compress.export import export_onnx
-from autocompress.errors import TrialError
+from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.sections import QuantizeSettings
@@ -81,7 +81,7 @@ def layer_ops(model: ov.Model, layers: set[str]) -> dict[str, str]:
             by_layer.setdefault(name.removesuffix(BIAS_SUFFIX), []).append(name)
     unresolved = sorted(layer for layer in layers if len(by_layer.get(layer, [])) != 1)
     if unresolved:
-        raise TrialError(f"layers not found exactly once in the OpenVINO model: {', '.join(unresolved[:3])}")
+        raise CandidateRefused(f"layers not found exactly once in the OpenVINO model: {', '.join(unresolved[:3])}")
     return {layer: by_layer[layer][0] for layer in layers}
 
 
@@ -123,7 +123,7 @@ def build_artifact(
     try:
         ov_model = ov.convert_model(float_path)
     except Exception as error:  # the frontend raises assorted types; each fails only this candidate
-        raise TrialError(f"OpenVINO conversion failed: {_one_line(error)}") from error
+        raise CandidateRefused(f"OpenVINO conversion failed: {_one_line(error)}") from error
     finally:
         float_path.unlink()
     int8_layers = set(settings.layers_at("int8"))
@@ -161,7 +161,7 @@ def quantize(
     log.debug("NNCF: %d int8 layers, %d ops ignored", len(int8_ops), len(ignored))
     batches = list(calibration)
     if not batches:
-        raise TrialError("the calibration split is empty: int8 layers need calibration data")
+        raise CandidateRefused("the calibration split is empty: int8 layers need calibration data")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
             return nncf.quantize(
@@ -173,4 +173,4 @@ def quantize(
                 advanced_parameters=advanced_parameters(settings),
             )
     except Exception as error:  # NNCF raises assorted types; each fails only this candidate
-        raise TrialError(f"NNCF quantization failed: {_one_line(error)}") from error
+        raise CandidateRefused(f"NNCF quantization failed: {_one_line(error)}") from error

@@ -46,7 +46,7 @@ from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
 from autocompress.compress.export import fingerprint
-from autocompress.errors import TrialError
+from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import layer_names
 from autocompress.spaces.sections import QuantizeSettings
@@ -191,7 +191,7 @@ def layer_ops(ops: list[GraphOp], paths: dict[str, str]) -> dict[str, list[Graph
         layers = {by_path[loc] for loc in _locations(op.weight_name) if loc in by_path}
         layers = layers or {by_path[loc] for loc in _locations(op.output_name) if loc in by_path}
         if len(layers) > 1:
-            raise TrialError(f"op {op.index} ({op.name}) carries the names of several layers: {sorted(layers)}")
+            raise CandidateRefused(f"op {op.index} ({op.name}) carries the names of several layers: {sorted(layers)}")
         for layer in layers:
             found.setdefault(layer, []).append(op)
     return found
@@ -227,7 +227,7 @@ def _add_config(qt: quantizer.Quantizer, op: GraphOp, precision: str, algorithm:
     elif precision == "fp16":
         qt.add_weight_only_config(regex, op_name, 16, algorithm_key=Algorithm.FLOAT_CASTING)
     else:
-        raise TrialError(f"precision '{precision}' is not one of fp32, fp16, int8, int8-dynamic, int16, int4")
+        raise CandidateRefused(f"precision '{precision}' is not one of fp32, fp16, int8, int8-dynamic, int16, int4")
 
 
 def _samples(calibration: Batches, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
@@ -254,7 +254,7 @@ def quantize(
     chosen = {layer: p for layer, p in settings.precisions.items() if p != "fp32"}
     missing = sorted(set(chosen) - set(found))
     if missing:
-        raise TrialError(f"strategy quantizes layers absent from the converted graph: {', '.join(missing[:3])}")
+        raise CandidateRefused(f"strategy quantizes layers absent from the converted graph: {', '.join(missing[:3])}")
     algorithm = CALIBRATION_ALGORITHMS[settings.calibration]
     qt = quantizer.Quantizer(str(source))
     static_bits = {}
@@ -263,7 +263,7 @@ def quantize(
             try:
                 _add_config(qt, op, precision, algorithm)
             except ValueError as error:  # the quantizer's policy refuses this precision for this op type
-                raise TrialError(
+                raise CandidateRefused(
                     f"{precision} is not supported for layer {layer} ({op.name}) by ai-edge-quantizer"
                 ) from error
             if precision in ACTIVATION_BITS:
@@ -282,6 +282,6 @@ def quantize(
         raise _trial_error("ai-edge-quantizer failed", error) from error
 
 
-def _trial_error(what: str, error: Exception) -> TrialError:
+def _trial_error(what: str, error: Exception) -> CandidateRefused:
     first = (str(error).strip().splitlines() or [""])[0][:300]
-    return TrialError(f"{what}: {type(error).__name__}: {first}")
+    return CandidateRefused(f"{what}: {type(error).__name__}: {first}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autocompress.errors import TrialError
+from autocompress.errors import MeasurementFailed, NonFiniteMetric
 from autocompress.evaluators.base import Measurement
 from autocompress.evaluators.device.latency import Interleaved, TimingPolicy
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult
@@ -39,6 +39,23 @@ def split_batches(task: Task, split: str) -> Batches:
     return loader
 
 
+def loading_options(
+    profile: HardwareProfile,
+    artifacts: list[Path],
+    options: list[dict | None] | None,
+    shapes: list[tuple[int, ...]],
+    timed: tuple[int, ...],
+) -> list[dict | None] | None:
+    """Per artifact, the runtime options it is loaded with: the runtime's own per-artifact settings where its record
+    has them (TensorRT's engine cache, int8 flag and shape profile), over the profile's or the given options."""
+    made = profile.record.artifact_options
+    if made is None:
+        return options
+    given = options or [None] * len(artifacts)
+    return [made(profile.runtime_options if own is None else own, Path(path), shapes, timed)
+            for path, own in zip(artifacts, given, strict=True)]  # fmt: skip
+
+
 def _run(
     profile: HardwareProfile,
     artifacts: list[Path],
@@ -48,15 +65,19 @@ def _run(
     split: str = "validation",
     options: list[dict | None] | None = None,
     timed: bool = True,
+    fresh: bool = False,
 ) -> DeviceResult:
     session = str(profile.record.session_file)
-    request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
-                            policy, score, options, timed)  # fmt: skip
     batches = [inputs.numpy() for inputs, _ in split_batches(task, split)] if score else []
+    sample = timing_sample(task, profile)
+    options = loading_options(profile, artifacts, options, [batch.shape for batch in batches], sample.shape)
+    request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
+                            policy, score, options, timed, fresh)  # fmt: skip
     try:
-        return runner_for(profile).run(request, batches, timing_sample(task, profile))
+        return runner_for(profile).run(request, batches, sample)
     except RuntimeError as error:  # the device code reports runtime problems as RuntimeError
-        raise TrialError(f"{profile.record.name} on {profile.name}: {str(error).splitlines()[0][:300]}") from error
+        first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise MeasurementFailed(f"{profile.record.name} on {profile.name}: {first}") from error
 
 
 def _labels(task: Task, split: str) -> np.ndarray:
@@ -66,7 +87,7 @@ def _labels(task: Task, split: str) -> np.ndarray:
 def _score(task: Task, outputs: list[np.ndarray], labels: np.ndarray) -> float:
     value = float(task.metric(np.concatenate(outputs), labels))
     if not np.isfinite(value):
-        raise TrialError(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
+        raise NonFiniteMetric(f"metric is {value} on the runtime's outputs (the artifact produces non-finite values)")
     return value
 
 
@@ -116,10 +137,13 @@ def time_together(
     profile: HardwareProfile,
     policy: TimingPolicy | None = None,
     options: list[dict | None] | None = None,
+    fresh: bool = False,
 ) -> Interleaved:
     """Latency only: the baseline and every candidate in the same interleaved rounds (confirmation); `options`
-    per artifact, e.g. the baseline once more under the runtime's default settings."""
-    timing = _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY, options=options).timing
+    per artifact, e.g. the baseline once more under the runtime's default settings; `fresh`: the baseline's
+    session loaded anew, not the one kept on the device."""
+    timing = _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY, options=options,
+                  fresh=fresh).timing  # fmt: skip
     assert timing is not None
     return timing
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import paramiko
 
-from autocompress.errors import AutocompressError, DeviceError, TrialError
+from autocompress.errors import AutocompressError, DeviceError, MeasurementFailed
 from autocompress.evaluators.device.latency import Interleaved
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult, packed_inputs, read_outputs
 from autocompress.hardware.locks import timing_lock
@@ -182,7 +182,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
             _check_python(status, stderr, settings, target)
             if status != 0:
                 last = [line for line in stderr.strip().splitlines() if line.strip()] or [f"exit status {status}"]
-                raise TrialError(f"{job.profile.record.name} on {target.display}: {last[-1][:300]}")
+                raise MeasurementFailed(f"{job.profile.record.name} on {target.display}: {last[-1][:300]}")
             buffer = io.BytesIO()
             sftp.getfo(f"{workdir}/{run}/outputs.npz", buffer)  # prefetched: fast for large outputs
             outputs = read_outputs(np.load(io.BytesIO(buffer.getvalue())))
@@ -190,7 +190,7 @@ def _measure(client: paramiko.SSHClient, job: _Job, target: SshTarget) -> Device
             _remove_folder(sftp, f"{workdir}/{run}")
     lines = [line for line in stdout.splitlines() if line.startswith("{")]  # a login script may print too
     if not lines:
-        raise TrialError(f"the runner on {target.display} printed no result: {stdout.strip()[-200:]!r}")
+        raise MeasurementFailed(f"the runner on {target.display} printed no result: {stdout.strip()[-200:]!r}")
     report = json.loads(lines[-1])
     environment = {**report["environment"], "host": target.address}
     timing = None if report["timing"] is None else Interleaved.from_dict(report["timing"])

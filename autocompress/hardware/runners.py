@@ -24,7 +24,7 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from autocompress.errors import TrialError
+from autocompress.errors import MeasurementFailed
 from autocompress.evaluators.device.latency import Interleaved
 from autocompress.evaluators.device.runner import DeviceRequest, DeviceResult, packed_inputs, read_outputs
 from autocompress.hardware.locks import timing_lock
@@ -76,15 +76,15 @@ class _Worker:
             self.process.stdin.write(json.dumps(raw) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
-            raise TrialError(f"the measuring process has exited: {self._last_log_line()}") from None
+            raise MeasurementFailed(f"the measuring process has exited: {self._last_log_line()}") from None
         selector = selectors.DefaultSelector()
         selector.register(self.process.stdout, selectors.EVENT_READ)
         if not selector.select(timeout=WORKER_TIMEOUT_S):
             self.close()
-            raise TrialError(f"the measuring process did not answer within {WORKER_TIMEOUT_S:g} s")
+            raise MeasurementFailed(f"the measuring process did not answer within {WORKER_TIMEOUT_S:g} s")
         line = self.process.stdout.readline()
         if not line:
-            raise TrialError(f"the measuring process died: {self._last_log_line()}")
+            raise MeasurementFailed(f"the measuring process died: {self._last_log_line()}")
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(reply["error"])  # what the device code raised, reported like a remote device's

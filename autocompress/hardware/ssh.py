@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import paramiko
 
-from autocompress.errors import DeviceError, TrialError
+from autocompress.errors import DeviceError, MeasurementFailed
 from autocompress.hardware.profile import RemoteSettings, ssh_host_parts
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,9 @@ def execute(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[i
     while not (channel.exit_status_ready() and (channel.eof_received or channel.closed)):
         if time.monotonic() > deadline:
             channel.close()
-            raise TrialError(f"the command on the device did not finish within {timeout:g}s (remote.command_timeout_s)")
+            raise MeasurementFailed(
+                f"the command on the device did not finish within {timeout:g}s (remote.command_timeout_s)"
+            )
         if not _drain(channel, out, err):
             time.sleep(0.01)
     _drain(channel, out, err)
@@ -220,7 +222,7 @@ def execute(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[i
     if status == -1 and not transport.is_active():
         raise EOFError("the connection closed while the command ran")
     if status == -1:
-        raise TrialError("the command was killed on the device by a signal (out of memory?)")
+        raise MeasurementFailed("the command was killed on the device by a signal (out of memory?)")
     return status, out.decode(errors="replace"), err.decode(errors="replace")
 
 

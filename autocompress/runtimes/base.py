@@ -9,7 +9,7 @@ the sizes of artifacts all read these records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,6 +103,10 @@ def no_problem(profile: DeviceProfile) -> str | None:
     return None
 
 
+# (the options, the artifact, the input shapes it is scored at, the shape it is timed at) -> its loading options
+ArtifactOptions = Callable[[Mapping[str, Any], Path, Sequence[Sequence[int]], Sequence[int]], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Runtime:
     """One runtime, as data. `capabilities(profile)` lists per layer kind the schemes the builder can produce
@@ -129,6 +133,10 @@ class Runtime:
     forced_options: tuple[str, ...] = ()
     # the quantizer's "auto" settings as this machine resolves them, recorded in an exported strategy
     resolved_quantize: Callable[[DeviceProfile], Mapping[str, Any]] = lambda profile: {}
+    # the runtime options one artifact is loaded with, from the profile's (or a baseline's) options, the artifact,
+    # the input shapes it will be scored at and the shape it is timed at (e.g. TensorRT's per-artifact settings);
+    # None: the options as they are
+    artifact_options: ArtifactOptions | None = None
 
     def artifact_files(self, main: Path) -> list[Path]:
         """The files of a built artifact that exist (the main file first)."""

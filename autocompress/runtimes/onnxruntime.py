@@ -7,22 +7,18 @@ so in its `quantize:` options (jetson-orin.yaml does), and it must not let Tenso
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from autocompress.runtimes.base import DEVICE_DIR, DeviceProfile, Recipe, Runtime, Scheme
-from autocompress.runtimes.onnxruntime_options import OrtQuantizeOptions
-
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-
-
-def providers(profile: DeviceProfile) -> list[Any]:
-    return list(profile.runtime_options.get("providers", ["CPUExecutionProvider"]))
-
-
-def primary_provider(profile: DeviceProfile) -> str:
-    first = providers(profile)[0]
-    return first if isinstance(first, str) else first[0]
+from autocompress.runtimes.onnxruntime_options import (
+    GPU_PROVIDERS,
+    TENSORRT,
+    OrtQuantizeOptions,
+    primary_provider,
+    providers,
+)
 
 
 def _activations(profile: DeviceProfile) -> str:
@@ -41,7 +37,7 @@ def capabilities(profile: DeviceProfile) -> dict[str, tuple[Scheme, ...]]:
         schemes.insert(1, Scheme("fp16", "fp16 weights", "fp16 activations (casts at the layer's edges)"))
     static = tuple(schemes)
     # quantize_dynamic has integer kernels for MatMul (not Gemm); TensorRT takes only explicit static QDQ
-    matmul = static if primary_provider(profile) == "TensorrtExecutionProvider" else (DYNAMIC, *static)
+    matmul = static if primary_provider(profile) == TENSORRT else (DYNAMIC, *static)
     return {"Conv": static, "Gemm": static, "MatMul": matmul}
 
 
@@ -71,8 +67,8 @@ def probe(profile: DeviceProfile) -> str | None:
 
 
 def check(profile: DeviceProfile) -> str | None:
-    """TensorRT: signed symmetric int8 only, and fp16 only where the strategy puts it."""
-    if primary_provider(profile) != "TensorrtExecutionProvider":
+    """TensorRT: signed symmetric int8 only, full-range weights, and fp16 only where the strategy puts it."""
+    if primary_provider(profile) != TENSORRT:
         return None
     options = OrtQuantizeOptions(**profile.quantize)
     if options.activation_type != "int8" or not options.activation_symmetric:
@@ -80,10 +76,20 @@ def check(profile: DeviceProfile) -> str | None:
             "TensorRT takes only signed symmetric int8: "
             "set quantize: {activation_type: int8, activation_symmetric: true}"
         )
+    if options.reduce_range is True:
+        return "reduce_range quantizes weights to 7 bits for CPUs; TensorRT takes full-range int8: remove it"
     settings = providers(profile)[0]
     if not isinstance(settings, str) and settings[1].get("trt_fp16_enable"):
         return "trt_fp16_enable lets TensorRT run fp32 layers (and the baseline) in fp16: set it to false"
     return None
+
+
+def artifact_options(options: Mapping[str, Any], artifact: Path, shapes: Sequence[Sequence[int]],
+                     timed: Sequence[int]) -> dict[str, Any]:  # fmt: skip
+    """TensorRT's settings made for each artifact (hardware/tensorrt.py); other providers' options as they are."""
+    from autocompress.hardware.tensorrt import artifact_options as tensorrt_options  # onnx, on use
+
+    return tensorrt_options(options, artifact, shapes, timed)
 
 
 def build(*args: Any, **kwargs: Any) -> Path:
@@ -108,4 +114,5 @@ RUNTIME = Runtime(
     recipes=recipes,
     description="ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
     resolved_quantize=lambda profile: {"reduce_range": OrtQuantizeOptions(**profile.quantize).reduce(profile)},
+    artifact_options=artifact_options,
 )

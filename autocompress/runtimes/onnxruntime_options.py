@@ -1,15 +1,18 @@
-"""ONNX Runtime's quantizer options, as a profile's `quantize:` gives them: a module of their own, so both the
-runtime's record (runtimes/onnxruntime.py) and its builder (compress/quantize_onnxruntime.py) read them without
-importing each other."""
+"""ONNX Runtime's settings in a profile: its execution providers and its quantizer's options (`quantize:`). A
+module of their own, so both the runtime's record (runtimes/onnxruntime.py) and its builder
+(compress/quantize_onnxruntime.py) read them without importing each other."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from autocompress.runtimes.base import DeviceProfile
+
+TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = ("CUDAExecutionProvider", TENSORRT)
 
 
 class OrtQuantizeOptions(BaseModel):
@@ -24,6 +27,9 @@ class OrtQuantizeOptions(BaseModel):
     reduce_range: bool | Literal["auto"] = "auto"
 
     def reduce(self, profile: DeviceProfile) -> bool:
+        """Never for TensorRT: it takes full-range signed int8 weights (7 bits would only lose precision)."""
+        if primary_provider(profile) == TENSORRT:
+            return False
         if self.reduce_range != "auto":
             return bool(self.reduce_range)
         return profile.is_remote or not has_vnni()
@@ -36,3 +42,12 @@ def has_vnni() -> bool:
     except OSError:
         return False
     return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def providers(profile: DeviceProfile) -> list[Any]:
+    return list(profile.runtime_options.get("providers", ["CPUExecutionProvider"]))
+
+
+def primary_provider(profile: DeviceProfile) -> str:
+    first = providers(profile)[0]
+    return first if isinstance(first, str) else first[0]

@@ -62,7 +62,7 @@ class Confirmed:
     attempts: int = 1
     metric: float | None = None  # validation, scored on the artifact confirmed (kept or rebuilt)
     test_metric: float | None = None  # the held-out split, scored once here
-    test_drop: float | None = None  # in the bound's units (absolute or relative)
+    test_drop: float | None = None  # in the metric's own units, as the validation drop beside it
     test_within_bound: bool | None = None  # None: not checked (no bound given)
     final: Headline | None = None  # the winner only: its figure from fresh windows
 
@@ -117,8 +117,7 @@ def confirm(
         assert paired is not None
         test_drop = within = None
         if settings is not None:
-            test_drop = metric_drop(scores["baseline_test"], scores["test"][index], settings)
-            within = test_drop <= settings.max_drop
+            test_drop, within = held_out_verdict(scores["baseline_test"], scores["test"][index], settings)
         confirmed.append(
             Confirmed(
                 trial=trial.number,
@@ -168,6 +167,12 @@ def _scores(study: optuna.Study, task: Task, profile: HardwareProfile, paths: li
     study.set_user_attr(BASELINE_ATTR, record)
     scores["baseline_test"] = scores["test"][0]
     return scores
+
+
+def held_out_verdict(baseline: float, metric: float, settings: SearchSettings) -> tuple[float, bool]:
+    """The drop on the test split in the metric's own units (as every reported drop), and whether it is within
+    the bound (compared in the bound's units: a fraction of the baseline with `--drop-mode relative`)."""
+    return baseline - metric, metric_drop(baseline, metric, settings) <= settings.max_drop
 
 
 def _say_what_test_refused(confirmed: list[Confirmed], chosen: Confirmed) -> None:

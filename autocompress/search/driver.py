@@ -20,7 +20,6 @@ from rich.console import Console
 
 from autocompress.compress.pipeline import STAGE_SECONDS, build
 from autocompress.config import SearchSettings
-from autocompress.errors import AutocompressError
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware.locks import compute_slot, registered_worker
 from autocompress.hardware.profile import HardwareProfile
@@ -28,6 +27,7 @@ from autocompress.home import default_tracking_uri
 from autocompress.search.artifacts import baseline_artifact, trial_dir
 from autocompress.search.claim import once_per_study
 from autocompress.search.confirm import Confirmed, as_record, confirm, winner
+from autocompress.search.failures import BUG_REASON, TRIAL_FAILURES, TrialBug
 from autocompress.search.morning_report import METRIC_NAME_ATTR, render
 from autocompress.search.polish import polish, polished
 from autocompress.search.progress import SearchProgress
@@ -36,6 +36,7 @@ from autocompress.search.results import (
     BASELINE_ATTR,
     METRICS_ATTR,
     constraint_values,
+    estimate_metrics,
     feasible_front,
     measurement_record,
     objective_names,
@@ -56,6 +57,7 @@ from autocompress.search.stages import (
 )
 from autocompress.search.study import open_storage, open_study
 from autocompress.search.tracking import RUN_NAME_TAG, MlflowTracker
+from autocompress.search.trial_lines import TrialLines
 from autocompress.signals import DEADLINE, interrupts_as_keyboard, not_after, raise_if_interrupted, stop_at
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task
@@ -118,9 +120,7 @@ class Objective:
             metrics["time_measure_s"] = time.monotonic() - measuring  # where the trial's time went
             if self.table is not None:  # how far the sensitivity table's additive estimate was from the truth
                 drop, speedup = estimate(self.space, self.table, strategy)
-                metrics |= {"estimate_drop": drop, "estimate_speedup": speedup,
-                            "estimate_drop_error": metrics["metric_drop"] - drop,
-                            "estimate_speedup_error": metrics["speedup"] / speedup - 1.0}  # fmt: skip
+                metrics |= estimate_metrics(metrics, drop, speedup, self.baseline["metric"], self.settings)
             trial.set_user_attr(METRICS_ATTR, metrics)
             for key, value in constraint_values(metrics["metric_drop"], measurement.size_bytes, self.settings).items():
                 trial.set_constraint(key, value)
@@ -134,9 +134,13 @@ class Objective:
             )
             requeue(trial.study, trial)
             raise
-        except Exception as error:
+        except TRIAL_FAILURES as error:  # what a candidate may legitimately meet: the trial fails, the search goes on
             self._record_failure(trial, run_id, one_line(error), "FAILED")
             raise
+        except Exception as error:  # a bug: the search stops; the candidate waits for the run after the fix
+            self._record_failure(trial, run_id, f"{BUG_REASON} {one_line(error)}", "FAILED")
+            requeue(trial.study, trial)
+            raise TrialBug(trial.number, one_line(error)) from error
         return objective_values(metrics, self.settings)
 
     def _record_failure(self, trial: optuna.Trial, run_id: str, reason: str, status: str) -> None:
@@ -249,19 +253,21 @@ def run_search(
             timeout = None if settings.timeout is None else max(1.0, settings.timeout - (time.monotonic() - started))
             if timeout is not None:
                 objective.deadline = time.monotonic() + timeout + settings.deadline_margin
+            lines = TrialLines(task.metric_name)
             with SearchProgress(settings.trials, timeout, console) as progress:
                 study.optimize(
                     objective,
                     n_trials=settings.trials,
                     timeout=timeout,
-                    catch=(Exception,),
-                    callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), *promote, progress],
+                    catch=TRIAL_FAILURES,
+                    callbacks=[KeepArtifacts(tracker, study_name, settings.confirm), *promote, progress, lines],
                     gc_after_trial=True,
                 )
             if settings.polish_steps and settings.sampler == "tpe":  # after the budget, its deadline lifted
                 objective.deadline = None
+                keep = KeepArtifacts(tracker, study_name, settings.confirm)
                 polish(study, objective, settings.polish_steps, allowed_drop(settings, baseline["metric"]),
-                       space.distill, callbacks=[KeepArtifacts(tracker, study_name, settings.confirm)])  # fmt: skip
+                       space.distill, callbacks=[keep, lines])  # fmt: skip
             confirming = time.monotonic()
             confirmed = (
                 confirm(study, task, profile, settings.confirm, attempts=settings.confirm_windows, settings=settings)
@@ -272,7 +278,7 @@ def run_search(
     except KeyboardInterrupt:
         tracker.end_parent("KILLED")
         raise SearchInterrupted(f"search '{study_name}' interrupted; run the same command again to resume") from None
-    except AutocompressError:
+    except Exception:  # a user's mistake or a bug: the study is kept, the next invocation resumes it
         tracker.end_parent("FAILED")
         raise
     wall_s = time.monotonic() - started

@@ -21,7 +21,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.compress.distill import DistillKnobs
-from autocompress.search.results import METRICS_ATTR, fastest_feasible
+from autocompress.search.failures import TRIAL_FAILURES
+from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, fastest_feasible
 from autocompress.spaces.knobs import only, without
 from autocompress.spaces.strategy import Strategy
 
@@ -39,13 +40,16 @@ def _pruned_steps(trial: FrozenTrial) -> int | None:
     return strategy.distill.steps if strategy.prune.any else None
 
 
-def _drop(trial: FrozenTrial) -> float:
-    return trial.user_attrs[METRICS_ATTR]["metric_drop"]
+def _drop(study: optuna.Study, trial: FrozenTrial) -> float:
+    """The trial's drop in the metric's own units, those of `allowed_drop` (the recorded `metric_drop` is in the
+    bound's units: a fraction of the baseline with `--drop-mode relative`)."""
+    return study.user_attrs[BASELINE_ATTR]["metric"] - trial.user_attrs[METRICS_ATTR]["metric"]
 
 
 def polish_candidate(study: optuna.Study, allowed_drop: float, steps: int, margin: float = 2.0) -> FrozenTrial | None:
-    """The pruned, infeasible trial within `margin` x `allowed_drop` that is faster than the fastest feasible one
-    and the least damaged of those; None if there is none (or it was polished already)."""
+    """The pruned, infeasible trial within `margin` x `allowed_drop` (in the metric's own units) that is faster
+    than the fastest feasible one and the least damaged of those; None if there is none (or it was polished
+    already)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     already = {trial.user_attrs.get(POLISHED_ATTR) for trial in study.get_trials(deepcopy=False)}
     best = fastest_feasible(study)
@@ -55,11 +59,11 @@ def polish_candidate(study: optuna.Study, allowed_drop: float, steps: int, margi
         metrics = trial.user_attrs.get(METRICS_ATTR)
         if metrics is None or metrics["feasible"] or trial.number in already or POLISHED_ATTR in trial.user_attrs:
             continue
-        near = metrics["metric_drop"] <= margin * allowed_drop and metrics["speedup"] > floor
+        near = _drop(study, trial) <= margin * allowed_drop and metrics["speedup"] > floor
         had = _pruned_steps(trial)
         if near and had is not None and had < steps:
             candidates.append(trial)
-    return min(candidates, key=_drop, default=None)
+    return min(candidates, key=lambda trial: _drop(study, trial), default=None)
 
 
 def polish_params(study: optuna.Study, candidate: FrozenTrial, distill: DistillKnobs) -> dict[str, Any] | None:
@@ -73,7 +77,7 @@ def polish_params(study: optuna.Study, candidate: FrozenTrial, distill: DistillK
                  if METRICS_ATTR in trial.user_attrs and _pruned_steps(trial)]  # fmt: skip
     if not distilled:
         return None
-    donor = min(distilled, key=_drop)
+    donor = min(distilled, key=lambda trial: _drop(study, trial))
     steps_knobs = distill.steps_knobs()
     steps = next(knob.read(donor.params) for knob in steps_knobs if knob.read(donor.params) is not None)
     borrowed = without(only(donor.params, distill.knobs()), steps_knobs)
@@ -100,7 +104,7 @@ def polish(
     attrs = {POLISHED_ATTR: candidate.number, POLISH_STEPS_ATTR: steps}
     queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))  # Optuna runs the oldest first
     study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    study.optimize(objective, n_trials=queued + 1, catch=(Exception,), callbacks=list(callbacks), gc_after_trial=True)
+    study.optimize(objective, n_trials=queued + 1, catch=TRIAL_FAILURES, callbacks=list(callbacks), gc_after_trial=True)
     return candidate.number
 
 

@@ -47,6 +47,18 @@ def metric_drop(baseline_metric: float, metric: float, settings: SearchSettings)
     return drop
 
 
+def estimate_metrics(
+    metrics: dict[str, float], drop: float, speedup: float, baseline_metric: float, settings: SearchSettings
+) -> dict[str, float]:
+    """How far the sensitivity table's additive estimate (`drop` in the metric's own units, as the table measures
+    it; `speedup`) was from the trial's measurement. The drop is compared in the bound's units, as `metric_drop`
+    is: with `--drop-mode relative` both are fractions of the baseline metric."""
+    estimated = metric_drop(baseline_metric, baseline_metric - drop, settings)
+    return {"estimate_drop": estimated, "estimate_speedup": speedup,
+            "estimate_drop_error": metrics["metric_drop"] - estimated,
+            "estimate_speedup_error": metrics["speedup"] / speedup - 1.0}  # fmt: skip
+
+
 def trial_metrics(measurement: Measurement, baseline: dict[str, Any], settings: SearchSettings) -> dict[str, float]:
     """Every number logged for a trial: the metric and its drop, the paired speedup and its interval, both
     latencies of that window in ms, and size."""

@@ -72,9 +72,17 @@ def make_sampler(settings: SearchSettings, seed: int, startup: int | None = None
     )
 
 
+def route_optuna_logs() -> None:
+    """Optuna's warnings through the root logger, like every library's (into the log file, autocompress/run_log.py),
+    instead of its own handler on stderr."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
 def open_study(name: str, storage: BaseStorage, settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     """Create or resume; a stored study built for another model, device or objectives is refused."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    route_optuna_logs()
     existing = len(_trials_so_far(name, storage))
     sampler = make_sampler(settings, seed=settings.seed + existing)  # a resumed study must not replay its draws
     try:

@@ -3,7 +3,7 @@
 Example: the digits ResNet on the `cpu` profile at per-layer granularity has 9 pruning groups
 (`prune/stem.0` couples the stem with every conv feeding stage 1's residual sums), 16 layers with a precision
 knob (`precision/stage1.0.conv1` in {int8, fp32}, ...), the importance criterion, the calibration method (when
-something is int8) and the distillation knobs (when something was pruned or quantized). `granularity="family"`
+something is int8) and the distillation knobs (when something was pruned). `granularity="family"`
 shares one knob per layer of repeated blocks, `"stage"` one per top-level module (`stem`, `stage1`, ...),
 `"global"` one of each for the whole model. Each step (compress/prune.py, quantize.py, distill.py) owns its
 parameter names; this module only composes them and maps Optuna parameters to a Strategy and back.
@@ -180,12 +180,12 @@ class SearchSpace:
     def params_for(self, chosen: Mapping[Knob, Any], distill_steps: int) -> dict[str, Any]:
         """Optuna parameters of these knob values (every other unit uncompressed), distilled `distill_steps` if
         pruned beyond what re-fitting repairs."""
-        prune, quantize = self.prune.settings_for(chosen), self.quantize.settings_for(chosen)
+        prune = self.prune.settings_for(chosen)
         recover = prune.needs_recovery
         params = {**self.prune.params_for(chosen), **self.quantize.params_for(chosen)}
         for added in self.added:
             params |= added.params_for(chosen)
-        return params | self.distill.uniform(distill_steps if recover else 0, recover, prune.any or quantize.any)
+        return params | self.distill.uniform(distill_steps if recover else 0, recover, prune.any)
 
     def terms(self, strategy: Strategy) -> list[Term]:
         """What a strategy sets, as terms of the sensitivity table's additive estimate (search/seeds.py)."""
@@ -195,7 +195,7 @@ class SearchSpace:
         """Ask the trial for every knob; the Strategy it returns is the whole candidate."""
         prune = self.prune.suggest(trial)
         quantize = self.quantize.suggest(trial)
-        distill = self.distill.suggest(trial, pruned=prune.needs_recovery, quantized=prune.any or quantize.any)
+        distill = self.distill.suggest(trial, recover=prune.needs_recovery, pruned=prune.any)
         added = {step.module: step.suggest(trial) for step in self.added}
         return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill, added=added)
 
@@ -211,9 +211,8 @@ class SearchSpace:
     def combine(self, prune: float, quantize: dict[str, Any], distill_steps: int) -> dict[str, Any]:
         """Uniform pruning at `prune`, the given precision parameters, the hand-made distillation."""
         pruned = prune > 0 and bool(self.prune.ratio_units() or self.prune.head_units())
-        quantized = self.quantize.quantizes(quantize)
         recover = pruned and not self.prune.reconstruct  # re-fitted layers need no distillation (compress/prune.py)
-        distill = self.distill.uniform(distill_steps if recover else 0, recover, pruned or quantized)
+        distill = self.distill.uniform(distill_steps if recover else 0, recover, pruned)
         neutral = {key: value for added in self.added for key, value in added.params_for({}).items()}
         return {**self.prune.uniform(prune), **quantize, **neutral, **distill}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ class TinyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv1.out_channels < WIDTH:  # pruned: $TINY_PRUNED_SECONDS makes its first use that slow (a deadline)
             time.sleep(float(os.environ.pop("TINY_PRUNED_SECONDS", "0")))
+            if os.environ.get("TINY_PRUNED_BUG"):  # a programming error planted in the build of a pruned candidate
+                return self.conv3(x)
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)) + x)
         return self.fc(x.mean(dim=(2, 3)))
@@ -49,9 +52,23 @@ def _split() -> dict[str, TensorDataset]:
 
 
 def build_model() -> tuple[nn.Module, torch.Tensor]:
-    """Trained for ten quick epochs (a few seconds) so accuracy is meaningful (about 0.84)."""
+    """Trained for ten quick epochs (a few seconds on a quiet machine) so accuracy is meaningful (about 0.84); the
+    weights are kept under $AUTOCOMPRESS_HOME, as a user keeps a checkpoint, so the tests train it once."""
+    checkpoint = Path(os.environ.get("AUTOCOMPRESS_HOME", "autocompress-runs")) / f"tiny-task-width{WIDTH}.pt"
     torch.manual_seed(0)
     model = TinyNet()
+    if checkpoint.exists():
+        model.load_state_dict(torch.load(checkpoint, weights_only=True))
+        return model.eval(), torch.zeros(1, 1, 8, 8)
+    _train(model)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_name(f"{checkpoint.name}.{os.getpid()}")
+    torch.save(model.state_dict(), partial)
+    partial.replace(checkpoint)  # atomic: a test started meanwhile reads the whole file or trains its own
+    return model.eval(), torch.zeros(1, 1, 8, 8)
+
+
+def _train(model: TinyNet) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     loader = DataLoader(_split()["train"], batch_size=64, shuffle=True)
     for _ in range(10):
@@ -60,7 +77,6 @@ def build_model() -> tuple[nn.Module, torch.Tensor]:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return model.eval(), torch.zeros(1, 1, 8, 8)
 
 
 def loaders() -> dict[str, DataLoader]:
@@ -137,3 +153,91 @@ def float_label_loaders() -> dict:
 
 def not_loaders() -> str:
     return "train.csv"
+
+
+# ---- user code that is wrong in ways only running it shows (tests/test_bad_user_code.py) ----
+
+
+class _Wrapped(nn.Module):
+    """The tiny model with its output reshaped by `how` (a dict, a tuple, the batch averaged away)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.net, _ = build_model()
+        self.how = how
+
+    def forward(self, x: torch.Tensor):  # noqa: ANN201 - returns what a confused user returns
+        logits = self.net(x)
+        if self.how == "dict":
+            return {"logits": logits, "features": x.mean(dim=(2, 3))}
+        if self.how == "tuple":
+            return logits, x.mean(dim=(2, 3))
+        return logits.mean(dim=0, keepdim=True)  # "batch": one row whatever the batch
+
+
+def dict_output_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Wrapped("dict").eval(), torch.zeros(1, 1, 8, 8)
+
+
+def tuple_output_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Wrapped("tuple").eval(), torch.zeros(1, 1, 8, 8)
+
+
+def batch_averaging_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Wrapped("batch").eval(), torch.zeros(1, 1, 8, 8)
+
+
+def _lists(transform) -> dict:  # noqa: ANN001 - (inputs, labels) -> (inputs, labels)
+    split = _split()
+    return {name: [transform(*data.tensors)] for name, data in split.items()}
+
+
+def float64_loaders() -> dict:
+    """Inputs as numpy makes them (float64); the example input is float32."""
+    return _lists(lambda x, y: (x.double(), y))
+
+
+def larger_image_loaders() -> dict:
+    """16x16 images: the model pools them away in torch, but the export fixes 8x8."""
+    return _lists(lambda x, y: (nn.functional.interpolate(x, size=(16, 16)), y))
+
+
+def one_hot_label_loaders() -> dict:
+    return _lists(lambda x, y: (x, nn.functional.one_hot(y, 10)))
+
+
+def short_label_loaders() -> dict:
+    """One label too few per batch."""
+    return _lists(lambda x, y: (x, y[:-1]))
+
+
+def shifted_label_loaders() -> dict:
+    """Classes 1 to 10 (a 1-based labelling) for a model of 10 outputs."""
+    return _lists(lambda x, y: (x, y + 1))
+
+
+class _FailsPartWay:
+    """A re-iterable validation loader whose third batch cannot be read (a corrupt file, a missing image)."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.batches = DataLoader(data, batch_size=100)
+
+    def __iter__(self):  # noqa: ANN204
+        for index, batch in enumerate(self.batches):
+            if index == 2:
+                raise OSError("image 213 cannot be read: truncated file")
+            yield batch
+
+
+def failing_validation_loaders() -> dict:
+    split = _split()
+    return {"train": DataLoader(split["train"], batch_size=64), "calibration": DataLoader(split["calibration"]),
+            "validation": _FailsPartWay(split["validation"])}  # fmt: skip
+
+
+def metric_raises(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(outputs.argmax(axis=1) == labels["label"]))  # as if labels were records
+
+
+def metric_nan(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(outputs[:, 10:]))  # the mean of an empty slice

@@ -1,0 +1,93 @@
+"""Bugs are bugs: only the failures a trial may legitimately have fail it; anything else stops the search, the
+candidate queued again (autocompress/search/failures.py). The end-to-end case (a planted AttributeError in a user's
+forward, the one line naming the log file, the resume after the fix) is in tests/test_e2e_user_task.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from autocompress.config import SearchSettings
+from autocompress.errors import CandidateRefused, DeviceError, MeasurementFailed, NonFiniteMetric
+from autocompress.search import driver
+from autocompress.search.failures import BUG_REASON, TRIAL_FAILURES, TrialBug, is_trial_failure
+from autocompress.signals import DeadlineExceeded
+from autocompress.spaces.space import SearchSpace
+
+
+class NullTracker:
+    """MLflow left out: what the objective tells it is kept for the assertions."""
+
+    parent_id = None
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def start_trial(self, number: int, tags: dict) -> str:
+        return f"run-{number}"
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def log_text(self, *args: object) -> None:
+        pass
+
+    def log_table(self, *args: object) -> None:
+        pass
+
+    def end_trial(self, run_id: str, status: str) -> None:
+        self.ended.append((run_id, status))
+
+
+def _objective(task, profile) -> tuple[driver.Objective, NullTracker]:
+    tracker = NullTracker()
+    space = SearchSpace.for_task(task, profile)
+    objective = driver.Objective(task, profile, SearchSettings(), space, "unit-failures", {}, Path("none"), tracker)
+    return objective, tracker
+
+
+def _study() -> optuna.Study:
+    return optuna.create_study(directions=["maximize", "minimize"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [CandidateRefused("ONNX export failed: x"), MeasurementFailed("the measuring process died"),
+     NonFiniteMetric("metric is nan"), DeadlineExceeded("deadline: building"), DeviceError("SSH to pi failed"),
+     MemoryError(), torch.OutOfMemoryError("CUDA out of memory")],  # fmt: skip
+)
+def test_what_a_trial_may_meet_fails_it_and_the_search_goes_on(tiny_task, cpu_profile, monkeypatch, error):
+    def refuse(*args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(driver, "build", refuse)
+    objective, tracker = _objective(tiny_task, cpu_profile)
+    study = _study()
+    study.optimize(objective, n_trials=2, catch=TRIAL_FAILURES)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]  # the second one ran too
+    assert study.trials[0].user_attrs["fail_reason"].startswith(type(error).__name__)
+    assert tracker.ended == [("run-0", "FAILED"), ("run-1", "FAILED")]
+    assert is_trial_failure(error)
+
+
+@pytest.mark.parametrize("error", [TypeError("unsupported operand"), AttributeError("no attribute 'conv3'"),
+                                   KeyError("layer"), ValueError("bad value"), AssertionError()])  # fmt: skip
+def test_anything_else_stops_the_search_and_queues_the_candidate_again(tiny_task, cpu_profile, monkeypatch, error):
+    def planted(*args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(driver, "build", planted)
+    objective, tracker = _objective(tiny_task, cpu_profile)
+    study = _study()
+    with pytest.raises(TrialBug, match=rf"^trial 0 raised {type(error).__name__}") as stopped:
+        study.optimize(objective, n_trials=5, catch=TRIAL_FAILURES)
+    assert stopped.value.__cause__ is error  # the traceback the log file gets is the bug's own
+    failed, queued = study.trials
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(BUG_REASON)
+    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == 0
+    assert tracker.ended == [("run-0", "FAILED")]
+    assert not is_trial_failure(error)
