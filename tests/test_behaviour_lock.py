@@ -31,9 +31,10 @@ import yaml
 from optuna.trial import TrialState
 
 from autocompress.config import SearchSettings
+from autocompress.search.candidates import first_candidates, worker_sampler
+from autocompress.search.refine import PromoteProbes, SkipFromIncumbent
 from autocompress.search.results import METRICS_ATTR
 from autocompress.search.sensitivity import Row, Sensitivity, choices
-from autocompress.search.stages import PromoteProbes, SkipFromIncumbent, first_candidates, worker_sampler
 from autocompress.spaces.space import SearchSpace
 from tests.helpers import load_study, start_cli
 

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from autocompress.compress.pipeline import build
 from autocompress.runtimes import importable_from
+from autocompress.search.plan import SEARCH
 from autocompress.search.run_views import layer_table, run_name
 from autocompress.search.seeds import estimate, seeds
 from autocompress.search.sensitivity import SENSITIVITY_ATTR, Choice, Row, Sensitivity, choices, strategy_of
@@ -104,3 +105,6 @@ def test_a_search_with_an_extra_knob_from_the_tests_folder(tmp_path):
     assert all(t.user_attrs["strategy"]["added"][MODULE]["fraction"] == FRACTION.read(t.params) for t in trials)
     table = study.user_attrs[SENSITIVITY_ATTR]["rows"]
     assert [row["value"] for row in table if row["kind"] == FRACTION.kind] == [0.5]
+    cached = {stage.name: stage.cache_key for stage in SEARCH if stage.cache_key}  # where each stage keeps its result
+    for name in ("set-up claim", "baseline", "sensitivity table", "confirmation"):
+        assert cached[name] in study.user_attrs, name

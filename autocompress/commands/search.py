@@ -20,10 +20,8 @@ from autocompress.commands.common import (
     WindowsOpt,
     err,
     experiment_of,
-    export_and_say,
     fail,
     print_summary,
-    register_export,
     setup_logging,
     stopped,
 )
@@ -108,7 +106,7 @@ def _search(
     check_runtime(task, profile)
     name = experiment.search.study or f"{task.name}-{profile.name}"
     try:
-        outcome = run_search(task, profile, experiment.search, name, console=err)
+        outcome = run_search(task, profile, experiment.search, name, console=err, out=out, register=register)
     except SearchInterrupted as interrupted:
         typer.echo(str(interrupted), err=True)
         raise typer.Exit(130) from None
@@ -120,7 +118,9 @@ def _search(
     if outcome.confirmed:
         err.print(f"confirmation took {outcome.confirm_s:.0f} s of this search's {outcome.wall_s:.0f} s")
     err.print(ui_link(experiment.search.tracking_uri or default_tracking_uri(), name) or "", soft_wrap=True)
-    if out is not None:
-        target = export_and_say(outcome.study, profile, out, lambda: task, outcome.confirmed, task.metric_name)
-        if target is not None and register:
-            register_export(experiment.search.tracking_uri, name, target)
+    if outcome.export_note is not None:  # the export stage ran (search/plan.py): what it did
+        err.print(outcome.export_note)
+    elif outcome.exported is not None:
+        err.print(f"exported the best strategy to {outcome.exported}")
+    if outcome.registered is not None:
+        err.print(outcome.registered)

@@ -57,9 +57,10 @@ def _sensitivity(config: Path | None, example: str | None, device: str | None, o
 
     from autocompress.hardware.availability import usable_profile
     from autocompress.home import default_tracking_uri
-    from autocompress.search.driver import measure_baseline
+    from autocompress.search.baseline import measure_baseline
+    from autocompress.search.candidates import sensitivity_table
+    from autocompress.search.results import allowed_drop
     from autocompress.search.sensitivity_report import write
-    from autocompress.search.stages import allowed_drop, sensitivity_table
     from autocompress.search.study import open_storage, open_study
     from autocompress.search.tracking import MlflowTracker
     from autocompress.spaces.space import SearchSpace

@@ -1,0 +1,97 @@
+"""The stages before the sampler takes over: the sensitivity table (once per study) and the first candidates.
+
+The first candidates are what a user would try by hand and the runtime's one-click recipes (warm starts,
+labelled `enqueued`), then the candidates the table's solver proposes (labelled `seeded`: the search's own
+proposals, not hand-made). With seeds, TPE starts modelling right after them instead of spending trials at random.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autocompress.config import SearchSettings
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.home import study_dir
+from autocompress.search.results import allowed_drop
+from autocompress.search.seeds import Seed, seeds
+from autocompress.search.sensitivity import SENSITIVITY_ATTR, Sensitivity, analyse
+from autocompress.search.sensitivity_report import write
+from autocompress.search.study import make_sampler
+from autocompress.search.tracking import MlflowTracker
+from autocompress.spaces.space import SearchSpace
+from autocompress.task import Task
+
+log = logging.getLogger(__name__)
+SEEDED_ATTR = "seeded"
+ESTIMATE_ATTR = "estimate"
+STARTUP_ATTR = "startup_trials"
+
+
+def sensitivity_table(
+    study: optuna.Study,
+    task: Task,
+    profile: HardwareProfile,
+    space: SearchSpace,
+    baseline: dict[str, Any],
+    baseline_path: Path,
+    settings: SearchSettings,
+    tracker: MlflowTracker | None = None,
+) -> Sensitivity:
+    """The study's table: measured once and stored with the study; each measurement is logged to MLflow."""
+    cached = study.user_attrs.get(SENSITIVITY_ATTR)
+    if cached is not None:
+        return Sensitivity.from_dict(cached)
+    log.info("sensitivity analysis: each choice alone, measured on %s", profile.name)
+    table = analyse(
+        task, profile, space, baseline_path, baseline["metric"], study_dir(study.study_name) / "sensitivity"
+    )
+    study.set_user_attr(SENSITIVITY_ATTR, table.as_dict())
+    if tracker is not None and tracker.parent_id is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            bound = allowed_drop(settings, baseline["metric"])
+            for path in write(table, Path(scratch), task.metric_name, bound, f"{task.name} on {profile.name}"):
+                tracker.log_artifact(tracker.parent_id, path)
+        tracker.log(tracker.parent_id, metrics={"sensitivity_s": table.seconds, "sensitivity_choices": len(table.rows)})
+    return table
+
+
+def first_candidates(
+    study: optuna.Study, space: SearchSpace, settings: SearchSettings, table: Sensitivity | None, baseline_metric: float
+) -> int:
+    """Enqueue warm starts, then seeds, within the trial budget; give the sampler that many start-up trials.
+    Returns how many were enqueued."""
+    starts: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        (params, {"enqueued": label}) for label, params in (space.warm_starts() if settings.warm_starts else [])
+    ]
+    planted: list[Seed] = seeds(space, table, allowed_drop(settings, baseline_metric)) if table else []
+    starts += [
+        (seed.params, {SEEDED_ATTR: seed.label, ESTIMATE_ATTR: {"drop": seed.drop, "speedup": seed.speedup}})
+        for seed in planted
+    ]
+    known: set[str] = set()
+    queued = 0
+    for params, attrs in starts[: settings.trials or None]:  # never more than the budget
+        key = repr(sorted(params.items()))
+        if key not in known:
+            known.add(key)
+            study.enqueue_trial(params, user_attrs=attrs)
+            queued += 1
+    if planted:
+        study.set_user_attr(STARTUP_ATTR, queued)  # every worker's sampler starts modelling after the seeds
+    return queued
+
+
+def worker_sampler(study: optuna.Study, settings: SearchSettings, setup: str, seed: int) -> None:
+    """This worker's sampler: one that starts modelling right after a seeded study's seeds, and, beside other
+    workers, a seed of its own (two workers with one seed and one history would draw the same candidates)."""
+    others_running = any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+    if setup == "waited" or others_running:
+        seed += 1009 * (os.getpid() % 9973)
+    startup = study.user_attrs.get(STARTUP_ATTR)
+    study.sampler = make_sampler(settings, seed, startup=None if startup is None else int(startup))
