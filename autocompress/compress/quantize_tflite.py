@@ -46,10 +46,10 @@ from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
 from autocompress.compress.export import fingerprint
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import CandidateRefused
-from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import layer_names
+from autocompress.spaces.sections import QuantizeSettings
 from autocompress.task import Batches, DynamicAxes
 
 Algorithm = quantizer.AlgorithmName
@@ -83,7 +83,7 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
-    profile: HardwareProfile,
+    profile: DeviceProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact for a (pruned, distilled) model: LiteRT conversion, then per-layer quantization.
