@@ -179,12 +179,12 @@ def test_measurements_load_each_artifact_with_its_own_tensorrt_settings(mixed_ar
 def test_reduce_range_is_never_on_for_tensorrt(monkeypatch, tmp_path):
     from autocompress.errors import AutocompressError
     from autocompress.hardware.profile import BUILTIN_DIR
-    from autocompress.runtimes import onnxruntime as ort_runtime
+    from autocompress.runtimes import onnxruntime_options as ort_options
 
-    monkeypatch.setattr(ort_runtime, "has_vnni", lambda: False)  # a CPU where "auto" means 7-bit weights
+    monkeypatch.setattr(ort_options, "has_vnni", lambda: False)  # a CPU where "auto" means 7-bit weights
     jetson = get_profile("jetson-orin")
-    assert ort_runtime.OrtQuantizeOptions(**jetson.quantize).reduce(jetson) is False
-    assert ort_runtime.OrtQuantizeOptions(reduce_range="auto").reduce(get_profile("cpu")) is True  # the contrast
+    assert ort_options.OrtQuantizeOptions(**jetson.quantize).reduce(jetson) is False
+    assert ort_options.OrtQuantizeOptions(reduce_range="auto").reduce(get_profile("cpu")) is True  # the contrast
     text = (BUILTIN_DIR / "jetson-orin.yaml").read_text().replace("name: jetson-orin", "name: my-orin")
     text = text.replace("aliases: [jetson, orin]", "aliases: []").replace(
         "quantize: {activation_type: int8, activation_symmetric: true}",
