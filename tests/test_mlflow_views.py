@@ -86,7 +86,8 @@ def test_the_export_is_registered_once_and_loads_with_the_reported_metric(search
     assert not new and again.version == version.version
     assert len(client.search_model_versions(f"name = '{model.name}'")) == 1
 
-    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{model.name}/{version.version}", tracking_uri=tracking))
+    source = client.get_model_version_download_uri(model.name, version.version)  # through the server
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking))
     assert {"model.onnx", "strategy.yaml", "report.json"} <= {p.name for p in folder.iterdir()}
     measured = measure_artifact(folder / "model.onnx", tiny_task, get_profile("cpu"))
     assert measured.metric == pytest.approx(report["accuracy"], abs=1e-9)
