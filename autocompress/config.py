@@ -114,6 +114,11 @@ class ExperimentConfig(_Strict):
         description="narrows the search space over the task's own: granularity and any step's ranges, e.g. "
         "{max_prune_ratio: 0.5, distill_steps: [0, 50, 100], skip_blocks: false} (spaces/space.py)",
     )
+    steps: list[str] = Field(
+        default_factory=list,
+        description="modules that add a compression step (each defines STEP, spaces/added.py), imported relative to "
+        "this file's folder",
+    )
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     _name = field_validator("name")(safe_name)

@@ -17,6 +17,7 @@ from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
 from autocompress.examples import EXAMPLES, check_example
 from autocompress.runtimes import importable_from
+from autocompress.spaces.added import added_step
 from autocompress.spaces.space import check_options
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.splits import with_test_split
@@ -78,7 +79,7 @@ def load_task(config: ExperimentConfig) -> Task:
     if config.example is not None:
         check_example(config.example)
         example = resolve_callable(EXAMPLES[config.example], "example")()
-        return _with_space(with_test_split(example), config.space)
+        return _with_steps(_with_space(with_test_split(example), config.space), config)
     assert config.model is not None and config.data is not None
     with importable_from(config.base_dir):
         model, example = _model(config.model)
@@ -95,7 +96,18 @@ def load_task(config: ExperimentConfig) -> Task:
         prune_hints=hints if hints.num_heads else None,
     )
     check_task(task, Sources(config.model, config.data, config.metric))
-    return _with_space(with_test_split(task), config.space)
+    return _with_steps(_with_space(with_test_split(task), config.space), config)
+
+
+def _with_steps(task: Task, config: ExperimentConfig) -> Task:
+    """The config's added steps, imported now (from the config's folder) so a mistake is one line before any
+    work, and so the pipeline finds them by module name later."""
+    if not config.steps:
+        return task
+    with importable_from(config.base_dir):
+        for module in config.steps:
+            added_step(module)
+    return dataclasses.replace(task, steps=tuple(config.steps))
 
 
 def _with_space(task: Task, space: dict[str, Any]) -> Task:

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AUTOCOMPRESS_HOME"] = str(args.home.resolve())
     from autocompress.config import ExperimentConfig
     from autocompress.hardware.availability import usable_profile
-    from autocompress.runtimes.onnxruntime import has_vnni
+    from autocompress.runtimes.onnxruntime_options import has_vnni
     from autocompress.tasks import load_task
     from experiments.benchmark import machine_info
 

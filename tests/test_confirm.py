@@ -64,7 +64,7 @@ def _fake_timer(confirmed_speedups: dict[bytes, float], baseline_floors_ms: list
     takes the next of `baseline_floors_ms` as the baseline's floor in that window."""
     floors = iter(baseline_floors_ms or [])
 
-    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None) -> Interleaved:
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None, fresh=False) -> Interleaved:
         speedups = [confirmed_speedups[path.read_bytes()] for path in candidates]
         latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
         floor = next(floors, 1.0)
@@ -157,8 +157,9 @@ def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
     quick = TimingPolicy(min_rounds=12, target_rel_ci=0.03, time_cap_s=2.0)
     confirmed = confirm(study, tiny_task, get_profile("cpu"), k=2, policy=quick, windows=2, gap_s=0.0)
     assert [c.trial for c in confirmed] == [1, 0]
-    final = confirmed[0].final  # the winner, timed again alone in two fresh windows
-    assert final is not None and final.windows == 2 and final.default_is_fp32 and len(final.fp32.per_window) == 2
+    final = confirmed[0].final  # the winner, timed again alone in two fresh windows (more on a busy machine)
+    assert final is not None and final.default_is_fp32 and len(final.fp32.per_window) == final.windows
+    assert final.windows == 2 or final.noisy  # two undisturbed windows, or every window's own figure, flagged
     assert final.default.ci_low <= final.default.speedup <= final.default.ci_high and final.default.speedup > 1.0
     assert confirmed[0].test_metric is not None and confirmed[0].metric is not None  # scored in ONNX Runtime
     assert confirmed[0].speedup > 1.0
@@ -174,12 +175,12 @@ def test_the_winners_figure_comes_from_fresh_windows_not_from_the_one_that_chose
     """The selection window flatters trial 0 (3.0x, beside trial 1's 2.0x); timed alone in three fresh windows it
     gives 2.6x, 2.7x and 2.65x: the report quotes those (geometric mean, interval over the windows)."""
     study = _study("confirm-fresh", [(_strategy(0.5), _metrics(3.0)), (_strategy(0.25), _metrics(2.0))])
-    fresh = iter([2.6, 2.7, 2.65])
+    windows = iter([2.6, 2.7, 2.65])
 
-    def timer(baseline, candidates, task, profile, policy, options=None) -> Interleaved:
+    def timer(baseline, candidates, task, profile, policy, options=None, fresh=False) -> Interleaved:
         if len(candidates) == 2:  # the selection window: both candidates together
             return _fake_timer({b"candidate 0": 3.0, b"candidate 1": 2.0})(baseline, candidates, task, profile, policy)
-        return _fake_timer({b"candidate 0": next(fresh)})(baseline, candidates, task, profile, policy)
+        return _fake_timer({b"candidate 0": next(windows)})(baseline, candidates, task, profile, policy)
 
     confirmed = confirm(study, tiny_task, get_profile("cpu"), timer=timer, windows=3, **FAKE)
     final = confirmed[0].final

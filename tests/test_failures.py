@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from autocompress.config import SearchSettings
 from autocompress.errors import CandidateRefused, DeviceError, MeasurementFailed, NonFiniteMetric
-from autocompress.search import driver
+from autocompress.search import trials
 from autocompress.search.failures import (
     BUG_REASON,
     TRIAL_FAILURES,
@@ -50,10 +50,10 @@ class NullTracker:
         self.ended.append((run_id, status))
 
 
-def _objective(task, profile) -> tuple[driver.Objective, NullTracker]:
+def _objective(task, profile) -> tuple[trials.Objective, NullTracker]:
     tracker = NullTracker()
     space = SearchSpace.for_task(task, profile)
-    objective = driver.Objective(task, profile, SearchSettings(), space, "unit-failures", {}, Path("none"), tracker)
+    objective = trials.Objective(task, profile, SearchSettings(), space, "unit-failures", {}, Path("none"), tracker)
     return objective, tracker
 
 
@@ -71,7 +71,7 @@ def test_what_a_trial_may_meet_fails_it_and_the_search_goes_on(tiny_task, cpu_pr
     def refuse(*args: object) -> None:
         raise error
 
-    monkeypatch.setattr(driver, "build", refuse)
+    monkeypatch.setattr(trials, "build", refuse)
     objective, tracker = _objective(tiny_task, cpu_profile)
     study = _study()
     study.optimize(objective, n_trials=2, catch=TRIAL_FAILURES)
@@ -87,7 +87,7 @@ def test_anything_else_stops_the_search_and_queues_the_candidate_again(tiny_task
     def planted(*args: object) -> None:
         raise error
 
-    monkeypatch.setattr(driver, "build", planted)
+    monkeypatch.setattr(trials, "build", planted)
     objective, tracker = _objective(tiny_task, cpu_profile)
     study = _study()
     with pytest.raises(TrialBug, match=rf"^trial 0 raised {type(error).__name__}") as stopped:

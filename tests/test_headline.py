@@ -32,12 +32,15 @@ def _machine(windows: list[list[tuple[float, float]]]):
     """A timer that plays back the given windows, one per call, and counts the calls."""
     queue = iter(enumerate(windows))
     calls: list[int] = []
+    fresh_sessions: list[bool] = []
 
-    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None) -> Interleaved:
+    def timer(baseline: Path, candidates: list[Path], task, profile, policy, options=None, fresh=False) -> Interleaved:
         index, states = next(queue)
         calls.append(index)
+        fresh_sessions.append(fresh)
         return _window(states, seed=index)
 
+    timer.fresh_sessions = fresh_sessions  # type: ignore[attr-defined]
     return timer, calls
 
 
@@ -55,6 +58,7 @@ def test_a_window_spent_in_the_slow_state_is_left_out_of_the_figure():
     timer, calls = _machine([[SLOW] * ROUNDS, [FAST] * ROUNDS, [FAST] * 30 + [SLOW] * 10])
     headline = _headline(timer)
     assert calls == [0, 1, 2] and headline.left_out == 1 and headline.windows == 2 and not headline.noisy
+    assert timer.fresh_sessions == [True] * 3  # each window loads the baseline anew (a new memory layout)
     assert headline.default.speedup == pytest.approx(FAST_RATIO, rel=0.01)
     assert headline.default.ci_low > SLOW_RATIO * 1.05  # no slow-state ratio inside the figure's interval
     assert headline.settled_share == pytest.approx((1.0 + 0.75) / 2)
@@ -80,3 +84,29 @@ def test_a_machine_in_one_state_throughout_gives_that_states_figure():
     headline = _headline(timer)
     assert calls == [0, 1, 2] and headline.windows == 3 and headline.left_out == 0 and not headline.noisy
     assert headline.default.speedup == pytest.approx(SLOW_RATIO, rel=0.01)
+
+
+def test_a_fresh_request_loads_the_reference_anew_where_others_reuse_it(tmp_path):
+    """The device keeps a study's baseline loaded between requests; the exported figure's windows ask for it
+    fresh, so that each samples a new session (real ONNX Runtime sessions, a tiny exported model)."""
+    import torch
+
+    from autocompress.compress.export import export_onnx
+    from autocompress.evaluators.device.runner import DeviceRequest, run_request, session_key
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(model, torch.zeros(1, 8), path)
+    session_file = str(get_profile("cpu").record.session_file)
+    sample = np.zeros((1, 8), np.float32)
+
+    def request(fresh: bool) -> DeviceRequest:
+        return DeviceRequest([str(path)], session_file, {}, 1, score=[], timed=False, fresh_sessions=fresh)
+
+    kept: dict = {}
+    run_request(request(False), [], sample, kept)
+    first = kept[session_key(str(path), request(False))]
+    run_request(request(False), [], sample, kept)
+    assert kept[session_key(str(path), request(False))] is first  # reused
+    run_request(request(True), [], sample, kept)
+    assert list(kept.values()) == [first]  # the fresh request neither used nor replaced the kept session

@@ -7,7 +7,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from autocompress.compress.distill import DistillSettings
+from autocompress.compress.distill import DistillKnobs, DistillSettings
 from autocompress.compress.prune import PruneSettings
 from autocompress.search.polish import (
     POLISH_STEPS_ATTR,
@@ -21,6 +21,7 @@ from autocompress.search.recovery import requeue
 from autocompress.spaces.strategy import Strategy
 
 ALLOWED = 0.01
+DISTILL = DistillKnobs(distill_steps=(0, 25, 50))  # the distillation knobs of the studies below
 BASELINE = 0.9
 
 
@@ -97,13 +98,13 @@ def test_a_relative_bound_takes_the_drop_in_the_metric_own_units():
 
 def test_a_candidate_that_took_no_distillation_borrows_the_settings_that_worked_best():
     study = _study()
-    own = polish_params(study, study.trials[2])
+    own = polish_params(study, study.trials[2], DISTILL)
     assert own == study.trials[2].params  # distilled: its own settings
-    borrowed = polish_params(study, study.trials[4])  # re-fitted, 0 steps: trial 0's (drop 0.005, 25 steps)
+    borrowed = polish_params(study, study.trials[4], DISTILL)  # re-fitted, 0 steps: trial 0's (drop 0.005, 25 steps)
     assert borrowed == {"prune/all": 0.5, "distill/steps": 25, "distill/lr": 3e-4}
     lone = optuna.create_study(directions=["maximize", "minimize"])
     _trial(lone, 0.5, 0, drop=0.013, speedup=4.0)
-    assert polish_params(lone, lone.trials[0]) is None  # nothing distilled to learn the settings from
+    assert polish_params(lone, lone.trials[0], DISTILL) is None  # nothing distilled to learn the settings from
 
 
 def test_the_polish_runs_after_what_was_queued_with_the_candidates_parameters_and_its_steps():
@@ -119,7 +120,7 @@ def test_the_polish_runs_after_what_was_queued_with_the_candidates_parameters_an
         ran.append((trial.number, dict(trial.params), polished(strategy, trial).distill.steps))
         return 0.99, 0.5
 
-    assert polish(study, objective, steps=1000, allowed_drop=ALLOWED) == 2
+    assert polish(study, objective, steps=1000, allowed_drop=ALLOWED, distill=DISTILL) == 2
     assert [number for number, _, _ in ran] == [7, 8]  # what was queued first, then the polish
     _, params, steps = ran[1]
     assert params == study.trials[2].params and steps == 1000

@@ -186,7 +186,7 @@ def _probe_trial(study: optuna.Study, steps: int, drop: float, speedup: float, f
 
 def test_a_promising_probe_gets_the_full_distillation_budget(digits_untrained, cpu_profile):
     from autocompress.config import SearchSettings
-    from autocompress.search.stages import PromoteProbes
+    from autocompress.search.refine import PromoteProbes
 
     space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile,
                                    {"granularity": "global", "distill_steps": (0, 25, 50, 150)})  # fmt: skip
@@ -214,7 +214,7 @@ def _incumbent(study: optuna.Study, space: SearchSpace, skip: tuple[str, ...], s
 
 
 def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_skipped(digits_untrained, cpu_profile):
-    from autocompress.search.stages import REFINED_ATTR, SkipFromIncumbent
+    from autocompress.search.refine import REFINED_ATTR, SkipFromIncumbent
 
     space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
     drops = {"stage1.0": 0.03, "stage1.1": 0.01, "stage2.1": 0.02, "stage3.1": 0.0}

@@ -1,11 +1,12 @@
 """Knowledge distillation: the compressed student learns from the original model's outputs (and hidden states).
 
-Its settings, its knobs, and the step. It runs only where something was pruned: an unpruned model (quantized
-or not) has nothing to recover before export, since quantization comes after it, and fine-tuning it only drifts
-from the original (measured: MiniLM with nothing pruned lost fidelity 1.0 -> 0.96 through distillation alone).
-Knobs (Optuna parameter names): `distill/steps_after_pruning` (a candidate whose pruning re-fitting does not
-repair always gets some) or `distill/steps` (0 included, for re-fitted candidates), and, when steps > 0,
-`distill/loss`, `distill/temperature` (kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
+Its knobs and the step (its settings, DistillSettings, are plain data in spaces/sections.py). It runs only where
+something was pruned: an unpruned model (quantized or not) has nothing to recover before export, since
+quantization comes after it, and fine-tuning it only drifts from the original (measured: MiniLM with nothing
+pruned lost fidelity 1.0 -> 0.96 through distillation alone). Knobs (Optuna parameter names):
+`distill/steps_after_pruning` (a candidate whose pruning re-fitting does not repair always gets some) or
+`distill/steps` (0 included, for re-fitted candidates), and, when steps > 0, `distill/loss`, `distill/temperature`
+(kl), `distill/alpha`, `distill/lr`, `distill/hidden_weight`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,29 +25,15 @@ from torch import nn
 
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.signals import raise_if_interrupted
-from autocompress.spaces.vocabulary import NonNegativeRange, PositiveRange, Section, ShareRange
+from autocompress.spaces.knobs import Categorical, FloatRange, Knob, Term
+from autocompress.spaces.sections import DistillLoss, DistillSettings
+from autocompress.spaces.vocabulary import NonNegativeRange, PositiveRange, ShareRange
 from autocompress.task import Batches
 
 if TYPE_CHECKING:
     import optuna
 
-DistillLoss = Literal["kl", "mse", "cosine"]
-
-
-class DistillSettings(Section):
-    """Knowledge distillation from the original model: steps (0 = none), the loss on the outputs (kl on softened
-    logits with a temperature; mse or cosine for embeddings), teacher weight alpha, lr, and the weight of
-    matching the task's hidden states (0 = outputs only)."""
-
-    steps: int = Field(default=0, ge=0)
-    loss: DistillLoss = "kl"
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    lr: float = Field(default=1e-3, gt=0)
-    hidden_weight: float = Field(default=0.0, ge=0)
-
-    def summary(self) -> dict[str, float | int | str]:
-        return {f"distill.{key}": value for key, value in self.model_dump().items()}
+    from autocompress.spaces.strategy import Strategy
 
 
 @dataclass(frozen=True)
@@ -61,32 +48,69 @@ class DistillKnobs:
     hidden_weight: NonNegativeRange | None = None  # searched when the task names layers to match
     finetune_after_pruning: bool = True
 
-    def _steps_knob(self, recover: bool) -> tuple[str, list[int]]:
-        """A candidate whose pruning needs recovery always gets some steps (`finetune_after_pruning`): pruning
-        with no recovery is nearly always useless and would waste trials the sampler has to unlearn."""
-        steps = list(self.distill_steps)
-        if recover and self.finetune_after_pruning and any(step > 0 for step in steps):
-            return "distill/steps_after_pruning", [step for step in steps if step > 0]
-        return "distill/steps", steps
+    @property
+    def after_pruning(self) -> Categorical:
+        """`distill/steps_after_pruning`: the steps of a candidate whose pruning re-fitting does not repair, which
+        always gets some (`finetune_after_pruning`): pruning with no recovery is nearly always useless and would
+        waste trials the sampler has to unlearn. Promotion and the depth step set it to the most."""
+        return Categorical(name="distill/steps_after_pruning", choices=tuple(s for s in self.distill_steps if s > 0))
+
+    @property
+    def plain_steps(self) -> Categorical:
+        """`distill/steps`: the steps of a pruned candidate that re-fitting repaired (0 included)."""
+        return Categorical(name="distill/steps", choices=tuple(self.distill_steps), neutral=0)
+
+    def steps_knob(self, recover: bool) -> Categorical:
+        """The steps knob a pruned candidate is asked: after pruning when it needs recovery (and some are > 0)."""
+        if recover and self.finetune_after_pruning and any(step > 0 for step in self.distill_steps):
+            return self.after_pruning
+        return self.plain_steps
+
+    def steps_knobs(self) -> tuple[Categorical, Categorical]:
+        return self.plain_steps, self.after_pruning
+
+    def _loss(self) -> Categorical:
+        return Categorical(name="distill/loss", choices=tuple(self.distill_losses))
+
+    def _temperature(self) -> FloatRange:
+        return FloatRange(name="distill/temperature", low=self.temperature[0], high=self.temperature[1])
+
+    def _alpha(self) -> FloatRange:
+        return FloatRange(name="distill/alpha", low=self.alpha[0], high=self.alpha[1])
+
+    def _lr(self) -> FloatRange:
+        return FloatRange(name="distill/lr", low=self.lr[0], high=self.lr[1], log=True)
+
+    def _hidden_weight(self) -> FloatRange | None:
+        if not self.hidden_weight:
+            return None
+        return FloatRange(name="distill/hidden_weight", low=self.hidden_weight[0], high=self.hidden_weight[1])
+
+    def knobs(self) -> list[Knob]:
+        hidden = self._hidden_weight()
+        return [*self.steps_knobs(), self._loss(), self._temperature(), self._alpha(), self._lr(),
+                *([hidden] if hidden else [])]  # fmt: skip
+
+    def terms(self, strategy: Strategy) -> list[Term]:
+        return []  # distillation is not credited in the additive estimate
 
     def suggest(self, trial: optuna.Trial, recover: bool, pruned: bool) -> DistillSettings:
         """`pruned`: something was pruned (else no knob: nothing to distil); `recover`: re-fitting does not
         repair it (skipped blocks, or pruning without re-fitting), so it always gets some steps."""
         if not pruned:
             return DistillSettings()
-        steps = trial.suggest_categorical(*self._steps_knob(recover))
+        steps = self.steps_knob(recover).suggest(trial)
         if steps == 0:
             return DistillSettings()
-        loss = trial.suggest_categorical("distill/loss", list(self.distill_losses))
+        loss = self._loss().suggest(trial)
+        hidden = self._hidden_weight()
         return DistillSettings(
             steps=steps,
             loss=loss,
-            temperature=trial.suggest_float("distill/temperature", *self.temperature) if loss == "kl" else 1.0,
-            alpha=trial.suggest_float("distill/alpha", *self.alpha),
-            lr=trial.suggest_float("distill/lr", *self.lr, log=True),
-            hidden_weight=trial.suggest_float("distill/hidden_weight", *self.hidden_weight)
-            if self.hidden_weight
-            else 0.0,
+            temperature=self._temperature().suggest(trial) if loss == "kl" else 1.0,
+            alpha=self._alpha().suggest(trial),
+            lr=self._lr().suggest(trial),
+            hidden_weight=hidden.suggest(trial) if hidden else 0.0,
         )
 
     def uniform(self, steps: int, recover: bool, pruned: bool) -> dict[str, Any]:
@@ -94,16 +118,17 @@ class DistillKnobs:
         none where nothing was pruned."""
         if not pruned:
             return {}
-        name, _ = self._steps_knob(recover)
+        knob = self.steps_knob(recover)
         if steps == 0:
-            return {name: 0}
+            return knob.param(0)
         loss = self.distill_losses[0]
-        params: dict[str, Any] = {name: steps, "distill/loss": loss, "distill/alpha": 0.7}
-        params["distill/lr"] = min(max(1e-3, self.lr[0]), self.lr[1])
+        params = knob.param(steps) | self._loss().param(loss) | self._alpha().param(0.7)
+        params |= self._lr().param(min(max(1e-3, self.lr[0]), self.lr[1]))
         if loss == "kl":
-            params["distill/temperature"] = 4.0
-        if self.hidden_weight:
-            params["distill/hidden_weight"] = self.hidden_weight[0]
+            params |= self._temperature().param(4.0)
+        hidden = self._hidden_weight()
+        if hidden:
+            params |= hidden.param(hidden.low)
         return params
 
 
@@ -180,6 +205,18 @@ def _passes(train: Batches, seed: int) -> Iterator[tuple[torch.Tensor, torch.Ten
         yield from (train[index] for index in order)
 
 
+def train_batch_norm(model: nn.Module) -> nn.Module:
+    """Train mode for batch norm (batch statistics) only, eval mode for everything else: no dropout, the target
+    being the teacher's exact function, not a regulariser. Not "train, then nn.Dropout modules eval": HF's BERT
+    attention reads its own module's `training` for the dropout on attention probabilities (p = 0.1 in MiniLM),
+    so that left it on, and even the full network missed its teacher (cosine distance 0.017 on the first step)."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    return model
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -197,10 +234,7 @@ def distill(
         return student.eval()
     torch.manual_seed(seed)
     teacher.eval()
-    student.train()
-    for module in student.modules():  # dropout off: the target is the teacher's exact function, not a regulariser
-        if isinstance(module, nn.Dropout):
-            module.eval()
+    train_batch_norm(student)
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.steps)
     batches = _passes(train, seed)

@@ -31,13 +31,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.compress.distill import DistillSettings, distillation_loss
+from autocompress.compress.distill import DistillSettings, distillation_loss, train_batch_norm
 from autocompress.compress.elastic_space import IN_FNS, OUT_FNS, ElasticConfig, ElasticDim, ElasticSpace
 from autocompress.compress.prune import SkippedBlock
 from autocompress.spaces.graph import dependency_graph
 from autocompress.task import Batches, PruneHints
 
-ElasticImportance = Literal["l1", "l2", "taylor"]
+ElasticImportance = Literal["l1", "l2", "taylor", "obs"]
 _Readers = list[tuple[nn.Module, torch.Tensor]]
 
 
@@ -67,7 +67,8 @@ class ElasticModel:
         batches: int = 4,
     ) -> ElasticModel:
         """A copy of `model`, each dimension reordered by importance (most important first). `taylor` ranks by
-        |weight x gradient| of the task loss over `batches` train batches of `data`."""
+        |weight x gradient| of the task loss over `batches` train batches of `data`; `obs` by the order Optimal
+        Brain Surgeon removes the channels a Linear layer reads (reconstruct.py, on the train batches of `data`)."""
         elastic = copy.deepcopy(model).eval()
         reorder(elastic, example_input, space, importance, data, batches)
         return cls(elastic, example_input, space, hints)
@@ -199,16 +200,6 @@ def recalibrate_batch_norm(model: nn.Module, data: Batches, batches: int = 8) ->
         model.eval()
 
 
-def train_batch_norm(model: nn.Module) -> nn.Module:
-    """Train mode for batch norm (batch statistics), eval mode for dropout: the target is the teacher's exact
-    function, not a regulariser (as in distill.py)."""
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.eval()
-    return model
-
-
 def suffix(dim: ElasticDim, width: int) -> list[int]:
     """The channel indices a width drops: everything after the first `width` units."""
     return list(range(width * dim.unit, dim.channels))
@@ -236,15 +227,15 @@ def reorder(
     batches: int = 4,
 ) -> None:
     """Permute, in place, each dimension's channels (heads: whole heads) into descending importance. Every score
-    is taken before anything moves, so no dimension's ranking sees another half-permuted."""
+    is taken before anything moves, so no dimension's ranking sees another half-permuted.
+
+    `obs` suits a model distilled from itself, where `taylor` does not: the gradient of a loss to the model's own
+    outputs is zero, so every Taylor score is too. OBS ranks by the output damage that removing channels does, a
+    nested order (each channel removed after those before it), which is what a prefix of widths needs."""
     graph = dependency_graph(model, example_input)
     if importance == "taylor":
         _task_gradients(model, data, batches)
-    scorer = (
-        tp.importance.GroupTaylorImportance()
-        if importance == "taylor"
-        else tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2)
-    )
+    scorer = _scorer(model, importance, data)
     orders = []
     for dim in space.dims:
         root = model.get_submodule(dim.name)
@@ -261,6 +252,18 @@ def reorder(
     for root, channels, order in orders:
         group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, range(channels))
         permute_group(group, order)
+
+
+def _scorer(model: nn.Module, importance: ElasticImportance, data: Batches | None) -> tp.importance.Importance:
+    if importance == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    if importance == "obs":
+        from autocompress.compress.reconstruct import ObsImportance
+
+        if data is None:
+            raise ValueError("obs importance needs training batches")
+        return ObsImportance(model, model, data, skipped=False)
+    return tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2)
 
 
 def _task_gradients(model: nn.Module, data: Batches | None, batches: int) -> None:

@@ -96,11 +96,16 @@ class ElasticSpace:
         fractions: Sequence[float] = FRACTIONS,
         round_to: int = 8,
         depth: bool = True,
+        head_fractions: Sequence[float] | None = None,
     ) -> ElasticSpace:
         """Dimensions from `prune_groups`, widths `fractions` of each (channels snapped to `round_to`, heads
-        whole, never below one unit); groups holding layers that are not channel-wise are left whole."""
-        if not fractions or any(not 0 < fraction <= 1 for fraction in fractions):
-            raise ConfigError(f"elastic fractions must be in (0, 1]; got {list(fractions)}")
+        whole, never below one unit; `head_fractions`, when given, for attention groups: a pretrained transformer
+        loses fidelity much faster per head than per FFN channel); groups holding layers that are not
+        channel-wise are left whole."""
+        head_fractions = fractions if head_fractions is None else head_fractions
+        for given in (fractions, head_fractions):
+            if not given or any(not 0 < fraction <= 1 for fraction in given):
+                raise ConfigError(f"elastic fractions must be in (0, 1]; got {list(given)}")
         graph = dependency_graph(model, example_input)
         modules = dict(model.named_modules())
         dims = []
@@ -109,7 +114,7 @@ class ElasticSpace:
                 log.info("elastic: group %s holds a layer that mixes channels; it stays whole", group.name)
                 continue
             if group.heads:
-                widths = _widths(group.heads, fractions, 1)
+                widths = _widths(group.heads, head_fractions, 1)
                 dims.append(ElasticDim(group.name, "heads", group.heads, widths, group.channels // group.heads,
                                        group.layers))  # fmt: skip
             else:

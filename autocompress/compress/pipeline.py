@@ -1,4 +1,4 @@
-"""Apply a Strategy end to end: prune -> distill (teacher = original) -> export -> quantize per layer.
+"""Apply a Strategy end to end: prune -> distill (teacher = original) -> added steps -> export -> quantize per layer.
 
 Pure with respect to its inputs: the same task, strategy and profile give the same artifact, which is
 what lets `autocompress apply strategy.yaml` rebuild a search result without the study.
@@ -20,6 +20,7 @@ from autocompress.compress.quantize import check_precisions
 from autocompress.errors import ConfigError
 from autocompress.hardware.locks import build_threads, compute_slot
 from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.added import section_of
 from autocompress.spaces.graph import quant_layers, skippable_blocks
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
@@ -57,6 +58,8 @@ def check_strategy(task: Task, strategy: Strategy, profile: HardwareProfile) -> 
     """Every layer's precision must be one the device builds for that layer's kind, and every skipped block one
     that passes its input's shape on (one line if not)."""
     check_precisions(strategy.quantize, quant_layers(task.model, task.example_input), profile)
+    for module, raw in strategy.added.items():
+        section_of(module, raw)  # importable, and its section valid
     if strategy.prune.skip:
         allowed = skippable_blocks(task.model, task.example_input)
         wrong = [block for block in strategy.prune.skip if block not in allowed]
@@ -106,6 +109,9 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     present = set(dict(student.named_modules()))
     hidden_layers = [name for name in task.distill_layers if name in present]
     student = distill(student, task.model, task.data.train, distillation(strategy), strategy.seed, hidden_layers)
+    for module, raw in strategy.added.items():  # steps added from outside autocompress (counted in distill_s)
+        step, settings = section_of(module, raw)
+        student = step.apply(student, settings, task)
     distilled, exported_before = time.perf_counter(), export_seconds()
     # layers inside a skipped block are gone: their precision no longer applies
     quantize = strategy.quantize.model_copy(

@@ -1,5 +1,5 @@
-"""Structured pruning with torch-pruning (whole channels go, so layers are physically smaller): its settings, its
-knobs in the search space, and the step itself.
+"""Structured pruning with torch-pruning (whole channels go, so layers are physically smaller): its knobs in the
+search space and the step itself (its settings, PruneSettings, are plain data in spaces/sections.py).
 
 Knobs (Optuna parameter names): `prune/<unit>` a ratio per channel-group unit (0 to max_prune_ratio in steps of
 prune_step), `heads/<unit>` whole attention heads removed per unit, `skip/<block>` whether a whole block is skipped
@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import torch_pruning as tp
@@ -25,58 +25,25 @@ from torch import nn
 from autocompress.compress.reconstruct import ObsImportance, reconstruct
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import PRUNABLE_TYPES, PruneGroup, fixed_width_layers, prune_groups, skippable_blocks
-from autocompress.spaces.vocabulary import Granularity, Ratio, Section, unit_of
+from autocompress.spaces.knobs import Categorical, FloatRange, IntRange, Knob, Term
+from autocompress.spaces.sections import Importance, PruneSettings
+from autocompress.spaces.vocabulary import Granularity, Ratio, unit_of
 
 if TYPE_CHECKING:
     import optuna
 
+    from autocompress.spaces.strategy import Strategy
     from autocompress.task import Batches, PruneHints
 
 log = logging.getLogger(__name__)
-Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
+RATIO, HEADS, SKIP = "prune", "heads", "skip"  # the kinds of its knobs in the sensitivity table
+PROBE_RATIOS = (0.25, 0.5)  # what the sensitivity stage removes of one channel group alone
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
     "fpgm": lambda: tp.importance.FPGMImportance(),
     "bn_scale": lambda: tp.importance.BNScaleImportance(),
 }
-
-
-class PruneSettings(Section):
-    """Structured pruning: whole blocks skipped, then a fraction of output channels removed per torch-pruning group
-    (keyed by root layer; a group whose root is in a skipped block is gone with it)."""
-
-    importance: Importance = "l2"
-    ratios: dict[str, Ratio] = Field(default_factory=dict)  # 1 would remove every channel: refused, as is < 0
-    skip: list[str] = Field(default_factory=list)
-    reconstruct: bool = False  # re-fit the layers that read pruned channels (off in strategies written before it)
-
-    @property
-    def mean_ratio(self) -> float:
-        return sum(self.ratios.values()) / len(self.ratios) if self.ratios else 0.0
-
-    @property
-    def any(self) -> bool:
-        return bool(self.skip) or any(ratio > 0 for ratio in self.ratios.values())
-
-    @property
-    def needs_recovery(self) -> bool:
-        """Something was pruned that re-fitting does not repair (skipped blocks, or any pruning without it): the
-        candidate needs distillation."""
-        return bool(self.skip) or (self.any and not self.reconstruct)
-
-    def skipped(self, layer: str) -> bool:
-        """Whether a layer (or group root) is inside a skipped block."""
-        return any(layer == block or layer.startswith(f"{block}.") for block in self.skip)
-
-    def summary(self) -> dict[str, float | str]:
-        return {
-            "prune.mean_ratio": round(self.mean_ratio, 4),
-            "prune.max_ratio": max(self.ratios.values(), default=0.0),
-            "prune.skipped_blocks": len(self.skip),
-            "prune.importance": self.importance,
-            "prune.reconstruct": str(self.reconstruct),
-        }
 
 
 @dataclass(frozen=True)
@@ -116,14 +83,51 @@ class PruneKnobs:
                 units[unit] = min(units.get(unit, most), most)
         return units
 
-    def suggest(self, trial: optuna.Trial) -> PruneSettings:
-        ratios = {
-            unit: trial.suggest_float(f"prune/{unit}", 0.0, self.max_prune_ratio, step=self.prune_step)
+    def _probe_ratios(self) -> tuple[float, ...]:
+        """Two ratios (and half the largest, where the range stops below the second): a narrow range (MiniLM's)
+        gets its middle too, where the bound's edge may lie."""
+        limit, step = self.max_prune_ratio, self.prune_step
+        ratios = {min(ratio, limit) for ratio in PROBE_RATIOS}
+        if limit < max(PROBE_RATIOS):
+            ratios.add(round(limit / 2 / step) * step)
+        return tuple(ratio for ratio in sorted(ratios) if ratio > 0)
+
+    def ratio_knobs(self) -> list[FloatRange]:
+        """`prune/<unit>`: the share of a channel-group unit's output channels removed."""
+        probes = self._probe_ratios()
+        return [
+            FloatRange(name=f"prune/{unit}", kind=RATIO, unit=unit, low=0.0, high=self.max_prune_ratio,
+                       step=self.prune_step, neutral=0.0, probes=probes)  # fmt: skip
             for unit in self.ratio_units()
-        }
-        heads = {unit: trial.suggest_int(f"heads/{unit}", 0, most) for unit, most in self.head_units().items()}
-        skip = [block for block in self.blocks if trial.suggest_categorical(f"skip/{block}", [False, True])]
-        importance = trial.suggest_categorical("prune/importance", list(self.importances))
+        ]
+
+    def head_knobs(self) -> list[IntRange]:
+        """`heads/<unit>`: whole attention heads removed (measured alone: one, and the most allowed)."""
+        return [
+            IntRange(name=f"heads/{unit}", kind=HEADS, unit=unit, low=0, high=most, neutral=0,
+                     probes=tuple(heads for heads in sorted({1, most}) if heads > 0))  # fmt: skip
+            for unit, most in self.head_units().items()
+        ]
+
+    def skip_knobs(self) -> list[Categorical]:
+        """`skip/<block>`: the block replaced by its input (depth pruning)."""
+        return [
+            Categorical(name=f"skip/{block}", kind=SKIP, unit=block, choices=(False, True), neutral=False,
+                        probes=(True,))  # fmt: skip
+            for block in self.blocks
+        ]
+
+    def importance_knob(self) -> Categorical:
+        return Categorical(name="prune/importance", choices=tuple(self.importances))
+
+    def knobs(self) -> list[Knob]:
+        return [*self.ratio_knobs(), *self.head_knobs(), *self.skip_knobs(), self.importance_knob()]
+
+    def suggest(self, trial: optuna.Trial) -> PruneSettings:
+        ratios = {knob.unit: knob.suggest(trial) for knob in self.ratio_knobs()}
+        heads = {knob.unit: knob.suggest(trial) for knob in self.head_knobs()}
+        skip = [knob.unit for knob in self.skip_knobs() if knob.suggest(trial)]
+        importance = self.importance_knob().suggest(trial)
         return PruneSettings(
             importance=importance, ratios=self._group_ratios(ratios, heads), skip=skip, reconstruct=self.reconstruct
         )
@@ -166,20 +170,49 @@ class PruneKnobs:
         importance: str | None = None,
     ) -> dict[str, Any]:
         """Optuna parameters from per-unit values (units not named stay whole, blocks not named stay)."""
-        params: dict[str, Any] = {f"prune/{unit}": ratios.get(unit, 0.0) for unit in self.ratio_units()}
-        params |= {f"heads/{unit}": heads.get(unit, 0) for unit in self.head_units()}
-        params |= {f"skip/{block}": block in skip for block in self.blocks}
-        return params | {"prune/importance": importance or self.preferred_importance}
+        params: dict[str, Any] = {}
+        for knob in self.ratio_knobs():
+            params |= knob.param(ratios.get(knob.unit, 0.0))
+        for knob in self.head_knobs():
+            params |= knob.param(heads.get(knob.unit, 0))
+        for knob in self.skip_knobs():
+            params |= knob.param(knob.unit in skip)
+        return params | self.importance_knob().param(importance or self.preferred_importance)
 
     def uniform(self, ratio: float, importance: str | None = None) -> dict[str, Any]:
         """Optuna parameters of every group at `ratio` (clamped to the range; attention groups lose the nearest
         whole number of heads)."""
-        params: dict[str, Any] = {f"prune/{unit}": min(ratio, self.max_prune_ratio) for unit in self.ratio_units()}
+        ratios = {unit: min(ratio, self.max_prune_ratio) for unit in self.ratio_units()}
         most_heads = max((group.heads for group in self.groups if group.heads), default=0)
-        for unit, most in self.head_units().items():
-            params[f"heads/{unit}"] = min(most, round(ratio * most_heads))
-        params |= {f"skip/{block}": False for block in self.blocks}  # uniform pruning keeps every block
-        return params | {"prune/importance": importance or self.preferred_importance}
+        heads = {unit: min(most, round(ratio * most_heads)) for unit, most in self.head_units().items()}
+        return self.params(ratios, heads, (), importance)  # uniform pruning keeps every block
+
+    def _chosen(self, chosen: Mapping[Knob, Any]) -> tuple[dict[str, float], dict[str, int], tuple[str, ...]]:
+        """Per-unit ratios, heads and skipped blocks among chosen knob values (other steps' knobs ignored)."""
+        ours = {knob: value for knob, value in chosen.items() if knob in set(self.knobs())}
+        ratios = {knob.unit: value for knob, value in ours.items() if knob.kind == RATIO}
+        heads = {knob.unit: value for knob, value in ours.items() if knob.kind == HEADS}
+        return ratios, heads, tuple(knob.unit for knob, value in ours.items() if knob.kind == SKIP and value)
+
+    def settings_for(self, chosen: Mapping[Knob, Any]) -> PruneSettings:
+        """The section with these knob values, every other unit whole (a sensitivity row's candidate)."""
+        return self.settings(*self._chosen(chosen))
+
+    def params_for(self, chosen: Mapping[Knob, Any]) -> dict[str, Any]:
+        """Optuna parameters with these knob values, every other unit whole (a seed)."""
+        return self.params(*self._chosen(chosen))
+
+    def terms(self, strategy: Strategy) -> list[Term]:
+        """Each skipped block, and each group's ratio (or heads removed) as its share of its unit."""
+        settings = strategy.prune
+        terms = [Term(SKIP, block, True) for block in settings.skip]
+        for group in (group for group in self.groups if not settings.skipped(group.name)):
+            unit, ratio = unit_of(group.name, self.granularity), settings.ratios.get(group.name, 0.0)
+            kind, value = (HEADS, round(ratio * group.heads)) if group.heads else (RATIO, ratio)
+            members = sum(1 for other in self.groups if unit_of(other.name, self.granularity) == unit)
+            if value:
+                terms.append(Term(kind, unit, value, 1.0 / members, interpolate=True))
+        return terms
 
     def signature(self) -> str:
         groups = ",".join(f"{group.name}:{group.channels}" for group in self.groups)

@@ -1,4 +1,5 @@
-"""Per-layer precision: its settings, its knobs in the search space, and the check that a device can build it.
+"""Per-layer precision: its knobs in the search space and the check that a device can build it (its settings,
+QuantizeSettings, are plain data in spaces/sections.py).
 
 The step itself is runtime-specific (each runtime's builder quantizes exactly the strategy's layers, see
 autocompress/runtimes/); what is shared lives here. Knobs (Optuna parameter names): `precision/<unit>` per
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from autocompress.errors import ConfigError
 from autocompress.spaces.graph import QuantLayer, quant_layers
-from autocompress.spaces.vocabulary import PRECISIONS, STATIC_INT, Granularity, Precision, Section, unit_of
+from autocompress.spaces.knobs import Categorical, Knob, Term
+from autocompress.spaces.sections import Calibration, QuantizeSettings
+from autocompress.spaces.vocabulary import STATIC_INT, Granularity, unit_of
 
 if TYPE_CHECKING:
     import optuna
@@ -23,36 +26,11 @@ if TYPE_CHECKING:
     from torch import nn
 
     from autocompress.hardware.profile import HardwareProfile
-    from autocompress.runtimes.base import Knob, Recipe
+    from autocompress.runtimes.base import Knob as QuantizerKnob
+    from autocompress.runtimes.base import Recipe
+    from autocompress.spaces.strategy import Strategy
 
-Calibration = Literal["minmax", "entropy", "percentile"]
-
-
-class QuantizeSettings(Section):
-    """Per-layer precision (layer = torch module name of a Conv/Linear), the calibration method, and the values of
-    the runtime's own quantizer knobs (e.g. OpenVINO's SmoothQuant alpha); unset knobs take the runtime's default."""
-
-    calibration: Calibration = "minmax"
-    precisions: dict[str, Precision] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    def layers_at(self, precision: str) -> list[str]:
-        return sorted(name for name, value in self.precisions.items() if value == precision)
-
-    @property
-    def any(self) -> bool:
-        return any(precision != "fp32" for precision in self.precisions.values())
-
-    @property
-    def calibrated(self) -> bool:
-        """Static integer layers take their activation ranges from the calibration split."""
-        return any(precision in STATIC_INT for precision in self.precisions.values())
-
-    def summary(self) -> dict[str, int | str]:
-        counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in PRECISIONS}
-        options = {f"quantize.{name}": str(value) for name, value in sorted(self.options.items())}
-        return counts | {"quantize.calibration": self.calibration} | options
-
+PRECISION = "precision"  # the kind of its knobs in the sensitivity table
 
 @dataclass(frozen=True)
 class QuantizeKnobs:
@@ -63,7 +41,7 @@ class QuantizeKnobs:
     choices: dict[str, tuple[str, ...]]  # layer -> precisions its kind may take on the device (fp32 included)
     granularity: Granularity = "layer"
     calibrations: Annotated[tuple[Calibration, ...], Field(min_length=1)] = ("minmax", "entropy", "percentile")
-    knobs: tuple[Knob, ...] = ()
+    runtime_knobs: tuple[QuantizerKnob, ...] = ()
     recipes: tuple[Recipe, ...] = ()
 
     @classmethod
@@ -75,7 +53,7 @@ class QuantizeKnobs:
         kinds = {layer.kind for layer in layers}
         runtime = profile.record
         recipes = tuple(r for r in runtime.recipes(profile) if not r.kinds or kinds & set(r.kinds))
-        return cls(layers, choices, knobs=runtime.knobs, recipes=recipes, **ranges)
+        return cls(layers, choices, runtime_knobs=runtime.knobs, recipes=recipes, **ranges)
 
     def units(self) -> dict[str, list[str]]:
         """Each shared precision knob with the choices every layer in it supports (knobs with one choice drop)."""
@@ -86,37 +64,58 @@ class QuantizeKnobs:
             units[unit] = [c for c in units.get(unit, choices) if c in choices]
         return {unit: choices for unit, choices in units.items() if len(choices) > 1}
 
+    def precision_knobs(self) -> list[Categorical]:
+        """`precision/<unit>`: each unit's precision (measured alone: each one but fp32)."""
+        return [
+            Categorical(name=f"precision/{unit}", kind=PRECISION, unit=unit, choices=tuple(choices), neutral="fp32",
+                        probes=tuple(choice for choice in choices if choice != "fp32"))  # fmt: skip
+            for unit, choices in self.units().items()
+        ]
+
+    def calibration_knob(self) -> Categorical:
+        """`quantize/calibration`: asked only when some layer is static integer."""
+        return Categorical(name="quantize/calibration", choices=tuple(self.calibrations))
+
+    def option_knobs(self) -> list[Categorical]:
+        """`quantize/<option>`: the runtime's own quantizer settings, asked only when something is quantized."""
+        return [
+            Categorical(name=f"quantize/{knob.name}", unit=knob.name, choices=tuple(knob.choices), neutral=knob.default)
+            for knob in self.runtime_knobs
+        ]
+
+    def knobs(self) -> list[Knob]:
+        return [*self.precision_knobs(), self.calibration_knob(), *self.option_knobs()]
+
     def suggest(self, trial: optuna.Trial) -> QuantizeSettings:
-        chosen = {
-            unit: trial.suggest_categorical(f"precision/{unit}", choices) for unit, choices in self.units().items()
-        }
+        chosen = {knob.unit: knob.suggest(trial) for knob in self.precision_knobs()}
         precisions = {layer.name: chosen.get(unit_of(layer.name, self.granularity), "fp32") for layer in self.layers}
         settings = QuantizeSettings(precisions=precisions)
         if settings.calibrated:  # only static integer layers need calibration
-            settings = settings.model_copy(
-                update={"calibration": trial.suggest_categorical("quantize/calibration", list(self.calibrations))}
-            )
-        if settings.any and self.knobs:
-            options = {
-                knob.name: trial.suggest_categorical(f"quantize/{knob.name}", knob.choices) for knob in self.knobs
-            }
+            settings = settings.model_copy(update={"calibration": self.calibration_knob().suggest(trial)})
+        if settings.any and self.runtime_knobs:
+            options = {knob.unit: knob.suggest(trial) for knob in self.option_knobs()}
             settings = settings.model_copy(update={"options": options})
         return settings
+
+    def quantizes(self, params: Mapping[str, Any]) -> bool:
+        """Whether these Optuna parameters put any unit in another precision than fp32."""
+        return any(knob.read(params, "fp32") != "fp32" for knob in self.precision_knobs())
 
     def _params(self, precision_of: dict[str, str], options: dict[str, Any], calibration: str) -> dict[str, Any]:
         """Parameters that `suggest` maps back to these precisions (a unit whose layers disagree, or that cannot
         take the precision, stays fp32), the calibration if anything is static int, and the knobs if quantized."""
         params: dict[str, Any] = {}
-        for unit, choices in self.units().items():
+        for knob in self.precision_knobs():
             wanted = {
-                precision_of[layer.name] for layer in self.layers if unit_of(layer.name, self.granularity) == unit
+                precision_of[layer.name] for layer in self.layers if unit_of(layer.name, self.granularity) == knob.unit
             }
-            params[f"precision/{unit}"] = wanted.pop() if len(wanted) == 1 and wanted <= set(choices) else "fp32"
+            params |= knob.param(wanted.pop() if len(wanted) == 1 and wanted <= set(knob.choices) else "fp32")
         chosen = set(params.values())
         if chosen & set(STATIC_INT):
-            params["quantize/calibration"] = calibration
+            params |= self.calibration_knob().param(calibration)
         if chosen - {"fp32"}:
-            params |= {f"quantize/{knob.name}": options.get(knob.name, knob.default) for knob in self.knobs}
+            for knob in self.option_knobs():
+                params |= knob.param(options.get(knob.unit, knob.neutral))
         return params
 
     def unit_params(self, per_unit: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -130,8 +129,31 @@ class QuantizeKnobs:
         """Settings from a precision per unit, the runtime's knobs at their defaults."""
         settings = QuantizeSettings(precisions=self._per_layer(per_unit))
         if settings.any:
-            settings = settings.model_copy(update={"options": {knob.name: knob.default for knob in self.knobs}})
+            settings = settings.model_copy(update={"options": {knob.name: knob.default for knob in self.runtime_knobs}})
         return settings
+
+    def _per_unit(self, chosen: Mapping[Knob, Any]) -> dict[str, str]:
+        return {knob.unit: value for knob, value in chosen.items() if knob in set(self.precision_knobs())}
+
+    def settings_for(self, chosen: Mapping[Knob, Any]) -> QuantizeSettings:
+        """The section with these precision knobs set, every other unit fp32 (a sensitivity row's candidate)."""
+        return self.settings(self._per_unit(chosen))
+
+    def params_for(self, chosen: Mapping[Knob, Any]) -> dict[str, Any]:
+        """Optuna parameters with these precision knobs set, every other unit fp32 (a seed)."""
+        return self.unit_params(self._per_unit(chosen))
+
+    def terms(self, strategy: Strategy) -> list[Term]:
+        """Each layer's precision as its share of its unit (layers inside a skipped block are gone)."""
+        precisions = strategy.quantize.precisions
+        terms = []
+        for layer, precision in precisions.items():
+            if strategy.prune.skipped(layer):
+                continue
+            unit = unit_of(layer, self.granularity)
+            share = 1.0 / sum(1 for name in precisions if unit_of(name, self.granularity) == unit)
+            terms.append(Term(PRECISION, unit, precision, share))
+        return terms
 
     def uniform(self, precision: str, calibration: str = "minmax") -> dict[str, Any]:
         """Every layer at `precision` where the device allows it (fp32 elsewhere), the knobs at their defaults."""
@@ -144,7 +166,8 @@ class QuantizeKnobs:
 
     def signature(self) -> str:
         units = ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in self.units().items())
-        return f"precisions={units};knobs=" + ",".join(f"{k.name}:{'/'.join(map(str, k.choices))}" for k in self.knobs)
+        options = ",".join(f"{k.name}:{'/'.join(map(str, k.choices))}" for k in self.runtime_knobs)
+        return f"precisions={units};knobs={options}"
 
 
 def check_precisions(settings: QuantizeSettings, layers: list[QuantLayer], profile: HardwareProfile) -> None:

@@ -36,10 +36,10 @@ from torch import nn
 
 from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import export_onnx
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import CandidateRefused
-from autocompress.hardware.profile import HardwareProfile
-from autocompress.runtimes.onnxruntime import OrtQuantizeOptions
+from autocompress.runtimes.base import DeviceProfile
+from autocompress.runtimes.onnxruntime_options import OrtQuantizeOptions
+from autocompress.spaces.sections import QuantizeSettings
 from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
-    profile: HardwareProfile,
+    profile: DeviceProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact for a (pruned, distilled) model: ONNX export, then per-layer quantization with the

@@ -41,10 +41,10 @@ from torch import nn
 
 from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import export_onnx
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import CandidateRefused
-from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import quant_layers
+from autocompress.spaces.sections import QuantizeSettings
 from autocompress.task import Batches, DynamicAxes
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
-    profile: HardwareProfile,
+    profile: DeviceProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact: ONNX export, conversion to OpenVINO, per-layer quantization, IR on disk."""

@@ -47,10 +47,10 @@ from torch import nn
 
 from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import fingerprint
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import CandidateRefused
-from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import layer_names
+from autocompress.spaces.sections import QuantizeSettings
 from autocompress.task import Batches, DynamicAxes
 
 Algorithm = quantizer.AlgorithmName
@@ -84,7 +84,7 @@ def build_artifact(
     settings: QuantizeSettings,
     calibration: Batches,
     workdir: Path,
-    profile: HardwareProfile,
+    profile: DeviceProfile,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
     """The runtime's artifact for a (pruned, distilled) model: LiteRT conversion, then per-layer quantization.

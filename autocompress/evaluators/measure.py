@@ -66,13 +66,14 @@ def _run(
     split: str = "validation",
     options: list[dict | None] | None = None,
     timed: bool = True,
+    fresh: bool = False,
 ) -> DeviceResult:
     session = str(profile.record.session_file)
     batches = [inputs.numpy() for inputs, _ in split_batches(task, split)] if score else []
     sample = timing_sample(task, profile)
     options = loading_options(profile, artifacts, options, [batch.shape for batch in batches], sample.shape)
     request = DeviceRequest([str(path) for path in artifacts], session, profile.runtime_options, profile.threads,
-                            policy, score, options, timed)  # fmt: skip
+                            policy, score, options, timed, fresh)  # fmt: skip
     try:
         return runner_for(profile).run(request, batches, sample)
     except RuntimeError as error:  # the device code reports what it raised as RuntimeError("Type: message")
@@ -137,10 +138,13 @@ def time_together(
     profile: HardwareProfile,
     policy: TimingPolicy | None = None,
     options: list[dict | None] | None = None,
+    fresh: bool = False,
 ) -> Interleaved:
     """Latency only: the baseline and every candidate in the same interleaved rounds (confirmation); `options`
-    per artifact, e.g. the baseline once more under the runtime's default settings."""
-    timing = _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY, options=options).timing
+    per artifact, e.g. the baseline once more under the runtime's default settings; `fresh`: the baseline's
+    session loaded anew, not the one kept on the device."""
+    timing = _run(profile, [baseline, *candidates], [], task, policy or CONFIRM_POLICY, options=options,
+                  fresh=fresh).timing  # fmt: skip
     assert timing is not None
     return timing
 

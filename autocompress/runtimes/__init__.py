@@ -18,7 +18,7 @@ from pathlib import Path
 from autocompress.errors import DeviceError
 from autocompress.runtimes.base import Runtime
 
-NOT_RUNTIMES = {"base"}
+NOT_RUNTIMES = {"base", "onnxruntime_options"}  # modules of the package that hold no record
 
 
 @cache

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from autocompress.compress.quantize import QuantizeSettings
-    from autocompress.hardware.profile import HardwareProfile
+    from autocompress.spaces.sections import QuantizeSettings
     from autocompress.task import Batches, DynamicAxes
 
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "device"
@@ -40,6 +39,23 @@ class Scheme:
         return f"{self.precision} ({'; '.join(parts)})" if parts else self.precision
 
 
+class DeviceProfile(Protocol):
+    """What a runtime reads of a device's profile (hardware/profile.py's HardwareProfile is one). Declared here,
+    not imported: profiles look their runtime's record up, so the records must not import the profiles."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def runtime_options(self) -> dict[str, Any]: ...
+
+    @property
+    def quantize(self) -> dict[str, Any]: ...
+
+    @property
+    def is_remote(self) -> bool: ...
+
+
 class Builder(Protocol):
     """(pruned, distilled model) -> the artifact's main file in `workdir`, with exactly the strategy's layers at
     their precisions, built with the profile's quantizer options."""
@@ -51,7 +67,7 @@ class Builder(Protocol):
         settings: QuantizeSettings,
         calibration: Batches,
         workdir: Path,
-        profile: HardwareProfile,
+        profile: DeviceProfile,
         dynamic_axes: DynamicAxes | None,
     ) -> Path: ...
 
@@ -83,7 +99,7 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def no_problem(profile: HardwareProfile) -> str | None:
+def no_problem(profile: DeviceProfile) -> str | None:
     return None
 
 
@@ -104,19 +120,19 @@ class Runtime:
     device_module: str  # import name the device needs to run them
     session_file: Path  # device-side module (stdlib, numpy, the runtime): Session, configure_process, versions
     builder: Builder
-    capabilities: Callable[[HardwareProfile], Mapping[str, tuple[Scheme, ...]]]
-    probe: Callable[[HardwareProfile], str | None] = no_problem  # this machine can run it (packages aside)
-    check: Callable[[HardwareProfile], str | None] = no_problem  # the profile's settings are consistent
+    capabilities: Callable[[DeviceProfile], Mapping[str, tuple[Scheme, ...]]]
+    probe: Callable[[DeviceProfile], str | None] = no_problem  # this machine can run it (packages aside)
+    check: Callable[[DeviceProfile], str | None] = no_problem  # the profile's settings are consistent
     quantize_options: type[BaseModel] = NoOptions  # the profile's `quantize:` mapping, validated
     dynamic_shapes: bool = True  # can serve inputs whose non-batch axes vary (e.g. a sentence's length)
     knobs: tuple[Knob, ...] = ()  # its quantizer's searchable settings
-    recipes: Callable[[HardwareProfile], tuple[Recipe, ...]] = lambda profile: ()
+    recipes: Callable[[DeviceProfile], tuple[Recipe, ...]] = lambda profile: ()
     description: str = ""
     # runtime options a profile may set away from the runtime's own default to force fp32 math; the baseline a
     # user gets by doing nothing runs without them (e.g. OpenVINO's bf16 default on CPUs that have it)
     forced_options: tuple[str, ...] = ()
     # the quantizer's "auto" settings as this machine resolves them, recorded in an exported strategy
-    resolved_quantize: Callable[[HardwareProfile], Mapping[str, Any]] = lambda profile: {}
+    resolved_quantize: Callable[[DeviceProfile], Mapping[str, Any]] = lambda profile: {}
     # the runtime options one artifact is loaded with, from the profile's (or a baseline's) options, the artifact,
     # the input shapes it will be scored at and the shape it is timed at (e.g. TensorRT's per-artifact settings);
     # None: the options as they are
@@ -126,5 +142,5 @@ class Runtime:
         """The files of a built artifact that exist (the main file first)."""
         return [main, *(path for name in self.companions if (path := main.with_name(name)).exists())]
 
-    def precisions(self, profile: HardwareProfile, kind: str) -> tuple[str, ...]:
+    def precisions(self, profile: DeviceProfile, kind: str) -> tuple[str, ...]:
         return tuple(scheme.precision for scheme in self.capabilities(profile).get(kind, ()))

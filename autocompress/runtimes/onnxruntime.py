@@ -9,58 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from autocompress.runtimes.base import DEVICE_DIR, Recipe, Runtime, Scheme
-
-if TYPE_CHECKING:
-    from autocompress.hardware.profile import HardwareProfile
-
-TENSORRT = "TensorrtExecutionProvider"
-GPU_PROVIDERS = ("CUDAExecutionProvider", TENSORRT)
-
-
-class OrtQuantizeOptions(BaseModel):
-    """onnxruntime.quantization settings a profile may set (`quantize:`). reduce_range "auto" uses 7-bit weights
-    on CPUs without VNNI, where u8s8 products can saturate (ORT's own advice), and on remote devices (unknown)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    activation_type: Literal["uint8", "int8"] = "uint8"
-    activation_symmetric: bool = False
-    per_channel: bool = True
-    reduce_range: bool | Literal["auto"] = "auto"
-
-    def reduce(self, profile: HardwareProfile) -> bool:
-        """Never for TensorRT: it takes full-range signed int8 weights (7 bits would only lose precision)."""
-        if primary_provider(profile) == TENSORRT:
-            return False
-        if self.reduce_range != "auto":
-            return bool(self.reduce_range)
-        return profile.is_remote or not has_vnni()
+from autocompress.runtimes.base import DEVICE_DIR, DeviceProfile, Recipe, Runtime, Scheme
+from autocompress.runtimes.onnxruntime_options import (
+    GPU_PROVIDERS,
+    TENSORRT,
+    OrtQuantizeOptions,
+    primary_provider,
+    providers,
+)
 
 
-def has_vnni() -> bool:
-    """x86 VNNI (AVX512-VNNI or AVX-VNNI): int8 dot products without the u8s8 saturation risk."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
-
-
-def providers(profile: HardwareProfile) -> list[Any]:
-    return list(profile.runtime_options.get("providers", ["CPUExecutionProvider"]))
-
-
-def primary_provider(profile: HardwareProfile) -> str:
-    first = providers(profile)[0]
-    return first if isinstance(first, str) else first[0]
-
-
-def _activations(profile: HardwareProfile) -> str:
+def _activations(profile: DeviceProfile) -> str:
     options = OrtQuantizeOptions(**profile.quantize)
     symmetric = "symmetric" if options.activation_symmetric else "asymmetric"
     return f"{options.activation_type} {symmetric} activations, calibrated"
@@ -69,7 +30,7 @@ def _activations(profile: HardwareProfile) -> str:
 DYNAMIC = Scheme("int8-dynamic", "int8 per-channel weights", "uint8 activations quantized per call (MatMulInteger)")
 
 
-def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+def capabilities(profile: DeviceProfile) -> dict[str, tuple[Scheme, ...]]:
     int8 = Scheme("int8", "int8 per-channel weights", _activations(profile))
     schemes = [int8, Scheme("fp32")]
     if primary_provider(profile) in GPU_PROVIDERS:
@@ -80,7 +41,7 @@ def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
     return {"Conv": static, "Gemm": static, "MatMul": matmul}
 
 
-def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+def recipes(profile: DeviceProfile) -> tuple[Recipe, ...]:
     """ONNX Runtime's documented recipes: quantize_dynamic (per-channel, reduce_range on CPUs without VNNI) for
     MatMul layers (transformers) with quantize_static for the rest; and quantize_static (QDQ) everywhere."""
     return (
@@ -93,7 +54,7 @@ def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
     )
 
 
-def probe(profile: HardwareProfile) -> str | None:
+def probe(profile: DeviceProfile) -> str | None:
     import onnxruntime
 
     primary = primary_provider(profile)
@@ -105,7 +66,7 @@ def probe(profile: HardwareProfile) -> str | None:
     return None
 
 
-def check(profile: HardwareProfile) -> str | None:
+def check(profile: DeviceProfile) -> str | None:
     """TensorRT: signed symmetric int8 only, full-range weights, and fp16 only where the strategy puts it."""
     if primary_provider(profile) != TENSORRT:
         return None

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autocompress.runtimes.base import DEVICE_DIR, Knob, Recipe, Runtime, Scheme
-
-if TYPE_CHECKING:
-    from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.base import DEVICE_DIR, DeviceProfile, Knob, Recipe, Runtime, Scheme
 
 INT8 = Scheme("int8", "int8 symmetric per-channel weights", "int8/uint8 activations (NNCF), calibrated")
 
@@ -21,11 +18,11 @@ KNOBS = (
 )
 
 
-def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+def capabilities(profile: DeviceProfile) -> dict[str, tuple[Scheme, ...]]:
     return dict.fromkeys(("Conv", "Gemm", "MatMul"), (INT8, Scheme("fp32")))
 
 
-def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+def recipes(profile: DeviceProfile) -> tuple[Recipe, ...]:
     """nncf.quantize on the ov.Model (TRANSFORMER model type for transformers, so SmoothQuant applies), and for
     transformers the same with SmoothQuant alpha 0.5 on MatMul (NNCF's advanced parameters)."""
     every = dict.fromkeys(("Conv", "Gemm", "MatMul"), "int8")
@@ -35,7 +32,7 @@ def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
     )
 
 
-def probe(profile: HardwareProfile) -> str | None:
+def probe(profile: DeviceProfile) -> str | None:
     import openvino
 
     device = profile.runtime_options.get("device", "CPU")

@@ -6,12 +6,9 @@ Graphs have static shapes: a task whose inputs vary beyond the batch (a sentence
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autocompress.runtimes.base import DEVICE_DIR, Recipe, Runtime, Scheme
-
-if TYPE_CHECKING:
-    from autocompress.hardware.profile import HardwareProfile
+from autocompress.runtimes.base import DEVICE_DIR, DeviceProfile, Recipe, Runtime, Scheme
 
 INT8 = Scheme("int8", "int8 per-channel weights", "int8 activations, calibrated")
 INT16 = Scheme("int16", "int8 weights", "int16 activations (no XNNPACK kernels)")
@@ -22,12 +19,12 @@ FP16 = Scheme("fp16", "fp16 weights", "fp32 compute")
 DYNAMIC = Scheme("int8-dynamic", "int8 per-channel weights", "activations quantized at run time")
 
 
-def capabilities(profile: HardwareProfile) -> dict[str, tuple[Scheme, ...]]:
+def capabilities(profile: DeviceProfile) -> dict[str, tuple[Scheme, ...]]:
     linear = (INT8, DYNAMIC, INT16, INT4, FP16, Scheme("fp32"))
     return {"Conv": (INT8, INT16, FP16, Scheme("fp32")), "Gemm": linear, "MatMul": linear}
 
 
-def recipes(profile: HardwareProfile) -> tuple[Recipe, ...]:
+def recipes(profile: DeviceProfile) -> tuple[Recipe, ...]:
     """ai-edge-quantizer's stock recipes: static_wi8_ai8, and dynamic_wi8_afp32 (on Linear layers)."""
     return (
         Recipe("ai-edge-quantizer static int8", dict.fromkeys(("Conv", "Gemm", "MatMul"), "int8")),

@@ -134,7 +134,7 @@ def time_headline(
     while len(measured) < windows or (len(undisturbed) < needed and len(measured) < 2 * windows):
         if measured:
             time.sleep(gap_s)
-        measured.append(timer(baseline, [artifact, *extra], task, profile, policy, options=options))
+        measured.append(timer(baseline, [artifact, *extra], task, profile, policy, options=options, fresh=True))
         masks = settled_across(measured, policy.settle_tolerance)
         undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
                        if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip

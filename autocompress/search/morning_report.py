@@ -16,12 +16,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress.search.candidates import SEEDED_ATTR
 from autocompress.search.confirm import CONFIRMATION_ATTR
 from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, feasible_front
 from autocompress.search.run_views import run_name
 from autocompress.search.sensitivity import SENSITIVITY_ATTR, Choice, Sensitivity
-from autocompress.search.stages import SEEDED_ATTR
 from autocompress.spaces.strategy import Strategy
 
 METRIC_NAME_ATTR = "metric_name"

@@ -20,16 +20,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress.compress.distill import DistillKnobs
 from autocompress.search.failures import TRIAL_FAILURES
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, fastest_feasible
+from autocompress.spaces.knobs import only, without
 from autocompress.spaces.strategy import Strategy
 
 log = logging.getLogger(__name__)
 POLISHED_ATTR = "polished_from"
 POLISH_STEPS_ATTR = "polish_steps"
-
-
-STEPS_KEYS = ("distill/steps", "distill/steps_after_pruning")  # the knob a candidate's steps were drawn with
 
 
 def _pruned_steps(trial: FrozenTrial) -> int | None:
@@ -67,10 +66,11 @@ def polish_candidate(study: optuna.Study, allowed_drop: float, steps: int, margi
     return min(candidates, key=lambda trial: _drop(study, trial), default=None)
 
 
-def polish_params(study: optuna.Study, candidate: FrozenTrial) -> dict[str, Any] | None:
+def polish_params(study: optuna.Study, candidate: FrozenTrial, distill: DistillKnobs) -> dict[str, Any] | None:
     """The candidate's parameters with distillation settings to polish with: its own if it was distilled; else
     (a re-fitted candidate that took none) those of the study's least damaged distilled pruned trial, the
-    settings that worked best here. None when the study has no such trial."""
+    settings that worked best here, under the steps knob the candidate was asked. None when the study has no such
+    trial."""
     if _pruned_steps(candidate):
         return dict(candidate.params)
     distilled = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -78,11 +78,11 @@ def polish_params(study: optuna.Study, candidate: FrozenTrial) -> dict[str, Any]
     if not distilled:
         return None
     donor = min(distilled, key=lambda trial: _drop(study, trial))
-    settings = {name: value for name, value in donor.params.items() if name.startswith("distill/")}
-    steps = next(value for name, value in settings.items() if name in STEPS_KEYS)
-    params = {name: value for name, value in candidate.params.items() if not name.startswith("distill/")}
-    key = next((name for name in STEPS_KEYS if name in candidate.params), STEPS_KEYS[0])
-    return params | {name: value for name, value in settings.items() if name not in STEPS_KEYS} | {key: steps}
+    steps_knobs = distill.steps_knobs()
+    steps = next(knob.read(donor.params) for knob in steps_knobs if knob.read(donor.params) is not None)
+    borrowed = without(only(donor.params, distill.knobs()), steps_knobs)
+    asked = next((knob for knob in steps_knobs if knob.read(candidate.params) is not None), steps_knobs[0])
+    return without(candidate.params, distill.knobs()) | borrowed | asked.param(steps)
 
 
 def polish(
@@ -90,12 +90,13 @@ def polish(
     objective: Callable[[optuna.Trial], Any],
     steps: int,
     allowed_drop: float,
+    distill: DistillKnobs,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> int | None:
     """Queue the candidate again with `steps` of distillation and run it (after any trial queued before it, which
-    Optuna runs first); returns the candidate's number."""
+    Optuna runs first); returns the candidate's number. `distill`: the space's distillation knobs."""
     candidate = polish_candidate(study, allowed_drop, steps)
-    params = polish_params(study, candidate) if candidate is not None else None
+    params = polish_params(study, candidate, distill) if candidate is not None else None
     if candidate is None or params is None:
         log.info("polish: no pruned candidate near the bound and faster than the best feasible one")
         return None

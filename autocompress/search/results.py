@@ -39,6 +39,11 @@ def measurement_record(measurement: Measurement) -> dict[str, Any]:
     }
 
 
+def allowed_drop(settings: SearchSettings, baseline_metric: float) -> float:
+    """The bound in the metric's own units (a relative bound scales with the baseline)."""
+    return settings.max_drop * abs(baseline_metric) if settings.drop_mode == "relative" else settings.max_drop
+
+
 def metric_drop(baseline_metric: float, metric: float, settings: SearchSettings) -> float:
     """How much worse than the baseline, in the units of the constraint (absolute, or relative fraction)."""
     drop = baseline_metric - metric

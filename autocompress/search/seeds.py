@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from autocompress.search.sensitivity import Row, Sensitivity
+from autocompress.spaces.knobs import Knob, without
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
-from autocompress.spaces.vocabulary import unit_of
 
 BUDGETS = (1.0, 2.0, 4.0)
 BINS = 200
@@ -41,11 +42,10 @@ def _options(table: Sensitivity) -> dict[tuple[str, str], list[Row]]:
     return groups
 
 
-def solve(
-    table: Sensitivity, budget: float, kinds: tuple[str, ...] = ("precision", "prune", "heads", "skip")
-) -> list[Row]:
-    """The rows (at most one per unit) with the largest total saving whose total drop is within `budget`."""
-    groups = [rows for (kind, _), rows in sorted(_options(table).items()) if kind in kinds]
+def solve(table: Sensitivity, budget: float, kinds: Collection[str] | None = None) -> list[Row]:
+    """The rows (at most one per unit) with the largest total saving whose total drop is within `budget` (rows
+    of `kinds` only; None: every kind)."""
+    groups = [rows for (kind, _), rows in sorted(_options(table).items()) if kinds is None or kind in kinds]
     step = max(budget, 1e-9) / BINS
     best: dict[int, tuple[float, list[Row]]] = {0: (0.0, [])}
     for rows in groups:
@@ -60,16 +60,13 @@ def solve(
 
 
 def params_of(space: SearchSpace, rows: list[Row], distill_steps: int) -> dict[str, Any]:
-    """Optuna parameters of a combination of rows (everything else uncompressed), distilled if pruned."""
-    precision = {row.unit: row.value for row in rows if row.kind == "precision"}
-    ratios = {row.unit: row.value for row in rows if row.kind == "prune"}
-    heads = {row.unit: row.value for row in rows if row.kind == "heads"}
-    skip = tuple(row.unit for row in rows if row.kind == "skip")
-    quantize = space.quantize.unit_params(precision)
-    pruned = bool(ratios or heads or skip)
-    recover = bool(skip) or (pruned and not space.prune.reconstruct)  # what re-fitting does not repair
-    params = {**space.prune.params(ratios, heads, skip), **quantize}
-    return params | space.distill.uniform(distill_steps if recover else 0, recover, pruned)
+    """Optuna parameters of a combination of rows (everything else uncompressed), distilled if pruned beyond what
+    re-fitting repairs."""
+    return space.params_for({space.knob(row.kind, row.unit): row.value for row in rows}, distill_steps)
+
+
+def _kinds(knobs: list[Knob]) -> set[str]:
+    return {knob.kind for knob in knobs if knob.probes}
 
 
 def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[Seed]:
@@ -77,7 +74,8 @@ def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[S
     precisions alone within it, and the best recipe with the pruning that fits half of it; duplicates dropped."""
     most = max(space.distill.distill_steps)
     plans = [(f"sensitivity x{budget:g}", solve(table, budget * allowed_drop)) for budget in BUDGETS]
-    plans.append(("sensitivity, precisions only", solve(table, allowed_drop, kinds=("precision",))))
+    precisions = _kinds(space.quantize.knobs())
+    plans.append(("sensitivity, precisions only", solve(table, allowed_drop, kinds=precisions)))
     candidates = [(label, params_of(space, rows, most)) for label, rows in plans if rows]
     candidates += recipe_with_pruning(space, table, allowed_drop, most)
     found: dict[str, Seed] = {}
@@ -94,11 +92,12 @@ def recipe_with_pruning(
     recipe's own drop is no row of the table: half is left to it). Measured on MiniLM/openvino-cpu: NNCF's
     TRANSFORMER int8 alone 2.84x at fidelity 0.9967; with 12.5% of the FFN channels pruned (re-fitted) 3.04x at
     0.9933, paired in one window. The solver's seeds cannot find it: a recipe is not a sum of per-unit rows."""
-    rows = solve(table, allowed_drop / 2, kinds=("prune", "heads"))
+    widths = _kinds(space.prune.ratio_knobs()) | _kinds(space.prune.head_knobs())
+    rows = solve(table, allowed_drop / 2, kinds=widths)
     if not space.quantize.recipes or not rows:
         return []
     recipe = space.quantize.recipes[0]
-    pruned = {key: value for key, value in params_of(space, rows, distill_steps).items() if "precision/" not in key}
+    pruned = without(params_of(space, rows, distill_steps), space.quantize.precision_knobs())
     return [(f"{recipe.label} + sensitivity pruning", pruned | space.quantize.recipe(recipe))]
 
 
@@ -109,26 +108,15 @@ def estimate(space: SearchSpace, table: Sensitivity, strategy: Strategy) -> tupl
     for row in table.rows:
         by_unit[(row.kind, row.unit)][row.value] = row
     drop = saving = 0.0
-    for block in strategy.prune.skip:
-        row = by_unit.get(("skip", block), {}).get(True)
-        if row is not None:
-            drop, saving = drop + max(row.drop, 0.0), saving + row.saving
-    for layer, precision in strategy.quantize.precisions.items():
-        if strategy.prune.skipped(layer):
+    for term in space.terms(strategy):  # each step says what its section sets (e.g. a layer's share of its unit)
+        rows = by_unit.get((term.kind, term.unit), {})
+        if term.interpolate and term.value and rows:
+            term_drop, term_saving = _interpolate(rows, term.value)
+        elif not term.interpolate and term.value in rows:
+            term_drop, term_saving = rows[term.value].drop, rows[term.value].saving
+        else:
             continue
-        unit = unit_of(layer, space.granularity)
-        row = by_unit.get(("precision", unit), {}).get(precision)
-        if row is not None:
-            share = 1.0 / sum(1 for name in strategy.quantize.precisions if unit_of(name, space.granularity) == unit)
-            drop, saving = drop + max(row.drop, 0.0) * share, saving + row.saving * share
-    for group in (group for group in space.prune.groups if not strategy.prune.skipped(group.name)):
-        unit, ratio = unit_of(group.name, space.granularity), strategy.prune.ratios.get(group.name, 0.0)
-        kind, value = ("heads", round(ratio * group.heads)) if group.heads else ("prune", ratio)
-        rows = by_unit.get((kind, unit), {})
-        members = sum(1 for g in space.prune.groups if unit_of(g.name, space.granularity) == unit)
-        if value and rows:
-            step_drop, step_saving = _interpolate(rows, value)
-            drop, saving = drop + max(step_drop, 0.0) / members, saving + step_saving / members
+        drop, saving = drop + max(term_drop, 0.0) * term.weight, saving + term_saving * term.weight
     return drop, 1.0 / (1.0 - min(saving, 0.95))
 
 

@@ -27,7 +27,6 @@ from autocompress.task import Task
 
 log = logging.getLogger(__name__)
 SENSITIVITY_ATTR = "sensitivity"
-PRUNE_RATIOS = (0.25, 0.5)
 SCORE_ONLY = TimingPolicy(warmup_runs=0, slot_s=0.0, min_rounds=1, max_rounds=1, time_cap_s=0.0)
 
 
@@ -35,7 +34,7 @@ SCORE_ONLY = TimingPolicy(warmup_runs=0, slot_s=0.0, min_rounds=1, max_rounds=1,
 class Choice:
     """One unit at one value: a precision, a channel ratio removed, or a number of heads removed."""
 
-    kind: str  # "precision" | "prune" | "heads" | "skip"
+    kind: str  # its knob's kind: "precision", "prune", "heads", "skip" or an added step's
     unit: str
     value: Any
 
@@ -45,7 +44,9 @@ class Choice:
             return f"{self.unit}: {self.value * 100:g}%"
         if self.kind == "skip":
             return f"{self.unit}: skipped"
-        return f"{self.unit}: -{self.value} heads" if self.kind == "heads" else f"{self.unit}: {self.value}"
+        if self.kind == "heads":
+            return f"{self.unit}: -{self.value} heads"
+        return f"{self.unit or self.kind}: {self.value}"  # a model-wide knob (an added step's) by its kind
 
 
 @dataclass(frozen=True)
@@ -68,34 +69,14 @@ class Row:
 
 
 def choices(space: SearchSpace) -> list[Choice]:
-    """Every single choice worth measuring: each non-fp32 precision per unit, two ratios per channel group (and
-    half the largest, where the space stops below the second), one head and the most heads per attention unit,
-    each skippable block."""
-    found = [
-        Choice("precision", unit, precision)
-        for unit, options in space.quantize.units().items()
-        for precision in options
-        if precision != "fp32"
-    ]
-    limit, step = space.prune.max_prune_ratio, space.prune.prune_step
-    ratios = {min(ratio, limit) for ratio in PRUNE_RATIOS}
-    if limit < max(PRUNE_RATIOS):  # a narrow range (MiniLM's): its middle too, where the bound's edge may lie
-        ratios.add(round(limit / 2 / step) * step)
-    ratios = sorted(ratios)
-    found += [Choice("prune", unit, ratio) for unit in space.prune.ratio_units() for ratio in ratios if ratio > 0]
-    for unit, most in space.prune.head_units().items():
-        found += [Choice("heads", unit, heads) for heads in sorted({1, most}) if heads > 0]
-    return found + [Choice("skip", block, True) for block in space.prune.blocks]
+    """Every single choice worth measuring: each knob's probes (its step says which: each non-fp32 precision per
+    unit, two ratios per channel group, one head and the most heads per attention unit, each skippable block)."""
+    return [Choice(knob.kind, knob.unit, value) for knob, value in space.probes()]
 
 
 def strategy_of(space: SearchSpace, choice: Choice) -> Strategy:
     """The strategy changing only this choice (no distillation: the cost of the choice itself)."""
-    if choice.kind == "precision":
-        return Strategy(quantize=space.quantize.settings({choice.unit: choice.value}))
-    ratios = {choice.unit: choice.value} if choice.kind == "prune" else {}
-    heads = {choice.unit: choice.value} if choice.kind == "heads" else {}
-    skip = (choice.unit,) if choice.kind == "skip" else ()
-    return Strategy(prune=space.prune.settings(ratios, heads, skip))
+    return space.alone(space.knob(choice.kind, choice.unit), choice.value)
 
 
 @dataclass

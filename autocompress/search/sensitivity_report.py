@@ -38,7 +38,7 @@ def plot(table: Sensitivity, bound: float, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    for index, kind in enumerate(("precision", "prune", "heads", "skip")):
+    for index, kind in enumerate(dict.fromkeys(row.kind for row in table.rows)):  # in the table's order
         rows = [row for row in table.rows if row.kind == kind]
         if rows:
             ax.scatter([r.saving * 100 for r in rows], [r.drop for r in rows], s=30, color=f"C{index}", label=kind)

@@ -28,6 +28,8 @@ from autocompress.compress.prune import PruneKnobs
 from autocompress.compress.quantize import QuantizeKnobs
 from autocompress.errors import ConfigError
 from autocompress.hardware.profile import HardwareProfile
+from autocompress.spaces.added import AddedKnobs
+from autocompress.spaces.knobs import Knob, StepKnobs, Term
 from autocompress.spaces.strategy import Strategy
 from autocompress.spaces.vocabulary import Granularity
 
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 STEPS = {"prune": PruneKnobs, "quantize": QuantizeKnobs, "distill": DistillKnobs}
 # knob fields that come from the model and the runtime, not from options
-DERIVED = {"groups", "blocks", "layers", "choices", "granularity", "knobs", "recipes"}
+DERIVED = {"groups", "blocks", "layers", "choices", "granularity", "runtime_knobs", "recipes"}
 GRANULARITIES: tuple[str, ...] = get_args(Granularity)
 
 
@@ -111,6 +113,7 @@ class SearchSpace:
     prune: PruneKnobs
     quantize: QuantizeKnobs
     distill: DistillKnobs
+    added: tuple[AddedKnobs, ...] = ()  # steps added from outside autocompress (spaces/added.py)
 
     @classmethod
     def from_model(
@@ -120,8 +123,10 @@ class SearchSpace:
         profile: HardwareProfile,
         options: Mapping[str, Any] | None = None,
         hints: PruneHints | None = None,
+        steps: tuple[str, ...] = (),
     ) -> SearchSpace:
-        """`options`: granularity and any step's ranges (e.g. max_prune_ratio, distill_steps, lr)."""
+        """`options`: granularity and any step's ranges (e.g. max_prune_ratio, distill_steps, lr); `steps`: the
+        modules of added steps."""
         options = dict(options or {})
         granularity: Granularity = options.pop("granularity", "layer")
         ranges = _ranges(options)
@@ -129,6 +134,7 @@ class SearchSpace:
             PruneKnobs.for_model(model, example_input, hints, granularity=granularity, **ranges["prune"]),
             QuantizeKnobs.for_model(model, example_input, profile, granularity=granularity, **ranges["quantize"]),
             DistillKnobs(**ranges["distill"]),
+            tuple(AddedKnobs.for_model(module, model, example_input) for module in steps),
         )
 
     @classmethod
@@ -138,18 +144,60 @@ class SearchSpace:
         options = dict(task.space)
         if granularity is not None:
             options["granularity"] = granularity
-        return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints)
+        return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints, task.steps)
 
     @property
     def granularity(self) -> Granularity:
         return self.prune.granularity
+
+    @property
+    def steps(self) -> tuple[StepKnobs, ...]:
+        return (self.prune, self.quantize, self.distill, *self.added)
+
+    def knobs(self) -> list[Knob]:
+        """Every knob of every step."""
+        return [knob for step in self.steps for knob in step.knobs()]
+
+    def knob(self, kind: str, unit: str) -> Knob:
+        """The knob a sensitivity row measured (its kind and unit)."""
+        return next(knob for knob in self.knobs() if knob.kind == kind and knob.unit == unit)
+
+    def probes(self) -> list[tuple[Knob, Any]]:
+        """Every single choice the sensitivity stage measures alone: precisions first, then pruning, then the
+        added steps' (the order the table has always had)."""
+        ordered = (self.quantize, self.prune, *self.added)
+        return [(knob, value) for step in ordered for knob in step.knobs() for value in knob.probes]
+
+    def alone(self, knob: Knob, value: Any) -> Strategy:
+        """The strategy that changes only this knob, and distils nothing (what one choice costs by itself)."""
+        if knob in set(self.quantize.knobs()):
+            return Strategy(quantize=self.quantize.settings_for({knob: value}))
+        if knob in set(self.prune.knobs()):
+            return Strategy(prune=self.prune.settings_for({knob: value}))
+        owner = next(added for added in self.added if knob in set(added.knobs()))
+        return Strategy(added={owner.module: owner.settings_for({knob: value})})
+
+    def params_for(self, chosen: Mapping[Knob, Any], distill_steps: int) -> dict[str, Any]:
+        """Optuna parameters of these knob values (every other unit uncompressed), distilled `distill_steps` if
+        pruned beyond what re-fitting repairs."""
+        prune = self.prune.settings_for(chosen)
+        recover = prune.needs_recovery
+        params = {**self.prune.params_for(chosen), **self.quantize.params_for(chosen)}
+        for added in self.added:
+            params |= added.params_for(chosen)
+        return params | self.distill.uniform(distill_steps if recover else 0, recover, prune.any)
+
+    def terms(self, strategy: Strategy) -> list[Term]:
+        """What a strategy sets, as terms of the sensitivity table's additive estimate (search/seeds.py)."""
+        return [term for step in self.steps for term in step.terms(strategy)]
 
     def sample(self, trial: optuna.Trial, seed: int) -> Strategy:
         """Ask the trial for every knob; the Strategy it returns is the whole candidate."""
         prune = self.prune.suggest(trial)
         quantize = self.quantize.suggest(trial)
         distill = self.distill.suggest(trial, recover=prune.needs_recovery, pruned=prune.any)
-        return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill)
+        added = {step.module: step.suggest(trial) for step in self.added}
+        return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill, added=added)
 
     def uniform(self, prune: float = 0.0, precision: str = "fp32", distill_steps: int = 0) -> dict[str, Any]:
         """Optuna parameters of a uniform candidate: every group at one ratio, every layer at one precision (where
@@ -165,7 +213,8 @@ class SearchSpace:
         pruned = prune > 0 and bool(self.prune.ratio_units() or self.prune.head_units())
         recover = pruned and not self.prune.reconstruct  # re-fitted layers need no distillation (compress/prune.py)
         distill = self.distill.uniform(distill_steps if recover else 0, recover, pruned)
-        return {**self.prune.uniform(prune), **quantize, **distill}
+        neutral = {key: value for added in self.added for key, value in added.params_for({}).items()}
+        return {**self.prune.uniform(prune), **quantize, **neutral, **distill}
 
     def warm_starts(self) -> list[tuple[str, dict[str, Any]]]:
         """The first candidates of a search: what a user would try by hand, and each of the runtime's documented
@@ -201,4 +250,5 @@ class SearchSpace:
 
     def signature(self) -> str:
         """What a stored study must match to be resumed with this space."""
-        return f"{self.prune.signature()};{self.quantize.signature()};granularity={self.granularity}"
+        signature = f"{self.prune.signature()};{self.quantize.signature()};granularity={self.granularity}"
+        return signature + "".join(f";added={added.signature()}" for added in self.added)

@@ -13,22 +13,22 @@ no study at all. Example (digits, abridged)::
       precisions: {stem.0: fp32, stage1.0.conv1: int8, fc: int8}
     distill: {steps: 100, loss: kl, temperature: 4.0, alpha: 0.7, lr: 0.001, hidden_weight: 0.0}
 
-Each section is defined by the step that applies it (compress/prune.py, quantize.py, distill.py), with its knobs;
-the precisions and layer kinds come from one vocabulary (spaces/vocabulary.py).
+Its sections are plain data (spaces/sections.py: pydantic, no torch), so reading a strategy needs no build stack;
+each is applied by its step (compress/prune.py, quantize.py, distill.py), which also owns its knobs. The precisions
+and layer kinds come from one vocabulary (spaces/vocabulary.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from autocompress import yamlio
-from autocompress.compress.distill import DistillSettings
-from autocompress.compress.prune import PruneSettings
-from autocompress.compress.quantize import QuantizeSettings
 from autocompress.errors import ConfigError
+from autocompress.spaces.sections import DistillSettings, PruneSettings, QuantizeSettings
 from autocompress.spaces.vocabulary import Section
 
 SCHEMA_VERSION = 1
@@ -56,7 +56,17 @@ class Strategy(Section):
     prune: PruneSettings = Field(default_factory=PruneSettings)
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    # the sections of steps added from outside autocompress, by module (spaces/added.py; absent when none)
+    added: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pinned: Pinned | None = None  # set on export
+
+    @model_serializer(mode="wrap")
+    def _added_only_when_any(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Strategies without added steps are written as before (strategy.yaml, report.json, the study)."""
+        data = handler(self)
+        if not self.added:
+            data.pop("added", None)
+        return data
 
     @property
     def is_uncompressed(self) -> bool:
@@ -99,4 +109,6 @@ class Strategy(Section):
 
     def summary(self) -> dict[str, float | int | str]:
         """Flat, comparable parameters for MLflow (each step's own); the full strategy goes in as a YAML artifact."""
-        return {**self.prune.summary(), **self.quantize.summary(), **self.distill.summary(), "seed": self.seed}
+        added = {f"{module.rpartition('.')[2]}.{key}": value for module, section in self.added.items()
+                 for key, value in section.items()}  # fmt: skip
+        return {**self.prune.summary(), **self.quantize.summary(), **self.distill.summary(), **added, "seed": self.seed}

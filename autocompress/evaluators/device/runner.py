@@ -61,6 +61,9 @@ class DeviceRequest:
     # per artifact, options over `options` (e.g. the same baseline under the runtime's default settings)
     artifact_options: list[dict[str, Any]] | None = None
     timed: bool = True  # False: score only
+    # True: every artifact loaded anew, the reference too (each of the exported figure's windows then samples a new
+    # session's memory layout: two sessions of one model differ by ~2%, which windows of one session never show)
+    fresh_sessions: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +138,7 @@ def run_request(
     sessions = []
     for index, artifact in enumerate(request.artifacts):
         options = request.options_of(index)
-        if index == 0 and reference_cache is not None:
+        if index == 0 and reference_cache is not None and not request.fresh_sessions:
             key = session_key(artifact, request)
             if key not in reference_cache:
                 reference_cache.clear()  # one reference at a time: a new study's baseline replaces the old

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from autocompress.commands.common import EXAMPLES_HELP, experiment_of, fail, setup_logging, stopped
 from autocompress.errors import AutocompressError, ConfigError
 from autocompress.examples import EXAMPLES
 
 log = logging.getLogger(__name__)
-EXAMPLES_HELP = f"built-in example instead of a config: {' or '.join(sorted(EXAMPLES))}"
 
 
 def _say(line: str) -> None:
@@ -34,18 +34,16 @@ def apply(
 ) -> None:
     """Rebuild the artifact a strategy describes (no study needed), score it on validation and test, and time it
     against the uncompressed model (runtime default and fp32); refuses a strategy pinned to another base model."""
-    from autocompress.cli import _experiment, _fail, _setup_logging, _stopped
-
-    _setup_logging(False, "apply")
+    setup_logging(False, "apply")
     try:
-        report = _apply(strategy, config or config_option, example, device, out, windows, _experiment)
+        report = _apply(strategy, config or config_option, example, device, out, windows, experiment_of)
         typer.echo(json.dumps(report, indent=2))
     except AutocompressError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:  # a bug: one line naming the log file with its traceback
-        raise _stopped(error, resumable=False) from None
+        raise stopped(error, resumable=False) from None
 
 
 def usage_examples() -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import optuna
 from autocompress.config import SearchSettings
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import study_dir
-from autocompress.search.results import METRICS_ATTR, fastest_feasible
+from autocompress.search.results import allowed_drop
 from autocompress.search.seeds import Seed, seeds
 from autocompress.search.sensitivity import SENSITIVITY_ATTR, Sensitivity, analyse
 from autocompress.search.sensitivity_report import write
@@ -31,15 +30,7 @@ from autocompress.task import Task
 log = logging.getLogger(__name__)
 SEEDED_ATTR = "seeded"
 ESTIMATE_ATTR = "estimate"
-PROMOTED_ATTR = "promoted_from"
-REFINED_ATTR = "refined_from"
 STARTUP_ATTR = "startup_trials"
-STEPS_AFTER_PRUNING = "distill/steps_after_pruning"
-
-
-def allowed_drop(settings: SearchSettings, baseline_metric: float) -> float:
-    """The bound in the metric's own units (a relative bound scales with the baseline)."""
-    return settings.max_drop * abs(baseline_metric) if settings.drop_mode == "relative" else settings.max_drop
 
 
 def sensitivity_table(
@@ -104,62 +95,3 @@ def worker_sampler(study: optuna.Study, settings: SearchSettings, setup: str, se
         seed += 1009 * (os.getpid() % 9973)
     startup = study.user_attrs.get(STARTUP_ATTR)
     study.sampler = make_sampler(settings, seed, startup=None if startup is None else int(startup))
-
-
-class PromoteProbes:
-    """Short distillation as a probe, the full budget only for the promising: a pruned candidate distilled for
-    fewer than the most steps that lands within `margin` times the allowed drop, and faster than the best
-    feasible trial so far, is queued again with the most steps (same parameters otherwise). Optuna's pruners do
-    not work for multi-objective studies; this is successive halving done with the study's own trials."""
-
-    def __init__(self, space: SearchSpace, settings: SearchSettings, margin: float = 3.0) -> None:
-        self.most = max(space.distill.distill_steps)
-        self.limit = settings.max_drop * margin
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        steps = trial.params.get(STEPS_AFTER_PRUNING)
-        metrics = trial.user_attrs.get(METRICS_ATTR)
-        if metrics is None or steps is None or steps >= self.most or metrics["feasible"]:
-            return
-        best = fastest_feasible(study)
-        faster = best is None or metrics["speedup"] > best.user_attrs[METRICS_ATTR]["speedup"]
-        if metrics["metric_drop"] <= self.limit and faster:  # drop and max_drop share units
-            params = dict(trial.params) | {STEPS_AFTER_PRUNING: self.most}
-            study.enqueue_trial(params, user_attrs={PROMOTED_ATTR: trial.number}, skip_if_exists=True)
-            log.info("trial %d promoted: its parameters again with %d distillation steps", trial.number, self.most)
-
-
-class SkipFromIncumbent:
-    """Depth on top of the best so far: once the first candidates are measured (nothing queued is left), the
-    fastest feasible trial is queued again with the skippable blocks skipped that the table says cost least —
-    the cheapest one, then the cheapest two, and so on — distilled for the most steps. Skipping is the one
-    choice that thinner layers cannot stand in for (it removes operators), and the table ranks the blocks by
-    cost without fine-tuning; distillation decides which depth still holds. Once per study, and never more
-    trials than this invocation's budget has left (`left`: None when only time bounds it)."""
-
-    def __init__(self, space: SearchSpace, table: Sensitivity | None, left: Callable[[], int | None]) -> None:
-        self.most = max(space.distill.distill_steps)
-        self.left = left
-        faster = [row for row in (table.rows if table else []) if row.kind == "skip" and row.speedup_ci[0] > 1.0]
-        self.blocks = [row.unit for row in sorted(faster, key=lambda row: row.drop)]
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if not self.blocks or REFINED_ATTR in study.user_attrs:
-            return
-        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-            return  # the first candidates are not all measured yet
-        best = fastest_feasible(study)
-        if best is None:
-            return
-        remaining = [block for block in self.blocks if not best.params.get(f"skip/{block}")]
-        left = self.left()
-        most = len(remaining) if left is None else min(len(remaining), left)
-        if most == 0:
-            return  # no budget left in this invocation: a resumed search with more trials takes the step
-        study.set_user_attr(REFINED_ATTR, best.number)
-        for count in range(1, most + 1):
-            params = dict(best.params) | {f"skip/{block}": True for block in remaining[:count]}
-            params[STEPS_AFTER_PRUNING] = self.most
-            label = f"trial {best.number} + {count} block{'s' if count > 1 else ''} skipped"
-            study.enqueue_trial(params, user_attrs={SEEDED_ATTR: label, REFINED_ATTR: best.number}, skip_if_exists=True)
-        log.info("queued trial %d again with 1 to %d more blocks skipped", best.number, most)

@@ -1,0 +1,1 @@
+"""The commands of the `autocompress` CLI, one module each (autocompress/cli.py lists them)."""
