@@ -84,6 +84,7 @@ def setup(command: str, verbose: bool) -> Path:
     warnings.resetwarnings()
     warnings.simplefilter("default")  # once per place, into the log file
     warnings.simplefilter("ignore", ResourceWarning)  # files the libraries leave to the garbage collector
+    logging.captureWarnings(False)  # a second command in one process (tests) captures them afresh
     logging.captureWarnings(True)
     return path
 

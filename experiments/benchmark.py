@@ -245,14 +245,19 @@ def runtime_default(fp32: Path, task, profile) -> dict[str, Any]:
 
 
 def run_method(name: str, kind: str, work, methods: dict[str, Any]) -> dict[str, Any]:
-    """Run one method, timing it; a failure is recorded with its reason and the benchmark goes on."""
+    """Run one method, timing it; a failure a method may have (a recipe the device cannot build or run, no
+    memory for it) is recorded with its reason and the benchmark goes on; a bug stops it (failures.py)."""
+    from autocompress.errors import AutocompressError
+    from autocompress.search.failures import TRIAL_FAILURES
+
+    failures = (AutocompressError, *TRIAL_FAILURES)
     print(f"[{name}] running ({kind}) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         result = {"kind": kind, "error": None, **work()}
     except KeyboardInterrupt:
         raise
-    except Exception as error:  # any failure of one method is a result, not the end of the benchmark
+    except failures as error:  # a method that cannot be built or measured here is a result
         result = {"kind": kind, "error": one_line(error), "points": []}
     result["wall_s"] = time.perf_counter() - start
     methods[name] = result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,30 @@ def cpu_profile():
     from autocompress.hardware import get_profile
 
     return get_profile("cpu")
+
+
+@dataclass(frozen=True)
+class ServerSearch:
+    """A finished search logged to a real `mlflow server`: its study, tracking URI, export folder and stderr."""
+
+    study: str
+    tracking: str
+    out: Path
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def tiny_search_on_a_server(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSearch]:
+    """One tiny search (no compression, static int8, uniform 50% pruning; a loose bound, so a winner is exported
+    and registered) logged to an `mlflow server` with proxied artifacts: what the MLflow views and the browser
+    tests read (one search for both; the server lives for the session)."""
+    from tests.helpers import run_cli
+    from tests.services import mlflow_server
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    with mlflow_server(folder / "mlflow") as tracking:
+        study = "tiny-mlflow"
+        flags = ("--trials", "3", "--max-drop", "0.3", "--tracking-uri", tracking, "--out", str(folder / "best"))
+        result = run_cli("search", "--no-sensitivity", str(USER_TASK_DIR / "tiny.yaml"), "--study", study, *flags)
+        assert result.returncode == 0, result.stderr[-2000:]
+        yield ServerSearch(study, tracking, folder / "best", result.stderr)

@@ -114,13 +114,14 @@ CASES = {
                                   "host: host 'ssh://u@h:70000': port 70000 out of range (1-65535)"),
     "profile port zero": (lambda t: ["search", "--device", _profile(t, host="ssh://pi@[fe80::1]:0")],
                           "port 0 out of range (1-65535)"),
+    "profile port far out of range": (lambda t: ["search", "--device", _profile(t, host="ssh://u@h:7000000")],
+                                      "port 7000000 out of range"),
+    # TensorRT takes full-range int8 weights: reduce_range (7 bits, for CPUs) is refused
     "profile TensorRT with 7-bit weights": (lambda t: ["search", "--device", _profile(t, runtime_options={
                                             "providers": ["TensorrtExecutionProvider"]}, quantize={
                                             "activation_type": "int8", "activation_symmetric": True,
                                             "reduce_range": True}, precisions={"Conv": ["int8", "fp32"]})],
                                             "reduce_range quantizes weights to 7 bits"),
-    "profile port far out of range": (lambda t: ["search", "--device", _profile(t, host="ssh://u@h:7000000")],
-                                      "port 7000000 out of range"),
     # tracking URIs: not a URL, a store MLflow does not have, a server that does not answer
     "tracking URI not a URL": (lambda t: ["search", str(user_config()), "--tracking-uri", "not a uri"],
                                "tracking URI 'not a uri' is not a URL: use http(s)://host:port"),

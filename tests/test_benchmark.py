@@ -172,16 +172,30 @@ def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -
 
 
 def test_a_failing_method_is_recorded_and_the_benchmark_goes_on() -> None:
+    from autocompress.errors import CandidateRefused
+
     methods: dict = {}
 
-    def broken() -> dict:
-        raise RuntimeError("converter said no\nsecond line")
+    def refused() -> dict:
+        raise CandidateRefused("NNCF quantization failed: converter said no\nsecond line")
 
-    run_method("nncf-int8", "one-click", broken, methods)
+    run_method("nncf-int8", "one-click", refused, methods)
     run_method("ok", "one-click", lambda: {"points": [_point(0.95, 2.0)]}, methods)
-    assert methods["nncf-int8"]["error"] == "RuntimeError: converter said no" and methods["nncf-int8"]["points"] == []
+    assert methods["nncf-int8"]["error"] == "CandidateRefused: NNCF quantization failed: converter said no"
+    assert methods["nncf-int8"]["points"] == []
     assert methods["ok"]["error"] is None and len(methods["ok"]["points"]) == 1
-    assert all(m["wall_s"] >= 0 for m in methods.values())
+
+
+def test_a_bug_in_a_method_stops_the_benchmark() -> None:
+    """Recorded as a method's failure, a programming error would be a row of the results table, not a bug."""
+
+    def typo() -> dict:
+        raise AttributeError("'Measurement' object has no attribute 'speedupp'")
+
+    methods: dict = {}
+    with pytest.raises(AttributeError, match="speedupp"):
+        run_method("prune-50", "one-click", typo, methods)
+    assert "prune-50" not in methods
 
 
 def test_ort_dynamic_int8_is_really_int8_and_measured(tiny_task, cpu_profile, tmp_path: Path) -> None:

@@ -95,4 +95,5 @@ def test_a_trial_past_the_deadline_and_its_margin_is_failed_as_deadline():
                        env={"TINY_PRUNED_SECONDS": "4"})  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-2000:]
     (slow,) = load_study("tiny-margin").trials  # past the budget, within the margin: it ends, no other starts
-    assert slow.state.name == "COMPLETE" and (slow.datetime_complete - slow.datetime_start).total_seconds() > 4
+    assert slow.state.name == "COMPLETE", slow.user_attrs.get("fail_reason")
+    assert (slow.datetime_complete - slow.datetime_start).total_seconds() > 4

@@ -113,3 +113,55 @@ def test_what_the_device_reports_is_a_failed_measurement_or_a_bug(reported, kind
     failure = device_failure("onnxruntime on cpu", reported)
     assert type(failure) is kind and reported in str(failure)
     assert is_trial_failure(failure) == (kind is MeasurementFailed)
+
+
+# ---- inside the exporter and the quantizers: a refusal, or a bug in code they call back (autocompress/bugs.py) ----
+
+
+def _caught(call, *args: object, **kwargs: object) -> BaseException:  # noqa: ANN001 - a callable that raises
+    """Call a library's function from this frame, as the wrappers do, and return what it raised."""
+    try:
+        call(*args, **kwargs)
+    except Exception as error:  # what the wrappers do: catch, then decide
+        return error
+    raise AssertionError("nothing raised")
+
+
+def test_a_programming_error_is_a_bug_only_where_our_code_raised_it():
+    import functools
+    import textwrap
+
+    from autocompress.bugs import raised_in_our_code
+
+    assert not raised_in_our_code(_caught(textwrap.dedent, None))  # inside the standard library
+    assert raised_in_our_code(_caught(functools.reduce, lambda a, b: a.real_part, [1, 2]))  # in a callback of ours
+    assert not raised_in_our_code(_caught(functools.reduce, lambda a, b: int("x"), [1, 2]))  # ValueError: no bug type
+
+    def library_wrapping(callback) -> None:  # noqa: ANN001 - as torch.export wraps what forward raised
+        try:
+            functools.reduce(callback, [1, 2])
+        except AttributeError as error:
+            raise RuntimeError("Failed to export the model") from error
+
+    assert raised_in_our_code(_caught(library_wrapping, lambda a, b: a.missing))  # found through its cause
+
+
+class _Typo(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convv(x)
+
+
+def test_the_exporter_refuses_a_candidate_but_passes_a_bug_in_forward_on(tmp_path):
+    from autocompress.compress.export import export_onnx
+    from tests.user_task.tiny_task import unexportable_model
+
+    model, example = unexportable_model()  # branches on a tensor's value: the exporter refuses it
+    with pytest.raises(CandidateRefused, match="ONNX export failed"):
+        export_onnx(model, example, tmp_path / "branch.onnx")
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever the exporter wraps it in
+        export_onnx(_Typo().eval(), torch.zeros(1, 1, 8, 8), tmp_path / "typo.onnx")
+    assert not isinstance(raised.value, CandidateRefused) and "convv" in str(raised.value)

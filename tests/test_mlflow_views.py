@@ -14,13 +14,12 @@ from mlflow.tracking import MlflowClient
 
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
-from autocompress.home import default_tracking_uri
 from autocompress.search.registry import register_export
 from autocompress.search.run_views import run_name
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import mlflow_runs, run_cli, user_config
+from tests.helpers import mlflow_runs
 
-STUDY = "tiny-mlflow-views"
+STUDY = "tiny-mlflow"  # the session's search on an MLflow server (tests/conftest.py)
 
 
 def test_a_run_name_says_what_the_trial_tried():
@@ -34,28 +33,29 @@ def test_a_run_name_says_what_the_trial_tried():
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three trials (no compression, static int8, uniform 50% pruning distilled) with a loose bound, exported."""
-    out = tmp_path_factory.mktemp("best")
-    result = run_cli("search", "--no-sensitivity", str(user_config()), "--study", STUDY, "--trials", "3",
-                     "--max-drop", "0.3", "--out", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "registered as MLflow model" in result.stderr, result.stderr[-1500:]
-    return out / "cpu"
+def searched(tiny_search_on_a_server) -> Path:
+    """The session's tiny search on an MLflow server (tests/conftest.py), exported: its device folder."""
+    assert "registered as MLflow model" in tiny_search_on_a_server.stderr, tiny_search_on_a_server.stderr[-1500:]
+    return tiny_search_on_a_server.out / "cpu"
+
+
+@pytest.fixture(scope="module")
+def tracking(tiny_search_on_a_server) -> str:
+    return tiny_search_on_a_server.tracking
 
 
 @pytest.mark.e2e
-def test_the_experiment_opens_on_its_runs_and_says_what_it_holds(searched: Path):
-    experiment = MlflowClient(default_tracking_uri()).get_experiment_by_name(STUDY)
+def test_the_experiment_opens_on_its_runs_and_says_what_it_holds(searched: Path, tracking: str):
+    experiment = MlflowClient(tracking).get_experiment_by_name(STUDY)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "`tiny` on device `cpu`" in experiment.tags["mlflow.note.content"]
 
 
 @pytest.mark.e2e
-def test_trial_runs_are_named_and_their_layer_tables_match_strategy_yaml(searched: Path):
-    parents, trials = mlflow_runs(STUDY)
+def test_trial_runs_are_named_and_their_layer_tables_match_strategy_yaml(searched: Path, tracking: str):
+    parents, trials = mlflow_runs(STUDY, tracking)
     assert len(trials) == 3
-    client = MlflowClient(default_tracking_uri())
+    client = MlflowClient(tracking)
     for run in trials:
         number = run.data.tags["optuna.trial_number"]
         assert run.info.run_name.startswith(f"t{number} ")
@@ -74,20 +74,20 @@ def test_trial_runs_are_named_and_their_layer_tables_match_strategy_yaml(searche
 
 
 @pytest.mark.e2e
-def test_the_export_is_registered_once_and_loads_with_the_reported_metric(searched: Path, tiny_task):
-    client = MlflowClient(default_tracking_uri())
+def test_the_export_is_registered_once_and_loads_with_the_reported_metric(searched: Path, tracking: str, tiny_task):
+    client = MlflowClient(tracking)
     (model,) = [m for m in client.search_registered_models() if m.name == STUDY + "-cpu"]
     (version,) = client.search_model_versions(f"name = '{model.name}'")
     report = json.loads((searched / "report.json").read_text())
     assert float(version.tags["confirmed_speedup"]) == pytest.approx(report["confirmed_speedup"], rel=1e-3)
     assert version.tags["device"] == "cpu"
 
-    again, new = register_export(default_tracking_uri(), STUDY, searched)  # the same export: no duplicate
+    again, new = register_export(tracking, STUDY, searched)  # the same export: no duplicate
     assert not new and again.version == version.version
     assert len(client.search_model_versions(f"name = '{model.name}'")) == 1
 
-    mlflow.set_tracking_uri(default_tracking_uri())
-    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{model.name}/{version.version}"))
+    source = client.get_model_version_download_uri(model.name, version.version)  # through the server
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking))
     assert {"model.onnx", "strategy.yaml", "report.json"} <= {p.name for p in folder.iterdir()}
     measured = measure_artifact(folder / "model.onnx", tiny_task, get_profile("cpu"))
     assert measured.metric == pytest.approx(report["accuracy"], abs=1e-9)

@@ -36,8 +36,8 @@ def restored_logging():
 def _speak() -> None:
     logging.getLogger("autocompress.search.driver").warning("own warning")
     logging.getLogger("autocompress.search.driver").info("own info")
-    logging.getLogger("nncf").warning("library warning")
-    logging.getLogger("mlflow.store").info("library info")
+    logging.getLogger("some_library.module").warning("library warning")
+    logging.getLogger("some_library.store").info("library info")
     warnings.warn("a deprecated call", FutureWarning, stacklevel=1)
 
 

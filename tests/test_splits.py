@@ -58,8 +58,9 @@ def _tiny():
     return Task("t", torch.nn.Linear(1, 10), torch.zeros(1, 1), DataSplits([], [], []), accuracy)
 
 
-def test_the_built_in_examples_bring_their_own_disjoint_test_split(digits_task):
-    data = digits_task.data
+def test_the_built_in_examples_bring_their_own_disjoint_test_split(digits_untrained):
+    """The digits example's splits (what its load_task gives the task, without training its model: fast lane)."""
+    data = digits_untrained.data
     sizes = {split: sum(len(labels) for _, labels in getattr(data, split)) for split in ("validation", "test")}
     assert sizes == {"validation": 360, "test": 360}
     check_disjoint(data, "digits")

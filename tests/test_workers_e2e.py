@@ -47,9 +47,12 @@ def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
         slow = {"TINY_METRIC_SECONDS": "1"}
         first = start_cli(*worker, "--trials", "4", env=slow)
         second = start_cli(*worker, "--trials", "3", env=slow)
-        killed = _running_trial_of(first, storage, time.monotonic() + 300)
+        _running_trial_of(first, storage, time.monotonic() + 300)
         first.kill()
         first.communicate(timeout=60)
+        # the trial it was in when killed (the one seen running may have finished in the meantime: read it now)
+        (killed,) = [t.number for t in load_study(STUDY, storage).trials if t.state == TrialState.RUNNING
+                     and f":{first.pid}:" in t.user_attrs.get(WORKER_ATTR, "")]  # fmt: skip
         again = run_cli(*worker, "--trials", "2", env=slow)  # the same command, started again
         _, second_err = second.communicate(timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]

@@ -17,6 +17,7 @@ import onnx
 import torch
 from torch import nn
 
+from autocompress.bugs import raised_in_our_code
 from autocompress.errors import CandidateRefused
 from autocompress.spaces.graph import layer_names
 from autocompress.task import BATCH_AXIS, DynamicAxes
@@ -134,6 +135,8 @@ def _export(
                 verbose=False,
             )
     except Exception as error:  # the exporter raises many types; all mean "this candidate cannot be exported"
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         message = ANSI_ESCAPES.sub("", str(error)).strip().splitlines() or [""]
         raise CandidateRefused(f"ONNX export failed: {type(error).__name__}: {message[0][:200]}") from error
     onnx_model = program.model_proto

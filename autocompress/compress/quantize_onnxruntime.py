@@ -34,6 +34,7 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
+from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import export_onnx
 from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
@@ -221,4 +222,6 @@ def _run(what: str, quantizer: Callable[..., None], *args: Any, **kwargs: Any) -
         with contextlib.redirect_stdout(io.StringIO()):
             quantizer(*args, **kwargs)
     except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         raise CandidateRefused(f"onnxruntime {what} failed: {type(error).__name__}: {error}".splitlines()[0]) from error

@@ -39,6 +39,7 @@ from nncf.quantization.advanced_parameters import (
 from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEstimatorParametersSet
 from torch import nn
 
+from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import export_onnx
 from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
@@ -123,6 +124,8 @@ def build_artifact(
     try:
         ov_model = ov.convert_model(float_path)
     except Exception as error:  # the frontend raises assorted types; each fails only this candidate
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         raise CandidateRefused(f"OpenVINO conversion failed: {_one_line(error)}") from error
     finally:
         float_path.unlink()
@@ -173,4 +176,6 @@ def quantize(
                 advanced_parameters=advanced_parameters(settings),
             )
     except Exception as error:  # NNCF raises assorted types; each fails only this candidate
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         raise CandidateRefused(f"NNCF quantization failed: {_one_line(error)}") from error

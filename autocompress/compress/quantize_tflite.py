@@ -45,6 +45,7 @@ from ai_edge_quantizer import qtyping, quantizer
 from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl_utils
 from torch import nn
 
+from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import fingerprint
 from autocompress.errors import CandidateRefused
 from autocompress.runtimes.base import DeviceProfile
@@ -131,6 +132,8 @@ def convert(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
     try:
         litert_torch.convert(model, (example_input,)).export(str(path))
     except Exception as error:  # the converter raises many types; all mean "this candidate cannot be converted"
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         raise _trial_error("litert-torch conversion failed", error) from error
     finally:
         litert_torch.config.show_progress = show_progress
@@ -279,6 +282,8 @@ def quantize(
                 result = qt.calibrate(data, num_threads=torch.get_num_threads())
         qt.quantize(result, enable_progress_report=False).export_model(str(target), overwrite=True)
     except Exception as error:  # the quantizer raises assorted types; each fails only this candidate
+        if raised_in_our_code(error):  # the user's forward or our callback: a bug, not a refusal
+            raise
         raise _trial_error("ai-edge-quantizer failed", error) from error
 
 
