@@ -180,8 +180,9 @@ def test_reduce_range_is_never_on_for_tensorrt(monkeypatch, tmp_path):
     from autocompress.errors import AutocompressError
     from autocompress.hardware.profile import BUILTIN_DIR
     from autocompress.runtimes import onnxruntime as ort_runtime
+    from autocompress.runtimes import onnxruntime_options
 
-    monkeypatch.setattr(ort_runtime, "has_vnni", lambda: False)  # a CPU where "auto" means 7-bit weights
+    monkeypatch.setattr(onnxruntime_options, "has_vnni", lambda: False)  # a CPU where "auto" means 7-bit weights
     jetson = get_profile("jetson-orin")
     assert ort_runtime.OrtQuantizeOptions(**jetson.quantize).reduce(jetson) is False
     assert ort_runtime.OrtQuantizeOptions(reduce_range="auto").reduce(get_profile("cpu")) is True  # the contrast
