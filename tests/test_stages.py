@@ -38,7 +38,7 @@ def test_each_stage_needs_only_what_an_earlier_stage_adds():
 
 def test_readme_lists_the_stages_in_the_declared_order():
     text = README.read_text()
-    listed = text[text.index("<!-- stages:"):text.index("<!-- end of stages -->")]
+    listed = text[text.index("<!-- stages:") : text.index("<!-- end of stages -->")]
     assert re.findall(r"^- \*\*(.+?)\*\*", listed, flags=re.MULTILINE) == [stage.name for stage in SEARCH]
 
 

@@ -24,9 +24,7 @@ StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (defaul
 ConfirmOpt = Annotated[
     int | None, typer.Option(help="top candidates re-timed together with the baseline before export (default 5)")
 ]
-WindowsOpt = Annotated[
-    int | None, typer.Option(help="fresh timing windows the exported figure comes from (default 3)")
-]
+WindowsOpt = Annotated[int | None, typer.Option(help="fresh timing windows the exported figure comes from (default 3)")]
 RegisterOpt = Annotated[bool, typer.Option(help="register the export in MLflow's Model Registry, once per strategy")]
 GRANULARITY_HELP = "layer, family (one knob per layer of repeated blocks), stage or global; default: the task's"
 
@@ -51,8 +49,11 @@ def stopped(error: Exception, resumable: bool) -> typer.Exit:
 
     path = record_bug(error)
     if isinstance(error, TrialBug):
-        return fail(f"{error}: a bug, not a failed candidate, so the search stopped (traceback in {path}); the "
-                    "study is kept and the candidate queued again: fix it and run the same command to resume", 1)
+        return fail(
+            f"{error}: a bug, not a failed candidate, so the search stopped (traceback in {path}); the "
+            "study is kept and the candidate queued again: fix it and run the same command to resume",
+            1,
+        )
     first = (str(error).strip().splitlines() or [""])[0][:300]
     again = "; the study is kept: fix it and run the same command to resume" if resumable else ""
     return fail(f"stopped by an unexpected {type(error).__name__}: {first} (traceback in {path}){again}", 1)

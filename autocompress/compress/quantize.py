@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 PRECISION = "precision"  # the kind of its knobs in the sensitivity table
 
+
 @dataclass(frozen=True)
 class QuantizeKnobs:
     """The precision part of a search space: each layer's choices on the device, shared per granularity, the
@@ -67,8 +68,14 @@ class QuantizeKnobs:
     def precision_knobs(self) -> list[Categorical]:
         """`precision/<unit>`: each unit's precision (measured alone: each one but fp32)."""
         return [
-            Categorical(name=f"precision/{unit}", kind=PRECISION, unit=unit, choices=tuple(choices), neutral="fp32",
-                        probes=tuple(choice for choice in choices if choice != "fp32"))  # fmt: skip
+            Categorical(
+                name=f"precision/{unit}",
+                kind=PRECISION,
+                unit=unit,
+                choices=tuple(choices),
+                neutral="fp32",
+                probes=tuple(choice for choice in choices if choice != "fp32"),
+            )  # fmt: skip
             for unit, choices in self.units().items()
         ]
 
