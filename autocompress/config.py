@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autocompress import yamlio
 from autocompress.errors import ConfigError
+from autocompress.spaces.sections import ElasticSettings
 
 DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([smhd]?)\s*$")  # a sign, so -5 is out of range, not a typo
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -74,6 +75,10 @@ class SearchSettings(_Strict):
         default=0, ge=0, description="after the budget, distil the pruned candidate nearest the bound and faster "
         "than the best this many steps (search/polish.py); 0: off"
     )  # fmt: skip
+    elastic: ElasticSettings | None = Field(
+        default=None, description="train an elastic model once per study (budget_s: 2h, or steps) and extract "
+        "pruned candidates from it instead of distilling each (compress/elastic_store.py); none: off"
+    )  # fmt: skip
 
     _study_name = field_validator("study")(safe_name)
 
@@ -81,6 +86,13 @@ class SearchSettings(_Strict):
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)  # type: ignore[arg-type]
+
+    @field_validator("elastic", mode="before")
+    @classmethod
+    def _elastic_budget(cls, value: object) -> object:
+        if isinstance(value, dict) and isinstance(value.get("budget_s"), str):
+            return value | {"budget_s": parse_duration(value["budget_s"])}
+        return value
 
     @model_validator(mode="after")
     def _relative_bound_is_a_fraction(self) -> SearchSettings:

@@ -73,6 +73,11 @@ def _apply(strategy_path: Path, config: Path | None, example: str | None, device
     profile = usable_profile(experiment.device)
     task = load_task(experiment)
     profile = _pinned_profile(loaded, task, profile)
+    shipped = strategy_path.parent / "elastic.pt"  # search/export.py writes it beside an elastic strategy
+    if loaded.elastic is not None and shipped.is_file():
+        from autocompress.compress.elastic_store import install_weights
+
+        install_weights(shipped)
     protect_screen(profile.record.build_packages)  # the libraries' output to the log file from here on
     with _build_threads(loaded):
         artifact = build(task, loaded, profile, out)

@@ -74,7 +74,10 @@ def experiment_of(config: Path | None, example: str | None, device: str | None, 
         base.update(example=example, model=None, data=None)
     if device is not None:
         base["device"] = device
+    budget = search.pop("elastic_budget", None)
     base["search"] = base.get("search", {}) | {k: v for k, v in search.items() if v is not None}
+    if budget is not None:  # --elastic-budget turns the elastic model on, over the config's settings
+        base["search"]["elastic"] = (base["search"].get("elastic") or {}) | {"budget_s": budget}
     if search.get("timeout") is not None and search.get("trials") is None:
         base["search"]["trials"] = None  # --timeout alone is the budget, whatever trial count the config names
     return validate_config(base, base_dir=base_dir, source=str(config or "command line"))

@@ -57,6 +57,8 @@ def search(
     polish_steps: Annotated[
         int | None, typer.Option(help="after the budget, distil the most promising pruned candidate this long")
     ] = None,
+    elastic_budget: Annotated[str | None, typer.Option(
+        help="train an elastic model this long (2h, 90m) once per study; candidates are extracted from it")] = None,
     out: Annotated[Path | None, typer.Option(help="export the best strategy per device here when done")] = None,
     register: RegisterOpt = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -70,7 +72,8 @@ def search(
                     tracking_uri=tracking_uri, max_drop=max_drop, drop_mode=drop_mode, max_size_mb=max_size_mb,
                     size_objective=size_objective, granularity=granularity, sampler=sampler, seed=seed,
                     confirm=confirm, confirm_windows=confirm_windows, sensitivity=sensitivity,
-                    warm_starts=warm_starts, polish_steps=polish_steps), register)  # fmt: skip
+                    warm_starts=warm_starts, polish_steps=polish_steps,
+                    elastic_budget=elastic_budget), register)  # fmt: skip
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was left half-done; run the same command again to go on", err=True)
         raise typer.Exit(130) from None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
 
 import torch
 import torch_pruning as tp
@@ -35,9 +34,9 @@ from autocompress.compress.distill import DistillSettings, distillation_loss, tr
 from autocompress.compress.elastic_space import IN_FNS, OUT_FNS, ElasticConfig, ElasticDim, ElasticSpace
 from autocompress.compress.prune import SkippedBlock
 from autocompress.spaces.graph import dependency_graph
+from autocompress.spaces.sections import ElasticImportance
 from autocompress.task import Batches, PruneHints
 
-ElasticImportance = Literal["l1", "l2", "taylor", "obs"]
 _Readers = list[tuple[nn.Module, torch.Tensor]]
 
 

@@ -29,60 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from autocompress.compress.distill import (
-    DistillLoss,
-    DistillSettings,
     distillation_loss,
     hidden_state_loss,
     train_batch_norm,
 )
-from autocompress.compress.elastic import ElasticImportance, ElasticModel
+from autocompress.compress.elastic import ElasticModel
 from autocompress.compress.elastic_space import ElasticConfig, ElasticSpace
 from autocompress.compress.teacher import teacher_outputs
 from autocompress.errors import ConfigError
 from autocompress.signals import raise_if_interrupted
-from autocompress.spaces.vocabulary import Section
+from autocompress.spaces.sections import ElasticSettings
 from autocompress.task import Batches
 
 log = logging.getLogger(__name__)
 ELASTIC_VERSION = 2  # bump when a change to reordering or training makes earlier elastic weights stale
-
-
-class ElasticSettings(Section):
-    """How the elastic model is trained: a length (`steps`, `budget_s`, or both: whichever ends first), the
-    distillation loss (as distill.py's, with `hidden_weight` on the hidden states of the layers train_elastic is
-    given), the sandwich's random sub-networks per step, the share of training over which narrower widths open
-    up, the share over which the learning rate warms up, and the importance that orders the channels.
-
-    `warmup` matters for a pretrained model: Adam's first steps move every weight by about `lr` whatever its
-    gradient's size (measured: MiniLM's full network fell from fidelity 1.0 to 0.979 in 6 sandwich steps at
-    1e-4 without warmup)."""
-
-    steps: int | None = Field(default=None, ge=1)
-    budget_s: float | None = Field(default=None, gt=0)
-    lr: float = Field(default=1e-3, gt=0)
-    loss: DistillLoss = "kl"
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.7, ge=0, le=1)
-    hidden_weight: float = Field(default=0.0, ge=0)
-    random_configs: int = Field(default=2, ge=0)
-    shrink_fraction: float = Field(default=0.5, ge=0, le=1)
-    warmup: float = Field(default=0.0, ge=0, lt=1)
-    importance: ElasticImportance = "l2"
-
-    @model_validator(mode="after")
-    def _has_a_length(self) -> ElasticSettings:
-        if self.steps is None and self.budget_s is None:
-            raise ValueError("elastic training needs `steps` or `budget_s`")
-        return self
-
-    @property
-    def distill(self) -> DistillSettings:
-        return DistillSettings(loss=self.loss, temperature=self.temperature, alpha=self.alpha, lr=self.lr,
-                               hidden_weight=self.hidden_weight)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -236,6 +199,12 @@ def _load(path: Path | None, key: str) -> dict[str, Any] | None:
         log.warning("elastic checkpoint %s is of another model, space or settings: training from the start", path)
         return None
     return state
+
+
+def finished_state(path: Path, key: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it holds the finished training of `key` (else None, quietly when absent)."""
+    state = _load(path, key)
+    return state if state is not None and state.get("done") else None
 
 
 def train_elastic(

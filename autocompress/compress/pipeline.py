@@ -1,4 +1,5 @@
 """Apply a Strategy end to end: prune -> distill (teacher = original) -> added steps -> export -> quantize per layer.
+With an elastic model (the strategy's `elastic` section), "prune" is extracting the sub-network from it.
 
 Pure with respect to its inputs: the same task, strategy and profile give the same artifact, which is
 what lets `autocompress apply strategy.yaml` rebuild a search result without the study.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from autocompress.compress import elastic_store
 from autocompress.compress.distill import DistillSettings, distill
 from autocompress.compress.export import export_seconds
 from autocompress.compress.prune import parameter_count, prune
@@ -97,14 +99,17 @@ def _build(task: Task, strategy: Strategy, profile: HardwareProfile, workdir: Pa
     """Each stage's seconds go into the metadata (`prune_s`, `distill_s`, `export_s`, `quantize_s`)."""
     torch.manual_seed(strategy.seed)
     started = time.perf_counter()
-    student = prune(
-        task.model,
-        task.example_input,
-        strategy.prune,
-        round_to=profile.channel_round_to,
-        hints=task.prune_hints,
-        data=task.data.train,
-    )
+    if strategy.elastic is not None and strategy.prune.any:  # trained once for every candidate: extracted
+        student = elastic_store.extract(task, strategy.elastic, strategy.prune)
+    else:
+        student = prune(
+            task.model,
+            task.example_input,
+            strategy.prune,
+            round_to=profile.channel_round_to,
+            hints=task.prune_hints,
+            data=task.data.train,
+        )
     pruned = time.perf_counter()
     present = set(dict(student.named_modules()))
     hidden_layers = [name for name in task.distill_layers if name in present]

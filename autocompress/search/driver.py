@@ -65,7 +65,7 @@ def run_search(
     """Run (or resume) a study: every stage of `plan` in order (set-up, `trials` more trials or `timeout`, polish,
     confirmation, and with `out` the export); Ctrl-C raises SearchInterrupted."""
     started = time.monotonic()
-    space = SearchSpace.for_task(task, profile, settings.granularity)
+    space = SearchSpace.for_task(task, profile, settings.granularity, settings.elastic)
     storage = open_storage(settings.storage)
     study = open_study(study_name, storage, settings, space)
     opened_with = len(study.get_trials(deepcopy=False))  # a resumed study must not replay its draws

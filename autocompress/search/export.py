@@ -115,6 +115,9 @@ def _copy_artifact(artifact: Path, target: Path) -> None:
         shutil.copyfile(path, target / path.name)
 
 
+ELASTIC_WEIGHTS = "elastic.pt"
+
+
 def export_best(
     study: optuna.Study,
     profile: HardwareProfile,
@@ -135,6 +138,10 @@ def export_best(
     strategy = Strategy(**trial.user_attrs["strategy"])
     pinned = pin(task, profile, trial.user_attrs[METRICS_ATTR].get("build_threads"))
     strategy.model_copy(update={"device": profile.name, "pinned": pinned}).save(target / "strategy.yaml")
+    if strategy.elastic is not None:  # what `apply` extracts the sub-network from, on a machine without the study
+        from autocompress.compress.elastic_store import save_weights
+
+        save_weights(task, strategy.elastic, target / ELASTIC_WEIGHTS)
     _copy_artifact(trial_artifact(study, trial, task, profile), target)
     _copy_artifact(baseline_artifact(study.study_name, task, profile), target / "baseline")
     baseline = study.user_attrs[BASELINE_ATTR]

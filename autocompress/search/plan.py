@@ -1,7 +1,7 @@
 """A search, as a declared sequence of stages (what a stage is: search/stage.py). The order, in one place:
 
-    set-up claim -> baseline -> sensitivity table -> warm starts and seeds -> sampled trials -> promotion ->
-    depth refinement -> polish -> confirmation -> export
+    set-up claim -> baseline -> elastic model -> sensitivity table -> warm starts and seeds -> sampled trials ->
+    promotion -> depth refinement -> polish -> confirmation -> export
 
 The set-up claim runs the set-up of the stages marked once per study (the baseline's measurement, the table, the
 warm starts and seeds) in whichever worker claims it; then every worker runs each stage. Promotion and depth
@@ -19,6 +19,7 @@ from autocompress.search.baseline import measure_baseline, name_objectives
 from autocompress.search.candidates import STARTUP_ATTR, first_candidates, sensitivity_table, worker_sampler
 from autocompress.search.claim import SETUP_DONE_ATTR, once_per_study
 from autocompress.search.confirm import CONFIRMATION_ATTR, confirm
+from autocompress.search.elastic_stage import ELASTIC_ATTR, train_once
 from autocompress.search.export import NoImprovement, export_best
 from autocompress.search.housekeeping import KeepArtifacts
 from autocompress.search.morning_report import METRIC_NAME_ATTR
@@ -73,6 +74,25 @@ class Baseline(BaseStage):
         context.tracker.log(context.tracker.parent_id or "", metrics={
             "baseline_metric": baseline["metric"], "baseline_latency_ms": baseline["latency_ms"],
             "baseline_size_bytes": float(baseline["size_bytes"])})  # fmt: skip
+
+
+class ElasticTraining(BaseStage):
+    """With `elastic` settings: the elastic model, trained once for every trial and every device (keyed under the
+    home: a second study of the same model finds it), in the worker that claims the set-up; the others load it
+    (search/elastic_stage.py). Without them, nothing."""
+
+    name = "elastic model"
+    needs = ("setup",)
+    cache_key = ELASTIC_ATTR
+    once_per_study = True
+
+    def set_up(self, context: SearchContext) -> None:
+        if context.settings.elastic is not None:
+            context.study.set_user_attr(ELASTIC_ATTR, train_once(context))
+
+    def run(self, context: SearchContext) -> None:
+        if context.settings.elastic is not None and context.setup != "ran":  # resumed, or another worker's set-up
+            context.study.set_user_attr(ELASTIC_ATTR, train_once(context))
 
 
 class SensitivityTable(BaseStage):
@@ -213,6 +233,7 @@ class Export(BaseStage):
 SEARCH: tuple[Stage, ...] = (
     SetUpClaim(),
     Baseline(),
+    ElasticTraining(),
     SensitivityTable(),
     FirstCandidates(),
     SampledTrials(),

@@ -149,6 +149,18 @@ class MlflowTracker:
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=all_tags)
         return run.info.run_id
 
+    def start_child(self, run_name: str, tags: dict[str, str]) -> str:
+        """A run of this search's own beside its trials (the elastic model's training)."""
+        all_tags = {WORKER_TAG: this_worker(), **tags}
+        if self.parent_id is not None:
+            all_tags["mlflow.parentRunId"] = self.parent_id
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+
+    def log_step(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        """Points of a curve (x = `step`)."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(key, float(value), now, step) for key, value in metrics.items()])
+
     def log(
         self,
         run_id: str,

@@ -30,6 +30,7 @@ from autocompress.errors import ConfigError
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.spaces.added import AddedKnobs
 from autocompress.spaces.knobs import Knob, StepKnobs, Term
+from autocompress.spaces.sections import ElasticSettings
 from autocompress.spaces.strategy import Strategy
 from autocompress.spaces.vocabulary import Granularity
 
@@ -114,6 +115,7 @@ class SearchSpace:
     quantize: QuantizeKnobs
     distill: DistillKnobs
     added: tuple[AddedKnobs, ...] = ()  # steps added from outside autocompress (spaces/added.py)
+    elastic: ElasticSettings | None = None  # pruned candidates are extracted from this elastic model
 
     @classmethod
     def from_model(
@@ -124,27 +126,62 @@ class SearchSpace:
         options: Mapping[str, Any] | None = None,
         hints: PruneHints | None = None,
         steps: tuple[str, ...] = (),
+        elastic: ElasticSettings | None = None,
     ) -> SearchSpace:
         """`options`: granularity and any step's ranges (e.g. max_prune_ratio, distill_steps, lr); `steps`: the
-        modules of added steps."""
+        modules of added steps; `elastic`: pruned candidates come from this elastic model (see `following`)."""
         options = dict(options or {})
         granularity: Granularity = options.pop("granularity", "layer")
         ranges = _ranges(options)
-        return cls(
+        space = cls(
             PruneKnobs.for_model(model, example_input, hints, granularity=granularity, **ranges["prune"]),
             QuantizeKnobs.for_model(model, example_input, profile, granularity=granularity, **ranges["quantize"]),
             DistillKnobs(**ranges["distill"]),
             tuple(AddedKnobs.for_model(module, model, example_input) for module in steps),
         )
+        if elastic is None:
+            return space
+        from autocompress.compress.elastic_space import ElasticSpace  # torch-pruning's graph, only when elastic
+        from autocompress.compress.elastic_store import ROUND_TO
+
+        trained = ElasticSpace.from_model(model, example_input, hints, elastic.fractions, round_to=ROUND_TO,
+                                          depth=elastic.depth, head_fractions=elastic.head_fractions)  # fmt: skip
+        return space.following(trained.describe(), elastic)
+
+    def following(self, trained: Mapping[str, Any], elastic: ElasticSettings) -> SearchSpace:
+        """The space of a search whose pruned candidates are extracted from an elastic model (`trained`: its
+        space, described): only its dimensions and the blocks it trained skipping, ratios on its trained widths
+        (each snaps to the nearest), and no per-trial distillation nor re-fitting (the training did both)."""
+        removed = sorted({round(1.0 - fraction, 6) for fraction in elastic.fractions})
+        step = min(later - earlier for earlier, later in zip(removed, removed[1:], strict=False))
+        heads = elastic.head_fractions or elastic.fractions
+        names = {dim["name"] for dim in trained["dims"]}
+        importance = elastic.importance if elastic.importance in ("l1", "l2", "obs") else "l2"
+        prune = dataclasses.replace(
+            self.prune,
+            groups=tuple(group for group in self.prune.groups if group.name in names),
+            blocks=tuple(block for block in self.prune.blocks if block in trained["blocks"]),
+            prune_step=step, max_prune_ratio=max(removed), max_head_ratio=1.0 - min(heads),
+            importances=(importance,), reconstruct=False,
+        )  # fmt: skip
+        distill = dataclasses.replace(self.distill, distill_steps=(0,))
+        return dataclasses.replace(self, prune=prune, distill=distill, elastic=elastic)
 
     @classmethod
-    def for_task(cls, task: Task, profile: HardwareProfile, granularity: Granularity | None = None) -> SearchSpace:
+    def for_task(
+        cls,
+        task: Task,
+        profile: HardwareProfile,
+        granularity: Granularity | None = None,
+        elastic: ElasticSettings | None = None,
+    ) -> SearchSpace:
         """The space of a task on a device: the task's own ranges, at the requested granularity (None: the task's
-        default, else per layer)."""
+        default, else per layer), following `elastic` where given."""
         options = dict(task.space)
         if granularity is not None:
             options["granularity"] = granularity
-        return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints, task.steps)
+        return cls.from_model(task.model, task.example_input, profile, options, task.prune_hints, task.steps,
+                              elastic)  # fmt: skip
 
     @property
     def granularity(self) -> Granularity:
@@ -173,7 +210,8 @@ class SearchSpace:
         if knob in set(self.quantize.knobs()):
             return Strategy(quantize=self.quantize.settings_for({knob: value}))
         if knob in set(self.prune.knobs()):
-            return Strategy(prune=self.prune.settings_for({knob: value}))
+            prune = self.prune.settings_for({knob: value})
+            return Strategy(prune=prune, elastic=self.elastic if prune.any else None)
         owner = next(added for added in self.added if knob in set(added.knobs()))
         return Strategy(added={owner.module: owner.settings_for({knob: value})})
 
@@ -197,7 +235,8 @@ class SearchSpace:
         quantize = self.quantize.suggest(trial)
         distill = self.distill.suggest(trial, recover=prune.needs_recovery, pruned=prune.any)
         added = {step.module: step.suggest(trial) for step in self.added}
-        return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill, added=added)
+        elastic = self.elastic if prune.any else None  # an unpruned candidate is the original model's
+        return Strategy(seed=seed, prune=prune, quantize=quantize, distill=distill, added=added, elastic=elastic)
 
     def uniform(self, prune: float = 0.0, precision: str = "fp32", distill_steps: int = 0) -> dict[str, Any]:
         """Optuna parameters of a uniform candidate: every group at one ratio, every layer at one precision (where
@@ -251,4 +290,7 @@ class SearchSpace:
     def signature(self) -> str:
         """What a stored study must match to be resumed with this space."""
         signature = f"{self.prune.signature()};{self.quantize.signature()};granularity={self.granularity}"
-        return signature + "".join(f";added={added.signature()}" for added in self.added)
+        signature += "".join(f";added={added.signature()}" for added in self.added)
+        if self.elastic is not None:  # trials of another elastic model are not this study's
+            signature += ";elastic=" + self.elastic.model_dump_json()
+        return signature

@@ -28,7 +28,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, mode
 
 from autocompress import yamlio
 from autocompress.errors import ConfigError
-from autocompress.spaces.sections import DistillSettings, PruneSettings, QuantizeSettings
+from autocompress.spaces.sections import DistillSettings, ElasticSettings, PruneSettings, QuantizeSettings
 from autocompress.spaces.vocabulary import Section
 
 SCHEMA_VERSION = 1
@@ -58,14 +58,20 @@ class Strategy(Section):
     distill: DistillSettings = Field(default_factory=DistillSettings)
     # the sections of steps added from outside autocompress, by module (spaces/added.py; absent when none)
     added: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # set when the pruned sub-network is extracted from the study's elastic model (compress/elastic_store.py)
+    # instead of pruned and distilled alone: how that model was trained (with the base model, its key)
+    elastic: ElasticSettings | None = None
     pinned: Pinned | None = None  # set on export
 
     @model_serializer(mode="wrap")
     def _added_only_when_any(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Strategies without added steps are written as before (strategy.yaml, report.json, the study)."""
+        """Strategies without added steps or an elastic model are written as before (strategy.yaml, report.json,
+        the study)."""
         data = handler(self)
         if not self.added:
             data.pop("added", None)
+        if self.elastic is None:
+            data.pop("elastic", None)
         return data
 
     @property
