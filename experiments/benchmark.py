@@ -48,6 +48,7 @@ SEARCH_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "autocompress": ("tpe", {}),
     "autocompress-no-warm-starts": ("tpe", {"warm_starts": False}),
     "autocompress-no-sensitivity": ("tpe", {"sensitivity": False}),
+    "autocompress-elastic": ("tpe", {"elastic": {}}),  # its training's length: --elastic-share of the budget
 }
 PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "optuna")
 
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=Path("autocompress-runs/benchmark"), help="AUTOCOMPRESS_HOME")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--polish-steps", type=int, default=0, help="autocompress's polish stage (search/polish.py)")
+    parser.add_argument("--elastic-share", type=float, default=0.25, help="autocompress-elastic: the share of "
+                        "--budget its elastic model trains (inside the budget); with --trials, --elastic-steps")
+    parser.add_argument("--elastic-steps", type=int, default=300, help="autocompress-elastic without --budget")
     parser.add_argument("--retime", type=Path, default=None, help="a results JSON: time its final round again")
     args = parser.parse_args(argv)
     if args.trials < 1:
@@ -201,6 +205,9 @@ def run_search_method(
     from autocompress.search.driver import run_search
 
     study_name = f"bench-{args.example}-{profile.name}-{name}-s{seed}-{stamp}"
+    if "elastic" in extra:  # trained per seed (its key has the seed): every run pays its own training
+        length = {"budget_s": args.elastic_share * args.budget_s} if args.budget_s else {"steps": args.elastic_steps}
+        extra = extra | {"elastic": extra["elastic"] | length | {"seed": seed}}
     budget = {"trials": None, "timeout": args.budget_s} if args.budget_s else {"trials": args.trials}
     settings = SearchSettings(
         **budget,
