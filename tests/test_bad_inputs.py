@@ -138,6 +138,18 @@ CASES = {
                               str(user_config())], "schema_version 99 is not supported"),
     "strategy not YAML": (lambda t: ["apply", _strategy(t, "prune: [unclosed\n"), "--config", str(user_config())],
                           "not valid YAML"),
+    "strategy of elastic weights never trained": (lambda t: ["apply", _strategy(t, "prune: {ratios: {conv1: 0.5}}\n"
+                                                  "elastic: {steps: 7, seed: 4242}\n"), "--config", str(user_config()),
+                                                  "--device", "cpu"], "does not hold trained"),
+    "strategy elastic without a length": (lambda t: ["apply", _strategy(t, "elastic: {lr: 0.01}\n"), "--config",
+                                          str(user_config())], "elastic training needs `steps` or `budget_s`"),
+    # the elastic model
+    "elastic budget not a duration": (lambda t: ["search", str(user_config()), "--elastic-budget", "2 hours"],
+                                      "'2 hours' is not a duration"),
+    "elastic budget negative": (lambda t: ["search", str(user_config()), "--elastic-budget", "-5"],
+                                "search.elastic.budget_s: Input should be greater than 0"),
+    "elastic fractions without 1": (lambda t: ["search", _config(t, search={"elastic": {"steps": 5,
+                                    "fractions": [0.5, 0.25]}})], "must be in (0, 1] and include 1"),
 }  # fmt: skip
 
 

@@ -154,3 +154,18 @@ def test_an_interrupted_elastic_training_resumes_from_its_checkpoint(tmp_path):
         assert attr["steps"] == 140 and attr["resumed_at"] >= 50
     finally:
         (user_config().parent / config).unlink(missing_ok=True)
+
+
+def test_the_elastic_budget_flag_turns_it_on_over_the_config(tmp_path):
+    from autocompress.commands.common import experiment_of
+
+    assert experiment_of(None, "digits", None).search.elastic is None  # off unless asked
+    flagged = experiment_of(None, "digits", None, elastic_budget="90m").search.elastic
+    assert flagged is not None and flagged.budget_s == 5400 and flagged.steps is None
+    config = tmp_path / "elastic.yaml"
+    config.write_text(yaml.safe_dump({"example": "digits", "search": {"elastic": {"steps": 500, "lr": 3e-4}}}))
+    merged = experiment_of(config, None, None, elastic_budget="2h").search.elastic
+    assert merged is not None and (merged.steps, merged.budget_s, merged.lr) == (500, 7200, 3e-4)
+    config.write_text(yaml.safe_dump({"example": "digits", "search": {"elastic": {"lr": 3e-4}}}))
+    with pytest.raises(ConfigError, match="needs `steps` or `budget_s`"):
+        experiment_of(config, None, None)
