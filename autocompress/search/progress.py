@@ -38,11 +38,13 @@ class SearchProgress:
         return f"time left {int(remaining // 60)}m{int(remaining % 60):02d}s"
 
     def __enter__(self) -> SearchProgress:
-        self.progress.start()
+        if self.progress.console.is_terminal:  # off a terminal the trial lines say it (search/trial_lines.py)
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.console.is_terminal:
+            self.progress.stop()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         best = fastest_feasible(study)
