@@ -161,7 +161,8 @@ class SearchSpace:
             self.prune,
             groups=tuple(group for group in self.prune.groups if group.name in names),
             blocks=tuple(block for block in self.prune.blocks if block in trained["blocks"]),
-            prune_step=step, max_prune_ratio=max(removed), max_head_ratio=1.0 - min(heads),
+            prune_step=step, max_prune_ratio=min(max(removed), self.prune.max_prune_ratio),
+            max_head_ratio=min(1.0 - min(heads), self.prune.max_head_ratio),
             importances=(importance,), reconstruct=False,
         )  # fmt: skip
         distill = dataclasses.replace(self.distill, distill_steps=(0,))
