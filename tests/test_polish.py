@@ -135,3 +135,24 @@ def test_an_interrupted_polish_is_queued_again_with_its_steps():
     requeue(study, study.trials[trial.number])
     (again,) = study.get_trials(states=(TrialState.WAITING,))
     assert again.user_attrs[POLISH_STEPS_ATTR] == 1000 and again.user_attrs[POLISHED_ATTR] == 2
+
+
+def test_a_candidate_extracted_from_the_elastic_model_is_polished_with_the_elastic_distillation():
+    """Extracted candidates distil nothing, so no trial has settings to borrow: the candidate keeps its own
+    parameters and the polish distils it as its elastic model was trained (loss, temperature, lr)."""
+    from autocompress.spaces.sections import ElasticSettings
+
+    elastic = ElasticSettings(steps=100, loss="cosine", alpha=1.0, lr=2e-4)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(study, 0.25, 0, drop=0.005, speedup=2.0)
+    extracted = Strategy(prune=PruneSettings(ratios={"conv": 0.5}), elastic=elastic)
+    _trial(study, 0.5, 0, drop=0.015, speedup=3.0, strategy=extracted.model_dump())
+    candidate = polish_candidate(study, ALLOWED, steps=400)
+    assert candidate is not None and candidate.number == 1
+    assert polish_params(study, candidate, DistillKnobs(distill_steps=(0,))) == candidate.params
+    queued = optuna.trial.FixedTrial({}, number=2)
+    queued.set_user_attr(POLISH_STEPS_ATTR, 400)
+    distill = polished(extracted, queued).distill
+    assert (distill.steps, distill.loss, distill.alpha, distill.lr) == (400, "cosine", 1.0, 2e-4)
+    plain = polished(Strategy(prune=PruneSettings(ratios={"conv": 0.5})), queued).distill
+    assert (plain.steps, plain.loss) == (400, "kl")  # a candidate pruned alone keeps its own settings

@@ -62,6 +62,9 @@ def train(task: Task, settings: ElasticSettings, callback: Progress | None = Non
     """Train (or resume, or find trained) the task's elastic model; an interruption leaves a checkpoint the
     next call resumes from."""
     space = elastic_space(task, settings)
+    if not space.dims and not space.blocks:
+        raise ConfigError(f"model of task '{task.name}' has no channel group or block an elastic model can shrink: "
+                          "search without the elastic model (no --elastic-budget, no search.elastic)")  # fmt: skip
     key = key_of(task, settings, space)
     if (state := finished_state(checkpoint_path(key), key)) is not None:
         _LOADED.setdefault(key, ElasticModel.from_state(task.model, task.example_input, space, state["model"],

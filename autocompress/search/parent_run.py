@@ -61,6 +61,8 @@ def _run_params(task: Task, profile: HardwareProfile, settings: SearchSettings, 
         "seed": settings.seed,
         "confirm": settings.confirm,
         "confirm_windows": settings.confirm_windows,
+        # how the elastic model the trials extract from is trained ("off": pruned candidates are distilled alone)
+        "elastic": "off" if settings.elastic is None else settings.elastic.model_dump_json(exclude_defaults=True),
     }
 
 

@@ -7,8 +7,9 @@ OpenVINO, 1.14x faster than NNCF's preset. An overnight search spends that time 
 to become the new best: a pruned trial, faster than the fastest feasible one, within `margin` times the allowed
 drop, the least damaged of those. It runs as one more trial with the same parameters and the longer distillation
 (a re-fitted candidate that took none borrows the distillation settings of the study's least damaged distilled
-trial), recorded in its strategy (so the exported strategy re-applies it), and it is confirmed like any other
-trial. Successive halving's last rung, after the budget.
+trial; a candidate extracted from the elastic model, with the distillation its elastic model was trained with),
+recorded in its strategy (so the exported strategy re-applies it), and it is confirmed like any other trial.
+Successive halving's last rung, after the budget.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def polish_params(study: optuna.Study, candidate: FrozenTrial, distill: DistillK
     (a re-fitted candidate that took none) those of the study's least damaged distilled pruned trial, the
     settings that worked best here, under the steps knob the candidate was asked. None when the study has no such
     trial."""
-    if _pruned_steps(candidate):
-        return dict(candidate.params)
+    if _pruned_steps(candidate) or candidate.user_attrs["strategy"].get("elastic"):  # an extracted candidate is
+        return dict(candidate.params)  # distilled as its elastic model was trained (`polished`)
     distilled = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                  if METRICS_ATTR in trial.user_attrs and _pruned_steps(trial)]  # fmt: skip
     if not distilled:
@@ -113,4 +114,5 @@ def polished(strategy: Strategy, trial: optuna.Trial) -> Strategy:
     steps = trial.user_attrs.get(POLISH_STEPS_ATTR)
     if steps is None:
         return strategy
-    return strategy.model_copy(update={"distill": strategy.distill.model_copy(update={"steps": int(steps)})})
+    distill = strategy.distill if strategy.elastic is None else strategy.elastic.distill  # the trials distil none
+    return strategy.model_copy(update={"distill": distill.model_copy(update={"steps": int(steps)})})
