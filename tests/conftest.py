@@ -71,13 +71,13 @@ def tiny_search_on_a_server(session_home: Path, tmp_path_factory: pytest.TempPat
     """One tiny search (no compression, static int8, uniform 50% pruning; a loose bound, so a winner is exported
     and registered) logged to an `mlflow server` with proxied artifacts: what the MLflow views and the browser
     tests read (one search for both; the server lives for the session)."""
-    from tests.helpers import run_cli
+    from tests.helpers import invoke_cli
     from tests.services import mlflow_server
 
     folder = tmp_path_factory.mktemp("mlflow-server")
     with mlflow_server(folder / "mlflow") as tracking:
         study = "tiny-mlflow"
         flags = ("--trials", "3", "--max-drop", "0.3", "--tracking-uri", tracking, "--out", str(folder / "best"))
-        result = run_cli("search", "--no-sensitivity", str(USER_TASK_DIR / "tiny.yaml"), "--study", study, *flags)
+        result = invoke_cli("search", "--no-sensitivity", str(USER_TASK_DIR / "tiny.yaml"), "--study", study, *flags)
         assert result.returncode == 0, result.stderr[-2000:]
         yield ServerSearch(study, tracking, folder / "best", result.stderr)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from autocompress.hardware import all_profiles
-from tests.helpers import load_study, run_cli, start_cli, user_config
+from tests.helpers import invoke_cli, load_study, run_cli, start_cli, user_config
 
 
 def test_devices_in_a_pipe_and_a_narrow_terminal_show_whole_names():
@@ -63,12 +63,12 @@ def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
 def test_a_timeout_alone_is_the_budget_whatever_the_config_trial_count():
     """The tiny config names `trials: 3`; `--timeout` without `--trials` must not stop there (a tiny trial takes
     2-4 s on a busy machine, 2 s on a quiet one (7 trials in 15 s), so 20 s is several trials)."""
-    result = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-timeout", "--timeout", "20",
-                     "--confirm", "0")  # fmt: skip
+    result = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-timeout", "--timeout", "20",
+                        "--confirm", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(load_study("tiny-timeout").trials) > 3
-    capped = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-capped", "--timeout", "45",
-                     "--trials", "2", "--confirm", "0")  # fmt: skip
+    capped = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-capped", "--timeout", "45",
+                        "--trials", "2", "--confirm", "0")  # fmt: skip
     assert capped.returncode == 0, capped.stderr[-2000:]
     assert len(load_study("tiny-capped").trials) == 2  # both given: whichever comes first
 
@@ -77,9 +77,9 @@ def test_a_timeout_alone_is_the_budget_whatever_the_config_trial_count():
 def test_a_trial_past_the_deadline_and_its_margin_is_failed_as_deadline():
     """The first (pruned) candidate hangs for 120 s: 3 s budget + 2 s margin stop it, the trial is recorded as
     failed for the deadline, the search exits cleanly; within the margin, a slow trial finishes."""
-    cut = run_cli("search", "--no-sensitivity", "--no-warm-starts", str(user_config()), "--study", "tiny-deadline",
-                  "--timeout", "3", "--deadline-margin", "2", "--confirm", "0",
-                  env={"TINY_PRUNED_SECONDS": "120"})  # fmt: skip
+    cut = invoke_cli("search", "--no-sensitivity", "--no-warm-starts", str(user_config()), "--study", "tiny-deadline",
+                     "--timeout", "3", "--deadline-margin", "2", "--confirm", "0",
+                     env={"TINY_PRUNED_SECONDS": "120"})  # fmt: skip
     assert cut.returncode == 0, cut.stderr[-2000:]
     (trial,) = load_study("tiny-deadline").trials
     assert trial.state.name == "FAIL" and trial.params  # a real candidate, not a set-up failure
@@ -90,9 +90,9 @@ def test_a_trial_past_the_deadline_and_its_margin_is_failed_as_deadline():
     # machine stretches). The budget counts from the invocation's start (set-up included, at least 1 s is left
     # for the trials), so the trial has between 1 + 2 and 3 + 2 s
     assert 2.5 < overrun < 15.0, overrun
-    finished = run_cli("search", "--no-sensitivity", "--no-warm-starts", str(user_config()), "--study",
-                       "tiny-margin", "--timeout", "1", "--deadline-margin", "60", "--confirm", "0",
-                       env={"TINY_PRUNED_SECONDS": "4"})  # fmt: skip
+    finished = invoke_cli("search", "--no-sensitivity", "--no-warm-starts", str(user_config()), "--study",
+                          "tiny-margin", "--timeout", "1", "--deadline-margin", "60", "--confirm", "0",
+                          env={"TINY_PRUNED_SECONDS": "4"})  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-2000:]
     (slow,) = load_study("tiny-margin").trials  # past the budget, within the margin: it ends, no other starts
     assert slow.state.name == "COMPLETE", slow.user_attrs.get("fail_reason")

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import artifact_names, digits_config, load_study, mlflow_runs, run_cli
+from tests.helpers import artifact_names, digits_config, invoke_cli, load_study, mlflow_runs
 
 pytestmark = pytest.mark.e2e
 STUDY = "digits-e2e"
@@ -31,7 +31,7 @@ def config(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, digits_task, config):
     out = tmp_path_factory.mktemp("best")
-    result = run_cli("search", "--no-sensitivity", config, "--trials", "3", "--study", STUDY, "--out", str(out))
+    result = invoke_cli("search", "--no-sensitivity", config, "--trials", "3", "--study", STUDY, "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
@@ -102,8 +102,8 @@ def test_mlflow_holds_a_parent_and_a_nested_run_per_trial(searched):
 
 def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
     report = json.loads((searched / "cpu" / "report.json").read_text())
-    result = run_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits", "--windows", "1",
-                     "--out", str(tmp_path / "rebuilt"))  # fmt: skip
+    result = invoke_cli("apply", str(searched / "cpu" / "strategy.yaml"), "--example", "digits", "--windows", "1",
+                        "--out", str(tmp_path / "rebuilt"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rebuilt = json.loads((tmp_path / "rebuilt" / "report.json").read_text())
     assert rebuilt["accuracy"] == report["accuracy"] and rebuilt["test"]["metric"] == report["test"]["metric"]
@@ -114,7 +114,7 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
 
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, tmp_path):
-    result = run_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", STUDY, "--confirm", "0")
+    result = invoke_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", STUDY, "--confirm", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(STUDY)
     assert [t.number for t in study.trials if t.state.is_finished()] == [0, 1, 2, 3]
@@ -122,8 +122,8 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, 
     assert all("promoted_from" in t.user_attrs for t in study.trials if not t.state.is_finished())
     parents, _ = mlflow_runs(STUDY)
     assert len(parents) == 2
-    exported = run_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path),
-                       "--confirm-windows", "2")  # fmt: skip
+    exported = invoke_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path),
+                          "--confirm-windows", "2")  # fmt: skip
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = json.loads((tmp_path / "cpu" / "report.json").read_text())
     confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation

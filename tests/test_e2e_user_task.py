@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.home import home as session_home
 from autocompress.search.failures import BUG_REASON
-from tests.helpers import last_line, load_study, mlflow_runs, run_cli, start_cli, user_config
+from tests.helpers import invoke_cli, last_line, load_study, mlflow_runs, run_cli, start_cli, user_config
 
 pytestmark = pytest.mark.e2e
 
@@ -121,8 +121,8 @@ def test_an_interrupted_search_records_the_trial_and_resumes():
     study = load_study(name)
     before = len([t for t in study.trials if t.state.is_finished()])  # a warm start may still be waiting
     first_metrics = study.trials[0].user_attrs["metrics"]
-    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2",
-                      "--confirm", "0")  # fmt: skip
+    resumed = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "2",
+                         "--confirm", "0")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert len(study.trials) == before + 2
@@ -132,7 +132,7 @@ def test_an_interrupted_search_records_the_trial_and_resumes():
 
 
 def test_a_study_with_only_the_uncompressed_model_exports_nothing(tmp_path):
-    result = run_cli(
+    result = invoke_cli(
         "search",
         "--no-sensitivity",
         str(user_config()),
@@ -161,8 +161,8 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     _, children = mlflow_runs(name)
     assert any(run.info.status == "RUNNING" for run in children)  # what kill -9 leaves behind
 
-    resumed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "3",
-                      "--confirm", "0")  # fmt: skip
+    resumed = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "3",
+                         "--confirm", "0")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = load_study(name)
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

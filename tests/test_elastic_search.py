@@ -24,7 +24,7 @@ from autocompress.home import default_tracking_uri
 from autocompress.spaces.sections import ElasticSettings, PruneSettings
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import load_study, mlflow_runs, run_cli, start_cli, user_config
+from tests.helpers import invoke_cli, load_study, mlflow_runs, start_cli, user_config
 
 SETTINGS = ElasticSettings(steps=12, random_configs=1)
 
@@ -99,7 +99,7 @@ def _elastic_config(tmp_path, steps: int, device: str = "cpu") -> str:
 def test_the_elastic_model_is_trained_once_for_two_devices_and_shipped_with_the_export(tmp_path):
     config = _elastic_config(tmp_path, steps=30)
     try:
-        first = run_cli("search", "--no-sensitivity", config, "--trials", "4", "--study", "tiny-elastic-cpu",
+        first = invoke_cli("search", "--no-sensitivity", config, "--trials", "4", "--study", "tiny-elastic-cpu",
                         "--out", str(tmp_path / "best"))  # fmt: skip
         assert first.returncode == 0, first.stderr[-2000:]
         study = load_study("tiny-elastic-cpu")
@@ -109,10 +109,11 @@ def test_the_elastic_model_is_trained_once_for_two_devices_and_shipped_with_the_
         assert extracted and all(t.user_attrs["strategy"]["prune"]["ratios"] for t in extracted)
         parents, children = mlflow_runs("tiny-elastic-cpu")
         (training,) = [run for run in children if run.info.run_name == "elastic-training"]
+        assert json.loads(parents[0].data.params["elastic"])["steps"] == 30  # the parent run says how it was trained
         assert training.data.tags["elastic_key"] == attr["key"] and training.info.status == "FINISHED"
         assert len(MlflowClient(default_tracking_uri()).get_metric_history(training.info.run_id, "loss")) >= 3
 
-        second = run_cli("search", "--no-sensitivity", config, "--device", "openvino-cpu", "--trials", "2",
+        second = invoke_cli("search", "--no-sensitivity", config, "--device", "openvino-cpu", "--trials", "1",
                          "--study", "tiny-elastic-ov", "--confirm", "0")  # fmt: skip
         assert second.returncode == 0, second.stderr[-2000:]
         assert "found trained" in second.stderr
@@ -124,9 +125,10 @@ def test_the_elastic_model_is_trained_once_for_two_devices_and_shipped_with_the_
         exported = tmp_path / "best" / "cpu"  # the bound is loose: a pruned (extracted) candidate wins
         assert Strategy.load(exported / "strategy.yaml").elastic is not None and (exported / "elastic.pt").is_file()
         elastic_store.checkpoint_path(attr["key"]).unlink()  # as on a machine without the study's home
-        rebuilt = run_cli("apply", str(exported / "strategy.yaml"), config, "--windows", "1",
+        rebuilt = invoke_cli("apply", str(exported / "strategy.yaml"), config, "--windows", "1",
                           "--out", str(tmp_path / "rebuilt"))  # fmt: skip
         assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+        assert elastic_store.is_trained(attr["key"])  # installed from the export's elastic.pt
         report = json.loads((exported / "report.json").read_text())
         assert json.loads((tmp_path / "rebuilt" / "report.json").read_text())["test"]["metric"] == report["test"][
             "metric"]  # fmt: skip
@@ -136,7 +138,7 @@ def test_the_elastic_model_is_trained_once_for_two_devices_and_shipped_with_the_
 
 @pytest.mark.e2e
 def test_an_interrupted_elastic_training_resumes_from_its_checkpoint(tmp_path):
-    config = _elastic_config(tmp_path, steps=140)
+    config = _elastic_config(tmp_path, steps=80)
     name = "tiny-elastic-resume"
     try:
         checkpoints = elastic_store.checkpoint_path("any").parent
@@ -148,10 +150,10 @@ def test_an_interrupted_elastic_training_resumes_from_its_checkpoint(tmp_path):
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 130, stderr[-2000:]
-        resumed = run_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", name, "--confirm", "0")
+        resumed = invoke_cli("search", "--no-sensitivity", config, "--trials", "1", "--study", name, "--confirm", "0")
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         attr = load_study(name).user_attrs["elastic"]
-        assert attr["steps"] == 140 and attr["resumed_at"] >= 50
+        assert attr["steps"] == 80 and attr["resumed_at"] >= 50
     finally:
         (user_config().parent / config).unlink(missing_ok=True)
 
@@ -169,3 +171,14 @@ def test_the_elastic_budget_flag_turns_it_on_over_the_config(tmp_path):
     config.write_text(yaml.safe_dump({"example": "digits", "search": {"elastic": {"lr": 3e-4}}}))
     with pytest.raises(ConfigError, match="needs `steps` or `budget_s`"):
         experiment_of(config, None, None)
+
+
+def test_a_model_with_nothing_elastic_is_refused_in_one_line(tiny_task):
+    import dataclasses
+
+    from torch import nn
+
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(tiny_task.example_input[0].numel(), 10))  # its output width is fixed
+    task = dataclasses.replace(tiny_task, model=flat)
+    with pytest.raises(ConfigError, match="has no channel group or block an elastic model can shrink"):
+        elastic_store.train(task, SETTINGS)

@@ -35,7 +35,7 @@ from autocompress.hardware import get_profile  # noqa: E402
 from autocompress.spaces.space import SearchSpace  # noqa: E402
 from autocompress.spaces.strategy import Strategy  # noqa: E402
 from autocompress.task import Task  # noqa: E402
-from tests.helpers import last_line, mlflow_runs, run_cli  # noqa: E402
+from tests.helpers import invoke_cli, last_line, mlflow_runs  # noqa: E402
 
 COMMON_WORDS = {"the", "a", "an", "of", "to", "and", "or", "is", "for", "in", "if", "this", "with", "from", "by"}
 
@@ -220,11 +220,11 @@ def test_cli_search_exports_the_dynamic_int8_recipe_within_fidelity(task: Task, 
     (dynamic int8 on the MatMul layers, per-channel, reduce_range here). Fidelity and min_fidelity reach MLflow;
     the uncompressed model is never "best"; the recipe keeps fidelity >= 0.99 (measured 0.992) and is faster, so
     it is what gets exported, with its confirmed speedup."""
-    refused = run_cli("search", "--no-sensitivity", "--example", "minilm", "--device", "tflite-cpu", "--trials", "1")
+    refused = invoke_cli("search", "--no-sensitivity", "--example", "minilm", "--device", "tflite-cpu", "--trials", "1")
     assert refused.returncode == 2 and "tflite" in last_line(refused.stderr), refused.stderr[-500:]
     assert "Traceback" not in refused.stderr
 
-    result = run_cli(
+    result = invoke_cli(
         "search", "--no-sensitivity", "--example", "minilm", "--device", "cpu", "--trials", "2", "--out", str(tmp_path),
         "--confirm-windows", "1",
     )  # fmt: skip

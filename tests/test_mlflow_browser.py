@@ -15,7 +15,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from autocompress.home import default_storage
 from autocompress.search.tracking import ui_link
-from tests.helpers import artifact_names, load_study, mlflow_runs, run_cli
+from tests.helpers import artifact_names, invoke_cli, load_study, mlflow_runs
 from tests.services import chromium, optuna_dashboard
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def test_the_mlflow_ui_lists_the_trials_and_the_registered_model(tmp_path: Path,
     study_name = tiny_search_on_a_server.study
     assert "registered as MLflow model" in tiny_search_on_a_server.stderr, tiny_search_on_a_server.stderr[-1500:]
     report = tmp_path / "report.html"
-    written = run_cli("report", study_name, "--out", str(report), "--tracking-uri", tracking)
+    written = invoke_cli("report", study_name, "--out", str(report), "--tracking-uri", tracking)
     assert written.returncode == 0 and "logged to the latest search run" in written.stderr, written.stderr
     study = load_study(study_name)
     metric = study.user_attrs["metric_name"]

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from autocompress.compress.quantize import Calibration, QuantizeSettings
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
-from tests.helpers import digits_config, load_study, run_cli
+from tests.helpers import digits_config, invoke_cli, load_study
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -111,8 +111,8 @@ def test_int8_accuracy_is_within_a_point_of_fp32(digits_task, openvino_profile, 
 def test_search_on_openvino_exports_the_ir(digits_task, tmp_path):
     study = f"digits-openvino-{uuid.uuid4().hex[:8]}"
     config = digits_config(tmp_path, "openvino-cpu", [0, 25])  # the warm starts, with 25 distillation steps
-    result = run_cli("search", "--no-sensitivity", str(config), "--trials", "3",
-                     "--study", study, "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
+    result = invoke_cli("search", "--no-sensitivity", str(config), "--trials", "3",
+                        "--study", study, "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     device_dir = tmp_path / "openvino-cpu"
     report = json.loads((device_dir / "report.json").read_text())

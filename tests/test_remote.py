@@ -31,7 +31,7 @@ from autocompress.hardware.profile import BUILTIN_DIR
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
 from autocompress.tasks import load_task
-from tests.helpers import load_study, run_cli, user_config
+from tests.helpers import invoke_cli, load_study, user_config
 
 if TYPE_CHECKING:
     from tests.sshd import SshServer
@@ -242,7 +242,7 @@ def test_a_search_on_a_remote_device_completes(sshd_server, tmp_path):
     profile_file = tmp_path / "cpu-ssh.yaml"
     profile_file.write_text(yaml.safe_dump(profile))
     study = f"tiny-remote-{uuid.uuid4().hex[:8]}"
-    result = run_cli(
+    result = invoke_cli(
         "search",
         "--no-sensitivity",
         str(user_config()),

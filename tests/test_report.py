@@ -9,7 +9,7 @@ import pytest
 
 from autocompress.search.morning_report import render
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR
-from tests.helpers import run_cli
+from tests.helpers import invoke_cli
 
 
 def _trial(study: optuna.Study, speedup: float, metric: float, feasible: bool) -> None:
@@ -38,7 +38,7 @@ def test_the_page_holds_the_plot_every_trial_and_each_failure_reason() -> None:
 
 @pytest.mark.e2e
 def test_report_of_an_unknown_study_is_one_line(tmp_path: Path) -> None:
-    result = run_cli("report", "no-such-study", "--out", str(tmp_path / "r.html"))
+    result = invoke_cli("report", "no-such-study", "--out", str(tmp_path / "r.html"))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no study no-such-study" in lines[0], result.stderr

@@ -20,7 +20,7 @@ from autocompress.runtimes import builtin_runtimes
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import load_study, run_cli, user_config
+from tests.helpers import invoke_cli, load_study, user_config
 from tests.precisions import artifact_precisions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,9 @@ def test_a_runtime_from_the_tests_folder_needs_no_product_change(tiny_task, tmp_
 
 @pytest.mark.e2e
 def test_a_search_on_the_added_runtime(tmp_path):
-    result = run_cli("search", "--no-sensitivity", str(user_config()), "--device", str(EXTRA / "onnx-reference.yaml"),
-                     "--trials", "3", "--study", "tiny-onnx-reference", "--out", str(tmp_path))  # fmt: skip
+    device = str(EXTRA / "onnx-reference.yaml")
+    result = invoke_cli("search", "--no-sensitivity", str(user_config()), "--device", device, "--trials", "3",
+                        "--study", "tiny-onnx-reference", "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert [t.state.name for t in load_study("tiny-onnx-reference").trials] == ["COMPLETE"] * 3
 

@@ -19,7 +19,7 @@ from autocompress.search.sensitivity_report import write
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
 from autocompress.task import Task
-from tests.helpers import load_study, mlflow_runs, run_cli, user_config
+from tests.helpers import invoke_cli, load_study, mlflow_runs, user_config
 
 
 class Planted(nn.Module):
@@ -146,8 +146,8 @@ def test_a_search_runs_the_sensitivity_stage_and_its_seeds(tmp_path: Path):
     # on this CPU int8 slows the tiny model down and pruning costs much accuracy before distillation: a loose
     # bound leaves the solver the choices that pay (conv1 pruned by half: measured drop 0.52, 1.02-1.13x faster)
     # without warm starts, so that no seed coincides with one (uniform 50% pruning of the one group) and is dropped
-    result = run_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "8", "--sensitivity",
-                     "--no-warm-starts", "--max-drop", "0.6", "--confirm", "0")  # fmt: skip
+    result = invoke_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "8", "--sensitivity",
+                        "--no-warm-starts", "--max-drop", "0.6", "--confirm", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study("tiny-seeded")
     table = Sensitivity.from_dict(study.user_attrs["sensitivity"])
@@ -163,8 +163,8 @@ def test_a_search_runs_the_sensitivity_stage_and_its_seeds(tmp_path: Path):
     from tests.helpers import artifact_names
 
     assert {"sensitivity.md", "sensitivity.png"} <= artifact_names(parents[0].info.run_id)
-    again = run_cli("sensitivity", str(user_config()), "--study", "tiny-seeded", "--max-drop", "0.6",
-                    "--out", str(tmp_path))  # fmt: skip
+    again = invoke_cli("sensitivity", str(user_config()), "--study", "tiny-seeded", "--max-drop", "0.6",
+                       "--out", str(tmp_path))  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]  # the stored table, written out again without measuring
     assert (tmp_path / "sensitivity.md").read_text().count("\n| ") == len(table.rows) + 1
 

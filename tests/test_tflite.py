@@ -19,7 +19,7 @@ from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
 from autocompress.spaces.graph import layer_names
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import digits_config, run_cli
+from tests.helpers import digits_config, invoke_cli
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 SESSION = str(get_profile("tflite-cpu").record.session_file)
@@ -213,8 +213,8 @@ def test_search_on_tflite_exports_the_artifact(digits_task, tmp_path):
     # sampled trials only (the warm starts are exercised on ONNX Runtime); seed 2 draws mixes of int8 / fp16 / fp32
     # layers; distillation up to 50 steps, the probe's promotion included (test time)
     config = digits_config(tmp_path, "tflite-cpu", [0, 25, 50])
-    result = run_cli("search", "--no-sensitivity", "--no-warm-starts", str(config), "--trials", "3", "--study", study,
-                     "--seed", "2", "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
+    result = invoke_cli("search", "--no-sensitivity", "--no-warm-starts", str(config), "--trials", "3", "--study",
+                        study, "--seed", "2", "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     device_dir = tmp_path / "tflite-cpu"
     report = json.loads((device_dir / "report.json").read_text())
