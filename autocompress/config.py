@@ -69,6 +69,10 @@ class SearchSettings(_Strict):
         default=3, ge=1, le=20, description="fresh timing windows (10 s apart) the exported winner's figure comes "
         "from, and the windows the selection may take while the machine runs slower than its best in the study"
     )  # fmt: skip
+    confirm_seconds: float = Field(
+        default=10.0, gt=0, description="the most one timing window of the confirmation or the sensitivity table "
+        "takes (one more if its interval is still wide): shorter is quicker, its interval wider"
+    )  # fmt: skip
     sensitivity: bool = Field(default=True, description="measure each choice alone first and seed the search")
     warm_starts: bool = Field(default=True, description="start from hand-made and one-click recipe candidates")
     polish_steps: int = Field(

@@ -108,7 +108,7 @@ def digits_config(folder: Path, device: str, distill_steps: list[int]) -> Path:
     not wait up to three 20 s gaps for the machine's faster state (test time; the tiny config does the same)."""
     path = folder / f"digits-{device}.yaml"
     settings = {"example": "digits", "device": device, "space": {"distill_steps": distill_steps}}
-    path.write_text(yaml.safe_dump(settings | {"search": {"confirm_windows": 1}}))
+    path.write_text(yaml.safe_dump(settings | {"search": {"confirm_windows": 1, "confirm_seconds": 4}}))
     return path
 
 

@@ -54,6 +54,8 @@ CASES = {
     "config zero size bound": (lambda t: ["search", _config(t, search={"max_size_mb": 0})], "search.max_size_mb"),
     "config confirmation windows above 20": (lambda t: ["search", _config(t, search={"confirm_windows": 21})],
                                              "search.confirm_windows"),
+    "config confirmation seconds zero": (lambda t: ["search", _config(t, search={"confirm_seconds": 0})],
+                                         "search.confirm_seconds: Input should be greater than 0"),
     "config negative polish": (lambda t: ["search", _config(t, search={"polish_steps": -1})], "search.polish_steps"),
     # the accuracy bound
     "relative bound above 100%": (lambda t: ["search", "--drop-mode", "relative", "--max-drop", "1.5"],

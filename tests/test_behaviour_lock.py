@@ -63,7 +63,7 @@ def _locked(name: str, found: list[dict[str, Any]]) -> None:
 def test_digits_search_first_ten_trials_are_unchanged(digits_task, tmp_path):
     config = tmp_path / "digits-lock.yaml"
     config.write_text(yaml.safe_dump({"example": "digits", "device": "cpu", "space": SPACE,
-                                      "search": {"confirm_windows": 1}}))  # fmt: skip
+                                      "search": {"confirm_windows": 1, "confirm_seconds": 3}}))  # fmt: skip
     study_name = "digits-behaviour-lock"
     process = start_cli("search", str(config), "--no-sensitivity", "--trials", "20", "--seed", str(SEED),
                         "--study", study_name)  # fmt: skip

@@ -140,7 +140,7 @@ def test_building_twice_gives_the_same_artifact_outputs(digits_untrained, cpu_pr
         outputs.append(session.run(inputs))
         seconds.append({stage: artifact.metadata[stage] for stage in STAGE_SECONDS})
     np.testing.assert_array_equal(outputs[0], outputs[1])
-    assert all(value >= 0 for stage in seconds for value in stage.values())
+    assert seconds[0]["export_s"] > 0  # the first build exported: its seconds are counted
     assert seconds[1]["export_s"] < seconds[0]["export_s"] / 10  # the same graph again: the export is reused
 
 

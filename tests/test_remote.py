@@ -256,6 +256,6 @@ def test_a_search_on_a_remote_device_completes(sshd_server, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     trials = load_study(study).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    assert all(t.user_attrs["metrics"]["metric"] > 0.3 for t in trials)  # far above chance (0.1)
+    assert all(t.user_attrs["metrics"]["metric"] > 0.6 for t in trials)  # the tiny CNN: 0.665 fp32, 0.639 int8
     assert len(list((device / "artifacts").iterdir())) >= 2  # the baseline and the trials were measured there
     assert not list((device / "runs").iterdir())

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from autocompress.config import SearchSettings
+from autocompress.evaluators.measure import CONFIRM_POLICY
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.home import study_dir
 from autocompress.search.results import allowed_drop
@@ -48,8 +50,9 @@ def sensitivity_table(
     if cached is not None:
         return Sensitivity.from_dict(cached)
     log.info("sensitivity analysis: each choice alone, measured on %s", profile.name)
+    policy = replace(CONFIRM_POLICY, time_cap_s=settings.confirm_seconds)
     table = analyse(
-        task, profile, space, baseline_path, baseline["metric"], study_dir(study.study_name) / "sensitivity"
+        task, profile, space, baseline_path, baseline["metric"], study_dir(study.study_name) / "sensitivity", policy
     )
     study.set_user_attr(SENSITIVITY_ATTR, table.as_dict())
     if tracker is not None and tracker.parent_id is not None:

@@ -101,6 +101,8 @@ def confirm(
         return []
     paths = [trial_artifact(study, trial, task, profile) for trial in candidates]
     baseline = baseline_artifact(study.study_name, task, profile)
+    if settings is not None:
+        policy = replace(policy, time_cap_s=settings.confirm_seconds)
     policy = replace(policy, reference_floor_ms=baseline_floor_ms(study))
     for attempt in range(1, attempts + 1):
         timing = timer(baseline, paths, task, profile, policy)
