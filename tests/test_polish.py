@@ -138,8 +138,8 @@ def test_an_interrupted_polish_is_queued_again_with_its_steps():
 
 
 def test_a_candidate_extracted_from_the_elastic_model_is_polished_with_the_elastic_distillation():
-    """Extracted candidates distil nothing, so no trial has settings to borrow: the candidate keeps its own
-    parameters and the polish distils it as its elastic model was trained (loss, temperature, lr)."""
+    """An extracted candidate that took no fine-tune keeps its own parameters, and the polish distils it as its
+    elastic model was trained (loss, temperature, lr); one that was fine-tuned keeps its own settings."""
     from autocompress.spaces.sections import ElasticSettings
 
     elastic = ElasticSettings(steps=100, loss="cosine", alpha=1.0, lr=2e-4)
@@ -156,3 +156,5 @@ def test_a_candidate_extracted_from_the_elastic_model_is_polished_with_the_elast
     assert (distill.steps, distill.loss, distill.alpha, distill.lr) == (400, "cosine", 1.0, 2e-4)
     plain = polished(Strategy(prune=PruneSettings(ratios={"conv": 0.5})), queued).distill
     assert (plain.steps, plain.loss) == (400, "kl")  # a candidate pruned alone keeps its own settings
+    tuned = extracted.model_copy(update={"distill": DistillSettings(steps=50, loss="mse", lr=5e-4)})
+    assert (polished(tuned, queued).distill.loss, polished(tuned, queued).distill.lr) == ("mse", 5e-4)

@@ -114,5 +114,7 @@ def polished(strategy: Strategy, trial: optuna.Trial) -> Strategy:
     steps = trial.user_attrs.get(POLISH_STEPS_ATTR)
     if steps is None:
         return strategy
-    distill = strategy.distill if strategy.elastic is None else strategy.elastic.distill  # the trials distil none
+    # an extracted candidate that took no fine-tune: as its elastic model was trained
+    tuned = strategy.elastic is None or strategy.distill.steps
+    distill = strategy.distill if tuned else strategy.elastic.distill
     return strategy.model_copy(update={"distill": distill.model_copy(update={"steps": int(steps)})})

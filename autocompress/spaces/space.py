@@ -151,7 +151,9 @@ class SearchSpace:
     def following(self, trained: Mapping[str, Any], elastic: ElasticSettings) -> SearchSpace:
         """The space of a search whose pruned candidates are extracted from an elastic model (`trained`: its
         space, described): only its dimensions and the blocks it trained skipping, ratios on its trained widths
-        (each snaps to the nearest), and no per-trial distillation nor re-fitting (the training did both)."""
+        (each snaps to the nearest), no re-fitting, and the distillation steps a fine-tune from the extracted
+        weights, 0 included (not forced as after pruning alone: extracted + 50 steps reached what pruned + 200 did,
+        experiments/results/elastic-finetune-probe-digits.md)."""
         removed = sorted({round(1.0 - fraction, 6) for fraction in elastic.fractions})
         step = min(later - earlier for earlier, later in zip(removed, removed[1:], strict=False))
         heads = elastic.head_fractions or elastic.fractions
@@ -165,7 +167,7 @@ class SearchSpace:
             max_head_ratio=min(1.0 - min(heads), self.prune.max_head_ratio),
             importances=(importance,), reconstruct=False,
         )  # fmt: skip
-        distill = dataclasses.replace(self.distill, distill_steps=(0,))
+        distill = dataclasses.replace(self.distill, finetune_after_pruning=False)
         return dataclasses.replace(self, prune=prune, distill=distill, elastic=elastic)
 
     @classmethod
