@@ -78,10 +78,23 @@ def train(task: Task, settings: ElasticSettings, callback: Progress | None = Non
     return run
 
 
+# (model id, settings) -> the model (kept, so its id is never reused), its elastic space and key
+_KEYED: dict[tuple[int, str], tuple[nn.Module, ElasticSpace, str]] = {}
+
+
+def _space_and_key(task: Task, settings: ElasticSettings) -> tuple[ElasticSpace, str]:
+    """Tracing the graph and hashing the weights once per model, not in every trial's extraction."""
+    memo = (id(task.model), settings.model_dump_json())
+    if memo not in _KEYED or _KEYED[memo][0] is not task.model:
+        space = elastic_space(task, settings)
+        _KEYED[memo] = (task.model, space, key_of(task, settings, space))
+    _, space, key = _KEYED[memo]
+    return space, key
+
+
 def trained(task: Task, settings: ElasticSettings) -> ElasticModel:
     """The task's trained elastic model (loaded once per process); one line if it was never trained here."""
-    space = elastic_space(task, settings)
-    key = key_of(task, settings, space)
+    space, key = _space_and_key(task, settings)
     if key not in _LOADED:
         state = finished_state(checkpoint_path(key), key)
         if state is None:
