@@ -2,11 +2,12 @@
 
 Two locks, each against a committed fixture under tests/behaviour_lock/:
 
-- `test_digits_search_first_ten_trials_are_unchanged` (e2e) runs the real CLI. Only the part of a search that does
+- `test_digits_search_first_trials_are_unchanged` (e2e) runs the real CLI. Only the part of a search that does
   not react to measured latency is deterministic, so it runs with `--no-sensitivity` (the table's seeds come from
   timings), distillation steps [0, 25] (a pruned candidate is always distilled the most steps, so no probe is ever
   promoted, which would depend on speedups) and a budget of 20 trials (TPE's start-up is then 10 trials: the warm
-  starts and the start-up sampler's draws, both fixed by the seed). It is stopped after ten trials. (It records
+  starts and the start-up sampler's draws, both fixed by the seed). It is stopped after six trials (the fixture holds
+  ten; the first six cover the warm starts and three draws, in test time). (It records
   the parameters, not the measurements, so it holds on any machine.)
 - `test_sampled_parameters_given_the_same_values_are_unchanged` (fast) drives the stages on the digits network
   with a fixed sensitivity table and trial values computed from each strategy: then the seeds, the promotions,
@@ -41,26 +42,26 @@ from tests.helpers import load_study, start_cli
 FIXTURES = Path(__file__).parent / "behaviour_lock"
 RECORD = os.environ.get("AUTOCOMPRESS_RECORD_LOCK") == "1"
 SEED = 7
-TRIALS = 10
+TRIALS = 6
 # the cheapest trials that still vary every kind of knob: no re-fitting nor OBS (both slow), 25 distillation steps
 SPACE = {"distill_steps": [0, 25], "importances": ["l2", "l1"], "reconstruct": False}
 
 
 def _locked(name: str, found: list[dict[str, Any]]) -> None:
-    """Compare with the fixture exactly (JSON keeps floats exact), or record it."""
+    """Compare with the fixture's first entries exactly (JSON keeps floats exact), or record it."""
     path = FIXTURES / name
     if RECORD:
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         pytest.skip(f"recorded {path}")
-    expected = json.loads(path.read_text())
+    expected = json.loads(path.read_text())[: len(found)]
     assert len(found) == len(expected)
     for number, (got, wanted) in enumerate(zip(found, expected, strict=True)):
         assert got == wanted, f"trial {number} differs"
 
 
 @pytest.mark.e2e
-def test_digits_search_first_ten_trials_are_unchanged(digits_task, tmp_path):
+def test_digits_search_first_trials_are_unchanged(digits_task, tmp_path):
     config = tmp_path / "digits-lock.yaml"
     config.write_text(yaml.safe_dump({"example": "digits", "device": "cpu", "space": SPACE,
                                       "search": {"confirm_windows": 1, "confirm_seconds": 3}}))  # fmt: skip
@@ -79,7 +80,7 @@ def test_digits_search_first_ten_trials_are_unchanged(digits_task, tmp_path):
             time.sleep(1.0)
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # what follows the ten trials is not locked
+            process.send_signal(signal.SIGTERM)  # what follows those trials is not locked
         _, stderr = process.communicate(timeout=300)
     trials = sorted(load_study(study_name).trials, key=lambda t: t.number)[:TRIALS]
     assert len(trials) == TRIALS and all(t.state == TrialState.COMPLETE for t in trials), stderr[-2000:]

@@ -42,10 +42,9 @@ def test_search_exports_strategy_artifact_and_reports(searched):
     assert set(report) >= REPORT_FIELDS | CONFIRMED_FIELDS
     assert report["study"] == STUDY and report["device"] == "cpu"
     assert report["accuracy"] >= report["baseline_accuracy"] - 0.01
-    assert report["latency_ci_ms"][0] <= report["latency_ms"] <= report["latency_ci_ms"][1]
+    assert 0 < report["latency_ci_ms"][0] < report["latency_ci_ms"][1] < report["baseline_latency_ms"]
     # the headline is the confirmed, paired figure, and it beats the uncompressed model beyond its interval
-    low, high = report["confirmed_speedup_ci"]
-    assert 1.0 < low <= report["confirmed_speedup"] == report["speedup"] <= high
+    assert report["confirmed_speedup_ci"][0] > 1.0 and report["confirmed_speedup"] == report["speedup"]
     assert report["confirm_rounds"] >= 30 and report["improvement"] == "faster"
     # both splits, named: validation decided, the held-out test split is what the search never saw
     assert report["validation"]["metric"] == report["accuracy"] and report["test"]["within_bound"] is True
@@ -109,7 +108,7 @@ def test_apply_rebuilds_the_reported_accuracy(searched, tmp_path):
     assert not [line for line in rebuilt["differences"] if not line.startswith("speedup")]  # pinned: the same artifact
     assert rebuilt["size_bytes"] == report["size_bytes"]
     assert rebuilt["device"] == "cpu"  # from the strategy file: no --device needed
-    assert rebuilt["speedup_ci"][0] <= rebuilt["speedup"] <= rebuilt["speedup_ci"][1]
+    assert rebuilt["speedup_ci"][0] > 1.0  # the rebuilt artifact is faster than the uncompressed one it is timed with
 
 
 def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, tmp_path):

@@ -110,12 +110,9 @@ def _interrupt_inside_a_trial(name: str, signum: signal.Signals) -> tuple[Frozen
     return interrupted[0], again
 
 
-def test_sigterm_interrupts_a_search_as_ctrl_c_does():
-    """What a service manager or `kill` sends; resuming after it is the same as after Ctrl-C (next test)."""
-    _interrupt_inside_a_trial("tiny-interrupt-sigterm", signal.SIGTERM)
-
-
 def test_an_interrupted_search_records_the_trial_and_resumes():
+    """Ctrl-C in the middle of a trial; SIGTERM (what a service manager or `kill` sends) takes the same handler
+    (tests/test_signals.py)."""
     name = "tiny-interrupt-sigint"
     interrupted, again = _interrupt_inside_a_trial(name, signal.SIGINT)
     study = load_study(name)

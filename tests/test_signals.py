@@ -42,6 +42,19 @@ def test_a_ctrl_c_swallowed_and_never_checked_still_ends_the_block():
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored to what they were
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_ends_a_command_as_ctrl_c_does(signum: signal.Signals):
+    """What a service manager or `kill` sends takes Ctrl-C's path (the e2e test interrupts a search with SIGINT)."""
+    after = []
+    with pytest.raises(KeyboardInterrupt), interrupts_as_keyboard():
+        os.kill(os.getpid(), signum)
+        for _ in range(1_000_000):  # the handler runs between bytecodes
+            pass
+        after.append("went on")
+    assert after == []
+    raise_if_interrupted()  # raised once, not again after the block
+
+
 def test_without_a_signal_the_block_ends_normally():
     with interrupts_as_keyboard():
         raise_if_interrupted()
