@@ -66,8 +66,12 @@ class SearchSettings(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="samplers take 0 to 2**32 - 1 (plus trials run)")
     confirm: int = Field(default=5, ge=0, description="top candidates re-measured together before export (0: none)")
     confirm_windows: int = Field(
-        default=3, ge=1, le=20, description="fresh timing windows (10 s apart) the exported winner's figure comes "
-        "from, and the windows the selection may take while the machine runs slower than its best in the study"
+        default=3, ge=1, le=20, description="fresh timing windows (`confirm_gap_seconds` apart) the exported winner's "
+        "figure comes from, and the windows the selection may take while the machine runs slower than its best"
+    )  # fmt: skip
+    confirm_gap_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="between the confirmation's timing windows, and twice this before "
+        "the selection is timed again on a slow machine: long enough for the machine to change state"
     )  # fmt: skip
     confirm_seconds: float = Field(
         default=10.0, gt=0, description="the most one timing window of the confirmation or the sensitivity table "

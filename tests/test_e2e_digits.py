@@ -120,8 +120,7 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, 
     assert all("promoted_from" in t.user_attrs for t in study.trials if not t.state.is_finished())
     parents, _ = mlflow_runs(STUDY)
     assert len(parents) == 2
-    exported = invoke_cli("export", "--example", "digits", "--device", "cpu", "--study", STUDY, "--out", str(tmp_path),
-                          "--confirm-windows", "2")  # fmt: skip
+    exported = invoke_cli("export", config, "--study", STUDY, "--out", str(tmp_path), "--confirm-windows", "2")
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = json.loads((tmp_path / "cpu" / "report.json").read_text())
     confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation

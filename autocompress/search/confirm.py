@@ -36,7 +36,6 @@ from autocompress.task import Task
 CONFIRMATION_ATTR = "confirmation"
 DEFAULT_CONFIRM = 5
 ATTEMPTS = 4  # windows at most, when the machine is in a slower state
-RETRY_GAP_S = 20.0  # this VM's states last seconds to minutes
 log = logging.getLogger(__name__)
 Timer = Callable[..., Interleaved]  # time_together's signature
 Scorer = Callable[..., list[float]]  # score_artifacts' signature
@@ -85,14 +84,15 @@ def confirm(
     policy: TimingPolicy = CONFIRM_POLICY,
     timer: Timer = time_together,
     attempts: int = ATTEMPTS,
-    retry_gap_s: float = RETRY_GAP_S,
+    retry_gap_s: float | None = None,
     settings: SearchSettings | None = None,
     scorer: Scorer = score_artifacts,
     windows: int | None = None,
-    gap_s: float = WINDOW_GAP_S,
+    gap_s: float | None = None,
 ) -> list[Confirmed]:
     """Re-measure the top `k` feasible candidates with the baseline, score them on validation and test, and time
-    the winner in `windows` fresh windows (default: `attempts`); best confirmed speedup first.
+    the winner in `windows` fresh windows (default: `attempts`), `gap_s` apart (default: the settings'
+    `confirm_gap_seconds`; twice that before timing the selection again); best confirmed speedup first.
 
     The result is also stored with the study (attribute `confirmation`), so `export` and reports can show it.
     """
@@ -103,6 +103,9 @@ def confirm(
     baseline = baseline_artifact(study.study_name, task, profile)
     if settings is not None:
         policy = replace(policy, time_cap_s=settings.confirm_seconds)
+    between = settings.confirm_gap_seconds if settings is not None else WINDOW_GAP_S
+    gap_s = between if gap_s is None else gap_s
+    retry_gap_s = 2 * between if retry_gap_s is None else retry_gap_s
     policy = replace(policy, reference_floor_ms=baseline_floor_ms(study))
     for attempt in range(1, attempts + 1):
         timing = timer(baseline, paths, task, profile, policy)
