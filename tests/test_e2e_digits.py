@@ -126,5 +126,6 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, 
     confirmed = load_study(STUDY).user_attrs["confirmation"]["candidates"]  # stored by this export's confirmation
     (chosen,) = [candidate for candidate in confirmed if candidate["final"]]  # the winner, timed again
     assert report["trial_number"] == chosen["trial"] and report["selection_speedup"] == chosen["speedup"]
-    assert 1 <= report["confirm_attempts"] <= 2 and report["windows"] == 2  # --confirm-windows reached both
+    # --confirm-windows reached both: two windows, and up to two more while fewer than two were undisturbed
+    assert 1 <= report["confirm_attempts"] <= 2 and 2 <= report["windows"] + report["windows_left_out"] <= 4
     assert report["confirmed_speedup"] == chosen["final"]["default"]["speedup"]
