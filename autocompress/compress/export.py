@@ -124,7 +124,7 @@ def _export(
         axis: torch.export.Dim(name, min=low, max=high)
         for axis, (name, low, high) in (dynamic_axes or BATCH_AXIS).items()
     }
-    reuse_torchlib_table()  # ~1.5 s saved per export after the first
+    reuse_torchlib_table()  # about half a second saved per export after the first
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
