@@ -56,6 +56,8 @@ CASES = {
                                              "search.confirm_windows"),
     "config confirmation seconds zero": (lambda t: ["search", _config(t, search={"confirm_seconds": 0})],
                                          "search.confirm_seconds: Input should be greater than 0"),
+    "config negative pause between windows": (lambda t: ["search", _config(t, search={"confirm_gap_seconds": -1})],
+                                              "search.confirm_gap_seconds"),
     "config negative polish": (lambda t: ["search", _config(t, search={"polish_steps": -1})], "search.polish_steps"),
     # the accuracy bound
     "relative bound above 100%": (lambda t: ["search", "--drop-mode", "relative", "--max-drop", "1.5"],

@@ -129,3 +129,4 @@ def test_resume_adds_trials_and_export_reads_the_stored_study(searched, config, 
     # --confirm-windows reached both: two windows, and up to two more while fewer than two were undisturbed
     assert 1 <= report["confirm_attempts"] <= 2 and 2 <= report["windows"] + report["windows_left_out"] <= 4
     assert report["confirmed_speedup"] == chosen["final"]["default"]["speedup"]
+    assert chosen["final"]["gap_s"] == 1.0  # the config's confirm_gap_seconds, not the 10 s default
