@@ -53,8 +53,8 @@ def test_a_failing_trial_is_recorded_a_bug_stops_the_search_and_the_study_resume
     assert " speedup " in lines[0] and "(warm start no compression)" in lines[0]
     assert lines[1].startswith("trial 1 FAIL  int8 3/3  failed: NonFiniteMetric: metric is nan"), lines
 
-    fixed = run_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", "--trials", "1",
-                    "--confirm", "0")  # fmt: skip
+    fixed = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-fail", "--trials", "1",
+                       "--confirm", "0")  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     study = load_study("tiny-fail")
     assert len(study.trials) == 4 and study.trials[3].state == TrialState.COMPLETE
@@ -80,18 +80,19 @@ def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> Non
     raise AssertionError("the search never reached a running trial")
 
 
-def _search_inside_a_trial(name: str) -> subprocess.Popen:
-    """A search whose metric takes 2 s, returned once two trials are done and a third is running."""
+def _search_inside_a_trial(name: str, completed: int) -> subprocess.Popen:
+    """A search whose metric takes 2 s, returned once `completed` trials are done and the next is running (the
+    tiny config queues four warm starts; an interrupted trial is queued again after them)."""
     process = start_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "40",
                         env={"TINY_METRIC_SECONDS": "2"})  # fmt: skip
-    _wait_for_a_running_trial(name, completed=2, deadline=time.monotonic() + 300)
+    _wait_for_a_running_trial(name, completed, deadline=time.monotonic() + 300)
     return process
 
 
 def _interrupt_inside_a_trial(name: str, signum: signal.Signals) -> tuple[FrozenTrial, FrozenTrial]:
     """Interrupt a search in the middle of a trial; check it says so, exits 130 and keeps everything: the trial
     failed as interrupted (in MLflow too), its candidate queued again. Returns (interrupted, queued again)."""
-    process = _search_inside_a_trial(name)
+    process = _search_inside_a_trial(name, completed=2)  # the resume runs the last warm start and the retry
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)  # generous: a loaded CI machine is slow to wind down
     assert process.returncode == 130, stderr[-2000:]
@@ -150,7 +151,7 @@ def test_a_killed_search_is_recovered_by_the_next_one():
     """kill -9 in the middle of a trial, then the same command at once: the trial is failed and run again, and
     no trial and no MLflow run is left RUNNING."""
     name = "tiny-kill9"
-    process = _search_inside_a_trial(name)
+    process = _search_inside_a_trial(name, completed=1)  # the resume's 3 trials: two warm starts, the retry
     process.kill()
     process.communicate(timeout=60)
     killed = [t for t in load_study(name).trials if t.state == TrialState.RUNNING]

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.compress.distill import DistillKnobs
 from autocompress.search.failures import TRIAL_FAILURES
+from autocompress.search.heap import trials_heap
 from autocompress.search.results import BASELINE_ATTR, METRICS_ATTR, fastest_feasible
 from autocompress.spaces.knobs import only, without
 from autocompress.spaces.strategy import Strategy
@@ -105,7 +106,9 @@ def polish(
     attrs = {POLISHED_ATTR: candidate.number, POLISH_STEPS_ATTR: steps}
     queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))  # Optuna runs the oldest first
     study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    study.optimize(objective, n_trials=queued + 1, catch=TRIAL_FAILURES, callbacks=list(callbacks), gc_after_trial=True)
+    with trials_heap():
+        study.optimize(objective, n_trials=queued + 1, catch=TRIAL_FAILURES, callbacks=list(callbacks),
+                       gc_after_trial=True)
     return candidate.number
 
 

@@ -19,6 +19,7 @@ from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.search.artifacts import trial_dir
 from autocompress.search.failures import BUG_REASON, TRIAL_FAILURES, TrialBug
+from autocompress.search.heap import trials_heap
 from autocompress.search.housekeeping import KeepArtifacts
 from autocompress.search.polish import polished
 from autocompress.search.progress import SearchProgress
@@ -139,7 +140,7 @@ def run_trials(context: SearchContext, between: Sequence[Callback]) -> None:
     if timeout is not None:
         objective.deadline = time.monotonic() + timeout + settings.deadline_margin
     lines = TrialLines(context.task.metric_name)
-    with SearchProgress(settings.trials, timeout, context.console) as progress:
+    with SearchProgress(settings.trials, timeout, context.console) as progress, trials_heap():
         context.study.optimize(
             objective,
             n_trials=settings.trials,
