@@ -286,9 +286,16 @@ def best_artifact(method: dict[str, Any], task, profile) -> Path | None:
     return trial_artifact(study, study.trials[best["trial"]], task, profile)
 
 
+FINAL_WINDOWS = 3  # the final figures: windows spread in time, the interval over them (search/headline.py)
+FINAL_GAP_S = 10.0
+
+
 def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
-    """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds."""
-    from autocompress.evaluators.measure import time_together
+    """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds, in
+    `FINAL_WINDOWS` windows `FINAL_GAP_S` apart (each figure: geometric mean of the window medians, a t-interval
+    over the windows), and scored once on the held-out test split, which no method's choice saw."""
+    from autocompress.evaluators.measure import CONFIRM_POLICY, score_artifacts, time_together
+    from autocompress.search.headline import Figure, windows_in_calm
 
     names: dict[str, tuple[Path, str]] = {}
     options: dict[str, dict | None] = {}
@@ -301,16 +308,25 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     keys = list(dict.fromkeys(names.values()))  # a search's best is often its search-only best too: timed once
     if not keys:
         return 0
-    timing = time_together(fp32, [path for path, _ in keys], task, profile,
-                           options=[None, *(options[setting] for _, setting in keys)])  # fmt: skip
+    paths = [path for path, _ in keys]
+    runtime_options = [None, *(options[setting] for _, setting in keys)]
+    timed = windows_in_calm(lambda: time_together(fp32, paths, task, profile, CONFIRM_POLICY, options=runtime_options,
+                                                  fresh=True), FINAL_WINDOWS, FINAL_GAP_S,
+                            CONFIRM_POLICY.settle_tolerance)  # fmt: skip
+    test = score_artifacts([fp32, *paths], task, profile, "test", runtime_options)
+    for method in methods.values():
+        if method["kind"] == "baseline":
+            method["test_accuracy"] = test[0]
     for name, key in names.items():
         index = keys.index(key) + 1
-        paired = timing.speedups[index]
-        assert paired is not None
-        methods[name]["final"] = {"speedup": paired.speedup, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
-                                  "latency_ms": timing.latencies[index].median_ms, "noisy": paired.noisy,
-                                  "settled_share": paired.settled_share}  # fmt: skip
-    return timing.rounds
+        figure = Figure.across([timing.paired(0, index) for timing in timed.used])
+        methods[name]["final"] = {"speedup": figure.speedup, "ci_low": figure.ci_low, "ci_high": figure.ci_high,
+                                  "per_window": figure.per_window, "windows": len(timed.used),
+                                  "windows_timed": len(timed.measured), "noisy": timed.noisy_windows > 0,
+                                  "latency_ms": timed.used[-1].latencies[index].median_ms,
+                                  "settled_share": timed.settled_share, "test_accuracy": test[index],
+                                  "test_drop": test[0] - test[index]}  # fmt: skip
+    return sum(timing.rounds for timing in timed.used)
 
 
 def retime(results: dict[str, Any], task, profile) -> dict[str, Any]:
@@ -399,7 +415,8 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         "commit": git_commit(),
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info() | {"threads": profile.threads, "batch_size": profile.batch_size},
-        "fp32": {k: reference[k] for k in ("accuracy", "latency_ms", "latency_ci_ms", "size_bytes")},
+        "fp32": {k: reference[k] for k in ("accuracy", "latency_ms", "latency_ci_ms", "size_bytes")}
+        | {"test_accuracy": methods["fp32"].get("test_accuracy")},
         "final_rounds": rounds,
         "methods": methods,
     }

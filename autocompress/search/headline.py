@@ -119,41 +119,26 @@ def time_headline(
     windows: int = 3,
     gap_s: float = WINDOW_GAP_S,
 ) -> Headline:
-    """Time `artifact` with both baselines in `windows` fresh windows, `gap_s` apart (lock released between).
-
-    Rounds are judged settled against each artifact's floor over all the windows, so every window's figure is
-    of the same (undisturbed) machine state; a window that never reached it is left out, and up to `windows`
-    more are timed while fewer than two reached it. Too few such windows: the figure is every window's own,
-    flagged noisy."""
+    """Time `artifact` with both baselines in `windows` fresh windows, `gap_s` apart (lock released between;
+    `windows_in_calm` says which windows the figures come from)."""
     default_is_fp32 = not profile.default_differs
     options = None if default_is_fp32 else [None, None, profile.default_runtime_options]
     extra = [] if default_is_fp32 else [baseline]
-    needed = min(2, windows)
-    measured: list[Interleaved] = []
-    undisturbed: list[Interleaved] = []
-    while len(measured) < windows or (len(undisturbed) < needed and len(measured) < 2 * windows):
-        if measured:
-            time.sleep(gap_s)
-        measured.append(timer(baseline, [artifact, *extra], task, profile, policy, options=options, fresh=True))
-        masks = settled_across(measured, policy.settle_tolerance)
-        undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
-                       if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip
-    used = undisturbed if len(undisturbed) >= needed else measured
-    noisy_windows = 0 if used is undisturbed else len(measured) - len(undisturbed)
+    timed = windows_in_calm(lambda: timer(baseline, [artifact, *extra], task, profile, policy, options=options,
+                                          fresh=True), windows, gap_s, policy.settle_tolerance)  # fmt: skip
+    measured, used = timed.measured, timed.used
     fp32 = [timing.paired(0, 1) for timing in used]
     default = fp32 if default_is_fp32 else [timing.paired(2, 1) for timing in used]
-    shares = [float(np.mean(timing.figure_mask)) for timing in used] if used is undisturbed else [
-        timing.settled_share for timing in used]  # fmt: skip
     last = used[-1]
     log.info("headline: trial %d timed in %d windows, %d in the undisturbed state", trial, len(measured),
-             len(undisturbed))  # fmt: skip
+             timed.calm)  # fmt: skip
     return Headline(
         trial=trial,
         default=Figure.across(default),
         fp32=Figure.across(fp32),
         windows=len(used),
-        noisy_windows=noisy_windows,
-        settled_share=float(np.mean(shares)),
+        noisy_windows=timed.noisy_windows,
+        settled_share=timed.settled_share,
         threads=profile.threads,
         default_is_fp32=default_is_fp32,
         left_out=len(measured) - len(used),
@@ -162,3 +147,44 @@ def time_headline(
         fp32_latency_ms=last.latencies[0].median_ms,
         gap_s=gap_s if windows > 1 else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Interleaved measurements of the same artifacts in windows spread in time, and those the figures use."""
+
+    measured: list[Interleaved]
+    used: list[Interleaved]  # the undisturbed windows (figures from their settled rounds), else every window
+    calm: int  # windows that reached the undisturbed state
+    from_calm: bool  # `used` are the undisturbed windows
+
+    @property
+    def noisy_windows(self) -> int:
+        """Windows in the figures with too few settled rounds (0 unless fewer than two were calm)."""
+        return 0 if self.from_calm else len(self.measured) - self.calm
+
+    @property
+    def settled_share(self) -> float:
+        """Of the rounds in the windows used, the share the figures come from."""
+        if self.from_calm:
+            return float(np.mean([np.mean(timing.figure_mask) for timing in self.used]))
+        return float(np.mean([timing.settled_share for timing in self.used]))
+
+
+def windows_in_calm(measure: Callable[[], Interleaved], windows: int, gap_s: float, tolerance: float) -> Windows:
+    """`measure` in `windows` fresh windows, `gap_s` apart; rounds are judged settled against each artifact's
+    floor over all the windows, so every window's figure is of the same (undisturbed) machine state. A window
+    that never reached it is left out, and up to `windows` more are timed while fewer than two reached it; with
+    too few such windows, every window is used with its own figure (noisy)."""
+    needed = min(2, windows)
+    measured: list[Interleaved] = []
+    undisturbed: list[Interleaved] = []
+    while len(measured) < windows or (len(undisturbed) < needed and len(measured) < 2 * windows):
+        if measured:
+            time.sleep(gap_s)
+        measured.append(measure())
+        masks = settled_across(measured, tolerance)
+        undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
+                       if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip
+    from_calm = len(undisturbed) >= needed
+    return Windows(measured, undisturbed if from_calm else measured, len(undisturbed), from_calm)
