@@ -111,6 +111,7 @@ def across_seeds(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "min": known[0] if known else None,
             "max": known[-1] if known else None,
             "noisy": sum(bool((run.get("final") or {}).get("noisy")) for run in runs),
+            "test": [(run.get("final") or {}).get("test_accuracy") for run in runs],
             "hypervolumes": [run.get("hypervolume") for run in runs],
             "trials_run": [run.get("trials_run") for run in runs],
         }
@@ -314,6 +315,27 @@ def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) 
     return "\n".join(lines) + "\n"
 
 
+def seeds_table(results: dict[str, Any]) -> str:
+    """One row per method of a multi-seed run: its final speedup's median and range over the seeds, and its final
+    artifacts' metric on the held-out test split (what README quotes; fp32 and search-only left out)."""
+    metric = results.get("metric_name", "accuracy")
+    lines = [f"| method | kind | seeds | final speedup, median [min, max] | test {metric}, median [min, max] "
+             "| noisy finals | trials run |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    kinds = {base_name(name): method["kind"] for name, method in results["methods"].items()}
+    for name, item in results["headline"]["seeds"].items():
+        if kinds[name] in ("baseline", "search-only"):
+            continue
+        tests = sorted(value for value in item.get("test", []) if value is not None)
+        test = (f"{statistics.median(tests):.4f} [{tests[0]:.4f}, {tests[-1]:.4f}]" if tests else "—")
+        trials = "—" if kinds[name] not in SEARCH_KINDS else " / ".join(str(n) for n in item["trials_run"])
+        lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {_times(item['median'])} [{_times(item['min'])}, "
+                     f"{_times(item['max'])}] | {test} | {item['noisy']} | {trials} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+SEEDS_TABLE = re.compile(
+    r"<!-- seeds table from: (?P<file>\S+) -->\n(?P<table>.*?)<!-- end of seeds table -->", re.DOTALL
+)
 README_TABLE = re.compile(
     r"<!-- benchmark table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of benchmark table -->", re.DOTALL
 )
@@ -328,7 +350,11 @@ def readme_table(readme: str, root: Path) -> str:
     entries = [entry.partition("=") for entry in match["files"].split()]
     loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
     table = summary(loaded, [label.replace("_", " ") for _, _, label in entries])
-    return readme[: match.start("table")] + table + readme[match.end("table") :]
+    readme = readme[: match.start("table")] + table + readme[match.end("table") :]
+    for found in reversed(list(SEEDS_TABLE.finditer(readme))):  # multi-seed runs: a table per results file
+        table = seeds_table(json.loads((root / found["file"]).read_text()))
+        readme = readme[: found.start("table")] + table + readme[found.end("table") :]
+    return readme
 
 
 def rescore(path: Path) -> dict[str, Any]:

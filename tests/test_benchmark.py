@@ -11,7 +11,16 @@ import pytest
 
 from experiments.benchmark import INT8_FLAGS, machine_info, main, measured_point, run_method
 from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
-from experiments.benchmark_report import headline, hypervolume, markdown, plot, score_method, summary, write_json
+from experiments.benchmark_report import (
+    headline,
+    hypervolume,
+    markdown,
+    plot,
+    score_method,
+    seeds_table,
+    summary,
+    write_json,
+)
 from experiments.minilm_ceiling import _bounds, _target
 
 USER_TASK_DIR = Path(__file__).parent / "user_task"
@@ -321,6 +330,11 @@ def test_seeds_of_a_method_are_summarised_by_median_and_spread() -> None:
     assert (seeds["median"], seeds["min"], seeds["max"]) == (2.0, 1.5, 3.0)
     assert headline(results)["search_vs_best_one_click"] == pytest.approx(2.0 / 1.25)  # the median, not seed 0
     assert "| autocompress | 3 | 2.00x [1.50x, 3.00x] |" in markdown(results | {"headline": headline(results)})
+    results["methods"]["random#s1"] = dict(results["methods"]["random"], final=_final(1.2, test_accuracy=0.9400))
+    table = seeds_table(results | {"headline": headline(results)})
+    assert "| random | random | 2 | 1.30x [1.20x, 1.40x] | 0.9456 [0.9400, 0.9512] | 0 |" in table  # median of two
+    assert "| autocompress | autocompress | 3 | 2.00x [1.50x, 3.00x] | — |" in table  # no test score: none claimed
+    assert "| fp32 |" not in table and "search-only" not in table
 
 
 def test_the_readme_benchmark_table_is_generated_from_the_committed_results() -> None:
