@@ -56,6 +56,8 @@ PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--example", default="digits", help="built-in example")
+    parser.add_argument("--config", type=Path, default=None, help="an experiment YAML instead (a user's model, data "
+                        "and metric; its space options apply, its name replaces the example's in file names)")
     parser.add_argument("--device", default="cpu", help="hardware profile name, alias or .yaml path")
     parser.add_argument("--trials", type=int, default=30, help="trials per search method (without --budget)")
     parser.add_argument("--budget", default=None, help="wall-clock per search method instead (e.g. 10m): every "
@@ -428,14 +430,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["AUTOCOMPRESS_HOME"] = str(args.home.resolve())
     _quiet()
-    from autocompress.config import ExperimentConfig
+    from autocompress.config import ExperimentConfig, load_config
     from autocompress.errors import AutocompressError
     from autocompress.hardware.availability import usable_profile
     from autocompress.tasks import load_task
 
     try:
         profile = usable_profile(args.device)
-        task = load_task(ExperimentConfig(example=args.example, device=args.device))
+        if args.config is not None:
+            config = load_config(args.config).model_copy(update={"device": args.device})
+            args.example = config.name or args.config.stem
+        else:
+            config = ExperimentConfig(example=args.example, device=args.device)
+        task = load_task(config)
     except AutocompressError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
