@@ -54,6 +54,9 @@ def test_the_space_follows_the_elastic_model(tiny_task, cpu_profile):
         pruned, unpruned = pruned + strategy.prune.any, unpruned + (not strategy.prune.any)
     assert pruned and Strategy.from_yaml(strategy.to_yaml()) == strategy
     assert 0 in tuned and len(tuned - {None}) > 1  # a pruned candidate may take no fine-tune, or some steps
+    pruned_starts = [space.strategy(params) for _, params in space.warm_starts()]
+    pruned_starts = [strategy for strategy in pruned_starts if strategy.prune.any]
+    assert pruned_starts and all(strategy.distill.steps == 0 for strategy in pruned_starts)  # extracted as trained
     assert "elastic" not in Strategy().to_yaml()  # strategies without it are written as before
 
 
