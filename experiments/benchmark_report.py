@@ -326,10 +326,13 @@ def seeds_table(results: dict[str, Any]) -> str:
         if kinds[name] in ("baseline", "search-only"):
             continue
         tests = sorted(value for value in item.get("test", []) if value is not None)
-        test = (f"{statistics.median(tests):.4f} [{tests[0]:.4f}, {tests[-1]:.4f}]" if tests else "—")
+        test = "—" if not tests else f"{statistics.median(tests):.4f}" + (
+            f" [{tests[0]:.4f}, {tests[-1]:.4f}]" if len(tests) > 1 else "")  # fmt: skip
         trials = "—" if kinds[name] not in SEARCH_KINDS else " / ".join(str(n) for n in item["trials_run"])
-        lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {_times(item['median'])} [{_times(item['min'])}, "
-                     f"{_times(item['max'])}] | {test} | {item['noisy']} | {trials} |")  # fmt: skip
+        spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
+        speedup = _times(item["median"]) + spread if item["median"] is not None else "— (fp32 here)"
+        lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {speedup} | {test} | {item['noisy']} "
+                     f"| {trials} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
