@@ -245,7 +245,9 @@ def test_methods_per_runtime_and_the_prune_baseline_strategy(tiny_task, cpu_prof
     assert strategy.quantize.layers_at("int8") == [] and strategy.seed == 3
 
 
-@pytest.mark.parametrize("flags", [["--example", "no-such-example"], ["--device", "no-such-device"]])
+@pytest.mark.parametrize(
+    "flags", [["--example", "no-such-example"], ["--device", "no-such-device"], ["--config", "no-such.yaml"]]
+)
 def test_bad_example_or_device_is_one_line_and_exit_2(flags, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("AUTOCOMPRESS_HOME", str(tmp_path))  # main() points the home at --home
     assert main([*flags, "--home", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
@@ -345,3 +347,25 @@ def test_the_readme_benchmark_table_is_generated_from_the_committed_results() ->
     readme = (root / "README.md").read_text()
     assert README_TABLE.search(readme) is not None
     assert readme_table(readme, root) == readme, "run: python -m experiments.benchmark_report --readme README.md"
+
+
+def test_the_final_round_times_in_windows_and_scores_on_test(tiny_task, cpu_profile, tmp_path, monkeypatch) -> None:
+    """Every method's best timed with fp32 in several windows (the interval over them) and scored on test."""
+    import experiments.benchmark as benchmark
+    from autocompress.compress.pipeline import build
+    from autocompress.spaces.strategy import Strategy
+
+    monkeypatch.setattr(benchmark, "FINAL_GAP_S", 0.0)
+    fp32 = build(tiny_task, Strategy(), cpu_profile, tmp_path / "fp32").path
+    pruned = uniform_prune_strategy(tiny_task, cpu_profile, 0.5, seed=0)
+    smaller = build(tiny_task, pruned, cpu_profile, tmp_path / "pruned").path
+    best = {"artifact": str(smaller)}
+    methods = {"fp32": {"kind": "baseline", "points": []}, "prune-50": {"kind": "one-click", "points": [],
+                                                                        "best_feasible": best}}  # fmt: skip
+    assert benchmark.final_round(methods, fp32, tiny_task, cpu_profile) >= 2 * 12
+    final = methods["prune-50"]["final"]
+    assert final["windows_timed"] >= benchmark.FINAL_WINDOWS and len(final["per_window"]) == final["windows"] >= 2
+    assert final["ci_low"] < final["speedup"] < final["ci_high"]
+    assert final["speedup"] > 1.2  # half the channels of a convolution-bound model
+    assert final["test_drop"] == pytest.approx(methods["fp32"]["test_accuracy"] - final["test_accuracy"])
+    assert 0.5 < methods["fp32"]["test_accuracy"] <= 1.0 and final["test_accuracy"] <= 1.0
