@@ -66,18 +66,39 @@ class ServerSearch:
     stderr: str
 
 
+@dataclass(frozen=True)
+class MlflowServer:
+    """A real `mlflow server` (SQLite backend, proxied artifacts) living for the test session: its URI and the
+    folder where uploaded artifacts land."""
+
+    tracking: str
+    store: Path
+
+
 @pytest.fixture(scope="session")
-def tiny_search_on_a_server(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSearch]:
-    """One tiny search (no compression, static int8, uniform 50% pruning; a loose bound, so a winner is exported
-    and registered) logged to an `mlflow server` with proxied artifacts: what the MLflow views and the browser
-    tests read (one search for both; the server lives for the session)."""
-    from tests.helpers import invoke_cli
+def session_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One server for the session's tests (each uses its own study, hence its own experiment): it takes about 12 s
+    to start on this machine."""
     from tests.services import mlflow_server
 
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    with mlflow_server(folder / "mlflow") as tracking:
-        study = "tiny-mlflow"
-        flags = ("--trials", "3", "--max-drop", "0.3", "--tracking-uri", tracking, "--out", str(folder / "best"))
-        result = invoke_cli("search", "--no-sensitivity", str(USER_TASK_DIR / "tiny.yaml"), "--study", study, *flags)
-        assert result.returncode == 0, result.stderr[-2000:]
-        yield ServerSearch(study, tracking, folder / "best", result.stderr)
+    folder = tmp_path_factory.mktemp("mlflow-server") / "mlflow"
+    with mlflow_server(folder) as tracking:
+        yield MlflowServer(tracking, folder / "store")
+
+
+@pytest.fixture(scope="session")
+def tiny_search_on_a_server(
+    session_mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> ServerSearch:
+    """One tiny search (no compression, static int8, uniform 50% pruning; a loose bound, so a winner is exported
+    and registered) logged to the session's `mlflow server`: what the MLflow views and the browser tests read (one
+    search for both)."""
+    from tests.helpers import invoke_cli
+
+    out = tmp_path_factory.mktemp("tiny-mlflow") / "best"
+    tracking = session_mlflow_server.tracking
+    study = "tiny-mlflow"
+    flags = ("--trials", "3", "--max-drop", "0.3", "--tracking-uri", tracking, "--out", str(out))
+    result = invoke_cli("search", "--no-sensitivity", str(USER_TASK_DIR / "tiny.yaml"), "--study", study, *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return ServerSearch(study, tracking, out, result.stderr)

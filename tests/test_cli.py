@@ -62,8 +62,8 @@ def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_reasons():
 @pytest.mark.e2e
 def test_a_timeout_alone_is_the_budget_whatever_the_config_trial_count():
     """The tiny config names `trials: 3`; `--timeout` without `--trials` must not stop there (a tiny trial takes
-    2-4 s on a busy machine, 2 s on a quiet one (7 trials in 15 s), so 20 s is several trials)."""
-    result = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-timeout", "--timeout", "20",
+    2-4 s on a busy machine, 2 s on a quiet one (7 trials in 15 s), so 15 s is several trials)."""
+    result = invoke_cli("search", "--no-sensitivity", str(user_config()), "--study", "tiny-timeout", "--timeout", "15",
                         "--confirm", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(load_study("tiny-timeout").trials) > 3

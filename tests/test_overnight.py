@@ -23,7 +23,7 @@ def test_the_nightly_script_searches_for_its_time_and_writes_the_morning_report(
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the `autocompress` of this environment
         "AUTOCOMPRESS_DIR": str(tmp_path),
         "NIGHTLY_TARGET": str(user_config()),
-        "NIGHTLY_TIMEOUT": "12",
+        "NIGHTLY_TIMEOUT": "6",
         "NIGHTLY_STUDY": "tiny-nightly",
         "NIGHTLY_FLAGS": "--no-sensitivity",
     }

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
 from autocompress.search.recovery import WORKER_ATTR
 from tests.helpers import BackgroundCli, artifact_names, invoke_cli, load_study, mlflow_runs, start_cli, user_config
-from tests.services import mlflow_server, postgres_cluster
+from tests.services import postgres_cluster
 
 pytestmark = pytest.mark.e2e
 STUDY = "tiny-workers"
@@ -40,8 +39,9 @@ def _running_trial_of(worker: BackgroundCli, storage: str, deadline: float) -> i
                          f"processes:\n{others}")  # fmt: skip
 
 
-def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
-    with postgres_cluster() as storage, mlflow_server(tmp_path / "mlflow") as tracking:
+def test_two_workers_one_killed_and_restarted(session_mlflow_server) -> None:
+    tracking = session_mlflow_server.tracking
+    with postgres_cluster() as storage:
         worker = ("search", "--no-sensitivity", str(user_config()), "--study", STUDY, "--storage", storage,
                   "--tracking-uri", tracking, "--no-register", "--confirm", "0")  # fmt: skip
         slow = {"TINY_METRIC_SECONDS": "1"}
@@ -82,4 +82,5 @@ def test_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
             assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri  # on the server
             if trial.state == TrialState.COMPLETE:
                 assert "strategy.yaml" in artifact_names(run.info.run_id, tracking)
-        assert any((tmp_path / "mlflow" / "store").rglob("strategy.yaml"))  # uploaded through the server
+                # uploaded through the server, into its own store
+                assert any(session_mlflow_server.store.glob(f"*/{run.info.run_id}/artifacts/strategy.yaml"))
