@@ -225,6 +225,7 @@ def run_search_method(
     return {
         "points": search_points(study),
         "confirmed": {str(item.trial): item.speedup for item in outcome.confirmed},
+        "winner": next((str(item.trial) for item in outcome.confirmed if item.final is not None), None),
         "study": study_name,
         "sampler": sampler,
         "seed": seed,
@@ -396,7 +397,8 @@ def benchmark(args: argparse.Namespace, task, profile) -> dict[str, Any]:
         study = methods["autocompress"]["_study"]
         sampled = search_points(study, only_sampled=True)
         methods["autocompress-search-only"] = {"kind": "search-only", "error": None, "points": sampled, "_study": study,
-                                               "confirmed": methods["autocompress"].get("confirmed", {})}  # fmt: skip
+                                               "confirmed": methods["autocompress"].get("confirmed", {}),
+                                               "winner": methods["autocompress"].get("winner")}  # fmt: skip
     for method in methods.values():
         score_method(method, bound, reference["accuracy"])
     rounds = final_round(methods, fp32_path, task, profile)

@@ -54,16 +54,19 @@ def is_uncompressed(point: dict[str, Any]) -> bool:
 
 
 def score_method(method: dict[str, Any], bound: float, ceiling: float = float("inf")) -> dict[str, Any]:
-    """Adds `feasible` to each point, then best_feasible and hypervolume to the method. A search's best is the
-    winner of its own confirmation (`confirmed`: trial -> confirmed speedup), what its export gives a user;
-    without one, the point with the best paired speedup."""
+    """Adds `feasible` to each point, then best_feasible and hypervolume to the method. A search's best is what
+    its export gives a user: the winner its confirmation chose (`winner`: the fastest re-timed within the bound on
+    the test split; None if none was, as the export then writes nothing); from results written before `winner`, the
+    fastest re-timed (`confirmed`: trial -> confirmed speedup); without a confirmation, the best paired speedup."""
     for point in method["points"]:
         point["feasible"] = point["accuracy"] >= bound
     compressed = [p for p in method["points"] if not is_uncompressed(p)]
     feasible = [p for p in compressed if p["feasible"]]
     confirmed = method.get("confirmed") or {}
     re_timed = [p for p in feasible if str(p.get("trial")) in confirmed]
-    if re_timed:
+    if "winner" in method and confirmed:  # None: no candidate held on test, and the export wrote nothing
+        best = next((p for p in feasible if str(p.get("trial")) == method["winner"]), None)
+    elif re_timed:
         best = max(re_timed, key=lambda p: confirmed[str(p["trial"])])
     else:
         best = max(feasible, key=lambda p: p["speedup_vs_fp32"], default=None)

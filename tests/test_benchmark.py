@@ -280,10 +280,20 @@ def test_a_transformer_gets_the_libraries_transformer_recipes(cpu_profile) -> No
 
 def test_a_search_is_scored_by_its_confirmed_winner() -> None:
     """The search measured trial 2 fastest, but its own confirmation re-timed trial 1 faster: the export is trial 1,
-    so the benchmark's best is too. Without a confirmation, the fastest paired speedup."""
+    so the benchmark's best is too, unless the confirmation's winner is another (trial 1 failed on test). Without a
+    confirmation, the fastest paired speedup."""
     points = [_point(0.995, 3.5, label="trial 1"), _point(0.995, 3.6, label="trial 2")]
     points[0]["trial"], points[1]["trial"] = 1, 2
     method = {"kind": "autocompress", "points": points, "confirmed": {"1": 4.1, "2": 3.7}}
+    score_method(method, bound=0.99)
+    assert method["best_feasible"]["trial"] == 1
+    method["winner"] = "2"  # trial 1 dropped past the bound on the test split: the export took trial 2
+    score_method(method, bound=0.99)
+    assert method["best_feasible"]["trial"] == 2
+    method["winner"] = None  # nothing held on test: nothing exported, no best
+    score_method(method, bound=0.99)
+    assert method["best_feasible"] is None and method["best_feasible_speedup"] is None
+    del method["winner"]  # results written before the winner was recorded: the fastest re-timed
     score_method(method, bound=0.99)
     assert method["best_feasible"]["trial"] == 1
     del method["confirmed"]
