@@ -14,7 +14,7 @@ from torch import nn
 from autocompress.compress.pipeline import build
 from autocompress.evaluators.measure import measure_artifact
 from autocompress.search.seeds import estimate, recipe_with_pruning, seeds, solve
-from autocompress.search.sensitivity import Row, Sensitivity, analyse, choices
+from autocompress.search.sensitivity import Row, Sensitivity, analyse, choices, in_turns
 from autocompress.search.sensitivity_report import write
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
@@ -85,6 +85,27 @@ def test_the_table_finds_the_planted_sensitive_layer(tiny_task, cpu_profile, tmp
     assert [p.name for p in files] == ["sensitivity.md", "sensitivity.csv", "sensitivity.json", "sensitivity.png"]
     assert "| conv2 | int8 |" in files[0].read_text() and files[3].read_bytes()[:4] == b"\x89PNG"
     assert Sensitivity.from_dict(table.as_dict()) == table
+
+
+def test_a_table_cut_short_by_its_budget_measures_each_kind_in_turn(tiny_task, digits_untrained, cpu_profile, tmp_path):
+    """A time budget spent after the first build leaves one real row (the first choice of the first kind) and
+    says how many were left out; the kinds take turns, so a longer partial table has each of them."""
+    space = SearchSpace.from_model(tiny_task.model, tiny_task.example_input, cpu_profile)
+    found = choices(space)
+    baseline = build(tiny_task, Strategy(), cpu_profile, tmp_path / "baseline").path
+    metric = measure_artifact(baseline, tiny_task, cpu_profile).metric
+    table = analyse(tiny_task, cpu_profile, space, baseline, metric, tmp_path / "work", budget_s=0.0)
+    (row,) = table.rows
+    assert (row.kind, row.unit, row.value) == (found[0].kind, found[0].unit, found[0].value)
+    assert row.speedup > 0 and row.metric == pytest.approx(metric, abs=0.05) and table.rounds >= 1
+    assert table.unmeasured == len(found) - 1 and Sensitivity.from_dict(table.as_dict()) == table
+    assert "left out" in write(table, tmp_path / "out", "accuracy", 0.02, "cut short")[0].read_text()
+
+    digits = choices(SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile))
+    order = in_turns(digits)
+    kinds = {choice.kind for choice in digits}
+    assert sorted(order) == list(range(len(digits))) and len(kinds) >= 3  # precision, prune, skip
+    assert {digits[index].kind for index in order[: len(kinds)]} == kinds
 
 
 def _row(kind: str, unit: str, value, drop: float, speedup: float) -> Row:

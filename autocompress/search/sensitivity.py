@@ -79,23 +79,36 @@ def strategy_of(space: SearchSpace, choice: Choice) -> Strategy:
     return space.alone(space.knob(choice.kind, choice.unit), choice.value)
 
 
+def in_turns(found: list[Choice]) -> list[int]:
+    """The order to build choices in: the kinds take turns (one precision, one pruning ratio, one skipped block,
+    ...), so that a table cut short by its time budget still holds some of each kind."""
+    queues: dict[str, list[int]] = {}
+    for index, choice in enumerate(found):
+        queues.setdefault(choice.kind, []).append(index)
+    order: list[int] = []
+    while len(order) < len(found):
+        order += [queue.pop(0) for queue in queues.values() if queue]
+    return order
+
+
 @dataclass
 class Sensitivity:
-    """The table, and what it took to measure."""
+    """The table, and what it took to measure (`unmeasured`: choices its time budget left out)."""
 
     rows: list[Row]
     baseline_metric: float
     seconds: float
     rounds: int
+    unmeasured: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": [asdict(row) for row in self.rows], "baseline_metric": self.baseline_metric,
-                "seconds": self.seconds, "rounds": self.rounds}  # fmt: skip
+                "seconds": self.seconds, "rounds": self.rounds, "unmeasured": self.unmeasured}  # fmt: skip
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Sensitivity:
         rows = [Row(**{**row, "speedup_ci": tuple(row["speedup_ci"])}) for row in raw["rows"]]
-        return cls(rows, raw["baseline_metric"], raw["seconds"], raw["rounds"])
+        return cls(rows, raw["baseline_metric"], raw["seconds"], raw["rounds"], raw.get("unmeasured", 0))
 
 
 def analyse(
@@ -106,12 +119,22 @@ def analyse(
     baseline_metric: float,
     workdir: Path,
     policy: TimingPolicy = CONFIRM_POLICY,
+    budget_s: float | None = None,
 ) -> Sensitivity:
-    """Build and score every single choice, then time them all with the baseline in one interleaved window."""
+    """Build and score every single choice, then time them all with the baseline in one interleaved window.
+
+    With `budget_s`, building stops once that much time has gone (after at least one choice), the kinds taking
+    turns so the partial table still seeds every kind; the rows keep the table's usual order."""
     started = time.monotonic()
+    found = choices(space)
     measured: list[tuple[Choice, Path, float, int]] = []
+    tried = 0
     try:
-        for index, choice in enumerate(choices(space)):
+        for index in in_turns(found) if budget_s is not None else range(len(found)):
+            if budget_s is not None and measured and time.monotonic() - started > budget_s:
+                break
+            tried += 1
+            choice = found[index]
             try:
                 artifact = build(task, strategy_of(space, choice), profile, workdir / f"{index:03d}").path
                 scored = measure_artifact(artifact, task, profile, policy=SCORE_ONLY)
@@ -119,8 +142,12 @@ def analyse(
                 log.warning("sensitivity: %s failed: %s", choice.label, error)
                 continue
             measured.append((choice, artifact, scored.metric, scored.size_bytes))
+        measured.sort(key=lambda item: found.index(item[0]))
+        if tried < len(found):
+            log.warning("sensitivity: its share of the time budget (%.0f s) measured %d of %d choices; the seeds "
+                        "come from those", budget_s, tried, len(found))  # fmt: skip
         if not measured:
-            return Sensitivity([], baseline_metric, time.monotonic() - started, 0)
+            return Sensitivity([], baseline_metric, time.monotonic() - started, 0, len(found) - tried)
         timing = time_together(baseline, [path for _, path, _, _ in measured], task, profile, policy)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -130,4 +157,4 @@ def analyse(
         assert paired is not None
         rows.append(Row(choice.kind, choice.unit, choice.value, metric, baseline_metric - metric, paired.speedup,
                         (paired.ci_low, paired.ci_high), size))  # fmt: skip
-    return Sensitivity(rows, baseline_metric, time.monotonic() - started, timing.rounds)
+    return Sensitivity(rows, baseline_metric, time.monotonic() - started, timing.rounds, len(found) - tried)

@@ -16,7 +16,12 @@ def markdown(table: Sensitivity, metric_name: str, bound: float, title: str) -> 
         f"Each choice alone (no fine-tuning), measured on the device: {metric_name} of the artifact in the runtime "
         f"(baseline {table.baseline_metric:.4f}; the bound allows a drop of {bound:.4f}), and its speedup over the "
         f"baseline, all choices timed together with it in {table.rounds} interleaved rounds. "
-        f"Measured in {table.seconds:.0f} s.",
+        f"Measured in {table.seconds:.0f} s."
+        + (
+            f" {table.unmeasured} more choices were left out: the table's share of the time budget ran out first."
+            if table.unmeasured
+            else ""
+        ),
         "",
         f"| unit | choice | {metric_name} | drop | speedup [95% CI] | latency saved | size MB |",
         "|---|---|---|---|---|---|---|",
