@@ -167,7 +167,7 @@ def test_a_search_runs_the_sensitivity_stage_and_its_seeds(tmp_path: Path):
     # on this CPU int8 slows the tiny model down and pruning costs much accuracy before distillation: a loose
     # bound leaves the solver the choices that pay (conv1 pruned by half: measured drop 0.52, 1.02-1.13x faster)
     # without warm starts, so that no seed coincides with one (uniform 50% pruning of the one group) and is dropped
-    result = invoke_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "8", "--sensitivity",
+    result = invoke_cli("search", str(user_config()), "--study", "tiny-seeded", "--trials", "6", "--sensitivity",
                         "--no-warm-starts", "--max-drop", "0.6", "--confirm", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study("tiny-seeded")
