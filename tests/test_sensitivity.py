@@ -225,17 +225,31 @@ def test_a_promising_probe_gets_the_full_distillation_budget(digits_untrained, c
     assert queued["distill/steps_after_pruning"] == 150 and queued["prune/all"] == 0.5
 
 
-def _incumbent(study: optuna.Study, space: SearchSpace, skip: tuple[str, ...], speedup: float) -> None:
-    params = space.prune.params({}, {}, skip) | {"distill/steps_after_pruning": 25}
+def _incumbent(study: optuna.Study, space: SearchSpace, skip: tuple[str, ...], speedup: float,
+               ratios: dict[str, float] | None = None) -> None:  # fmt: skip
+    params = space.prune.params(ratios or {}, {}, skip) | {"distill/steps_after_pruning": 25}
     distributions = {name: optuna.distributions.CategoricalDistribution([value]) for name, value in params.items()}
     metrics = {"metric_drop": 0.0, "speedup": speedup, "feasible": 1.0}
-    strategy = Strategy(prune=space.prune.settings({}, {}, skip)).model_dump()
+    strategy = Strategy(prune=space.prune.settings(ratios or {}, {}, skip)).model_dump()
     study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, values=[0.99, 1 / speedup],
                                               user_attrs={"metrics": metrics, "strategy": strategy}))  # fmt: skip
 
 
+def _waiting_skips(study: optuna.Study, space: SearchSpace) -> list[list[str]]:
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    return [[block for block in space.prune.blocks if params[f"skip/{block}"]] for params in queued]
+
+
+def _run_queued(study: optuna.Study, refine, feasible: bool) -> None:
+    """The queued depth trial, measured as holding the bound or not, then the step's callback on it."""
+    trial = study.ask()
+    trial.set_user_attr("metrics", {"metric_drop": 0.0 if feasible else 0.05, "speedup": 4.0, "feasible": feasible})
+    study.tell(trial, [0.99, 0.25])
+    refine(study, study.trials[-1])
+
+
 def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_skipped(digits_untrained, cpu_profile):
-    from autocompress.search.refine import REFINED_ATTR, SkipFromIncumbent
+    from autocompress.search.refine import DEPTH_ATTR, REFINED_ATTR, SkipFromIncumbent
 
     space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
     drops = {"stage1.0": 0.03, "stage1.1": 0.01, "stage2.1": 0.02, "stage3.1": 0.0}
@@ -251,18 +265,41 @@ def test_the_fastest_feasible_trial_is_queued_again_with_the_cheapest_blocks_ski
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
     refine(study, study.trials[-1])
     refine(study, study.trials[-1])  # once per study
-    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
-    skipped = [[block for block in space.prune.blocks if params[f"skip/{block}"]] for params in queued]
-    assert skipped == [["stage1.1", "stage2.1"], ["stage1.0", "stage1.1", "stage2.1"]]
-    assert all(params["distill/steps_after_pruning"] == max(space.distill.distill_steps) for params in queued)
+    assert _waiting_skips(study, space) == [["stage1.0", "stage1.1", "stage2.1"]]  # both remaining blocks first
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0].system_attrs["fixed_params"]
+    assert queued["distill/steps_after_pruning"] == max(space.distill.distill_steps)
     assert study.user_attrs[REFINED_ATTR] == 1
+    _run_queued(study, refine, feasible=False)  # too deep: halfway, the cheapest of the two
+    assert _waiting_skips(study, space) == [["stage1.1", "stage2.1"]]
+    _run_queued(study, refine, feasible=True)
+    assert not _waiting_skips(study, space)  # one more block holds, two do not: the step is done
+    assert (study.user_attrs[DEPTH_ATTR]["holds"], study.user_attrs[DEPTH_ATTR]["fails"]) == (1, 2)
     study = optuna.create_study(directions=["maximize", "minimize"])
     _incumbent(study, space, ("stage3.1",), speedup=2.0)
     SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 0)(study, study.trials[-1])
     assert REFINED_ATTR not in study.user_attrs  # no budget: the step waits for a resumed search
     SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: 1)(study, study.trials[-1])
-    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # no more than the budget left
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # one trial at a time
     assert study.user_attrs[REFINED_ATTR] == 0
+
+
+def test_the_depth_step_bisects_over_the_count_of_blocks(digits_untrained, cpu_profile):
+    """Four blocks, of which the two cheapest hold: all four, then two, then three, and no trial more."""
+    from autocompress.search.refine import SkipFromIncumbent
+
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
+    drops = {"stage1.0": 0.03, "stage1.1": 0.01, "stage2.1": 0.04, "stage3.1": 0.02}
+    refine = SkipFromIncumbent(space, Sensitivity([_row("skip", b, True, d, 1.2) for b, d in drops.items()], 0.99,
+                                                  1.0, 30), left=lambda: None)  # fmt: skip
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _incumbent(study, space, (), speedup=2.0, ratios={"stem.0": 0.5})
+    refine(study, study.trials[-1])
+    tried = []
+    while _waiting_skips(study, space):
+        (skipped,) = _waiting_skips(study, space)
+        tried.append(skipped)
+        _run_queued(study, refine, feasible=set(skipped) <= {"stage1.1", "stage3.1"})
+    assert tried == [list(space.prune.blocks), ["stage1.1", "stage3.1"], ["stage1.0", "stage1.1", "stage3.1"]]
 
 
 def test_a_narrow_pruning_range_gets_its_middle_measured(digits_untrained, cpu_profile):

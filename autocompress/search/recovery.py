@@ -20,11 +20,12 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.search.polish import POLISH_STEPS_ATTR, POLISHED_ATTR
+from autocompress.search.results import DEPTH_COUNT_ATTR, REFINED_ATTR
 
 log = logging.getLogger(__name__)
 WORKER_ATTR = "worker"
 RETRY_ATTR = "retry_of"
-KEPT_ON_RETRY = ("enqueued", POLISHED_ATTR, POLISH_STEPS_ATTR)  # what a re-run must do the same way
+KEPT_ON_RETRY = ("enqueued", POLISHED_ATTR, POLISH_STEPS_ATTR, REFINED_ATTR, DEPTH_COUNT_ATTR)  # a re-run does the same
 
 
 def _start_time(pid: int) -> str:

@@ -23,6 +23,8 @@ from autocompress.spaces.strategy import Strategy
 
 BASELINE_ATTR = "baseline"
 METRICS_ATTR = "metrics"
+REFINED_ATTR = "refined_from"  # a depth-step trial (search/refine.py): the trial it deepens
+DEPTH_COUNT_ATTR = "blocks_skipped"  # and how many more blocks it skips
 OBJECTIVE_ATTR = "latency_objective"
 OBJECTIVE = "paired-relative-latency/v1"
 EXTRA_PREFIX = "extra."  # the task's reported-only metrics, e.g. extra.min_fidelity
