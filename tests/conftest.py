@@ -1,10 +1,8 @@
-"""Shared fixtures: one autocompress home per test session, so the digits model is trained once — in the
-background from the session's start, while the tests that need no trained model run first."""
+"""Shared fixtures: one autocompress home per test session, so the digits model is trained once."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,52 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import BackgroundCli
-
 USER_TASK_DIR = Path(__file__).parent / "user_task"
-_TRAIN_DIGITS = pytest.StashKey[bool]()  # some collected test needs the trained digits model
-_DIGITS_TRAINING = pytest.StashKey["BackgroundCli | None"]()  # its training, started with the session
-
-
-def _heavy(item: pytest.Item) -> bool:
-    return item.get_closest_marker("e2e") is not None or "digits_task" in getattr(item, "fixturenames", ())
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with end-to-end runs or the trained digits model last (each file's tests stay together and in order,
-    so module fixtures are set up once): the digits training, started in the background when the session begins,
-    is done by the time they run (it took 40-45 s of a 15-minute suite, and the light files take about two
-    minutes)."""
-    heavy_files = {item.path for item in items if _heavy(item)}
-    items.sort(key=lambda item: item.path in heavy_files)  # stable: the order within each group is kept
-    config.stash[_TRAIN_DIGITS] = any("digits_task" in getattr(item, "fixturenames", ()) for item in items)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def session_home(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Path]:
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("autocompress-home")
     os.environ["AUTOCOMPRESS_HOME"] = str(home)
     torch.set_num_threads(2)
-    training = None
-    if pytestconfig.stash.get(_TRAIN_DIGITS, False):  # the product's own training, as `load_task` runs it
-        script = "from autocompress.examples.digits import load_task; load_task()"
-        training = BackgroundCli([sys.executable, "-c", script], env=dict(os.environ))  # output to files, not pipes
-    pytestconfig.stash[_DIGITS_TRAINING] = training
-    yield home
-    if training is not None and training.poll() is None:
-        training.kill()
-        training.wait()
+    return home
 
 
 @pytest.fixture(scope="session")
-def digits_task(session_home: Path, pytestconfig: pytest.Config):
-    """The trained digits example: the background training's result, read from the session home's cache."""
+def digits_task(session_home: Path):
     from autocompress.examples.digits import load_task
 
-    training = pytestconfig.stash.get(_DIGITS_TRAINING, None)
-    if training is not None:
-        _, stderr = training.communicate(timeout=1800)
-        assert training.returncode == 0, f"training the digits example failed: {stderr[-2000:]}"
     return load_task()
 
 
