@@ -5,7 +5,7 @@
                                           [--parallel 2] [--jobs cpu:2 tflite-cpu:1] [--append]
                                           [--recheck [--reconfirm] --no-search]
 
-For each device and run: `autocompress search --example digits --device D --trials N --seed RUN --out ...` in a
+For each device and run: `autocompress search --example E (digits) --device D --trials N --seed RUN --out ...` in a
 fresh process (its own study). When every search has ended, `experiments.reproduce` checks each exported folder
 in turn on the then quiet machine (under its timing lock): the runtime's own API, baseline and exported artifact
 alternated for 30 rounds of 100 calls. A check run beside another search's unlocked work (start-up, MLflow
@@ -37,8 +37,8 @@ CONFIRMATION = re.compile(r"confirmation took (\d+) s of this search's (\d+) s")
 
 def search_one(device: str, run: int, args: argparse.Namespace) -> dict:
     out = args.home / "exports" / f"{device}-run{run}"
-    study = f"repro-{device}-n{args.trials}-run{run}-{datetime.now():%H%M%S}"
-    command = ["autocompress", "search", "--example", "digits", "--device", device, "--trials", str(args.trials),
+    study = f"repro-{args.example}-{device}-n{args.trials}-run{run}-{datetime.now():%H%M%S}"
+    command = ["autocompress", "search", "--example", args.example, "--device", device, "--trials", str(args.trials),
                "--seed", str(run), "--study", study, "--out", str(out), *args.search_flags.split()]  # fmt: skip
     env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
     searched = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -57,7 +57,7 @@ def reconfirm_one(row: dict, args: argparse.Namespace) -> dict:
     if "error" in row:
         return row
     out = Path(row["folder"]).parent
-    command = ["autocompress", "export", "--example", "digits", "--device", row["device"], "--study", row["study"],
+    command = ["autocompress", "export", "--example", args.example, "--device", row["device"], "--study", row["study"],
                "--out", str(out), "--no-register"]  # fmt: skip
     started = time.monotonic()
     env = {**os.environ, "AUTOCOMPRESS_HOME": str(args.home)}
@@ -82,7 +82,7 @@ def check_one(row: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        "# Exported speedups against an independent paired loop (digits)",
+        f"# Exported speedups against an independent paired loop ({results.get('example', 'digits')})",
         "",
         f"- command: `{results['command']}`",
         f"- commit of the last invocation: {results['commit']} (each row's own in the JSON); date: {results['date']}; "
@@ -126,6 +126,7 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.reproducibility", description=__doc__.splitlines()[0])
+    parser.add_argument("--example", default="digits", help="built-in example to search (digits, minilm)")
     parser.add_argument("--devices", nargs="+", default=["cpu", "openvino-cpu", "tflite-cpu"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=20)
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         redo = (lambda row: check_one(reconfirm_one(row, args))) if args.reconfirm else check_one
         kept = [redo(row) if Path(row.get("folder", "-")).exists() else row for row in kept]
     results = {
+        "example": args.example,
         "command": " ".join(["python", "-m", "experiments.reproducibility", *(argv or sys.argv[1:])]),
         "commit": git_commit(),
         "date": datetime.now().isoformat(timespec="seconds"),

@@ -1,14 +1,15 @@
-"""Behaviour lock: the parameters a digits search tries, recorded before the search was restructured (issue 29).
+"""Behaviour lock: the parameters a seeded search tries, recorded before the search was restructured (issue 29)
+and kept since as the check that a seed reproduces a search.
 
 Two locks, each against a committed fixture under tests/behaviour_lock/:
 
-- `test_digits_search_first_trials_are_unchanged` (e2e) runs the real CLI. Only the part of a search that does
-  not react to measured latency is deterministic, so it runs with `--no-sensitivity` (the table's seeds come from
-  timings), distillation steps [0, 25] (a pruned candidate is always distilled the most steps, so no probe is ever
-  promoted, which would depend on speedups) and a budget of 20 trials (TPE's start-up is then 10 trials: the warm
-  starts and the start-up sampler's draws, both fixed by the seed). It is stopped after six trials (the fixture holds
-  ten; the first five cover the four warm starts and a draw, in test time). (It records
-  the parameters, not the measurements, so it holds on any machine.)
+- `test_a_seeded_search_draws_the_same_first_trials` (e2e) runs the real CLI on the tests' tiny user task at
+  layer granularity (its trials take a second; the digits version took 35-40 s of the suite). Only the part of a
+  search that does not react to measured latency is deterministic, so it runs with `--no-sensitivity` (the
+  table's seeds come from timings) and a budget of 20 trials (TPE's start-up is then 10 trials: the warm starts
+  and the start-up sampler's draws, both fixed by the seed). It is stopped after five trials: the four warm
+  starts and a draw (the next draws distil 400 steps). It records the parameters, not the measurements, so it
+  holds on any machine.
 - `test_sampled_parameters_given_the_same_values_are_unchanged` (fast) drives the stages on the digits network
   with a fixed sensitivity table and trial values computed from each strategy: then the seeds, the promotions,
   the depth step and TPE's modelled draws are deterministic too.
@@ -28,7 +29,6 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from autocompress.config import SearchSettings
@@ -37,14 +37,12 @@ from autocompress.search.refine import PromoteProbes, SkipFromIncumbent
 from autocompress.search.results import METRICS_ATTR
 from autocompress.search.sensitivity import Row, Sensitivity, choices
 from autocompress.spaces.space import SearchSpace
-from tests.helpers import load_study, start_cli
+from tests.helpers import load_study, start_cli, user_config
 
 FIXTURES = Path(__file__).parent / "behaviour_lock"
 RECORD = os.environ.get("AUTOCOMPRESS_RECORD_LOCK") == "1"
 SEED = 7
 TRIALS = 5
-# the cheapest trials that still vary every kind of knob: no re-fitting nor OBS (both slow), 25 distillation steps
-SPACE = {"distill_steps": [0, 25], "importances": ["l2", "l1"], "reconstruct": False}
 
 
 def _locked(name: str, found: list[dict[str, Any]]) -> None:
@@ -61,15 +59,12 @@ def _locked(name: str, found: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.e2e
-def test_digits_search_first_trials_are_unchanged(digits_task, tmp_path):
-    config = tmp_path / "digits-lock.yaml"
-    config.write_text(yaml.safe_dump({"example": "digits", "device": "cpu", "space": SPACE,
-                                      "search": {"confirm_windows": 1, "confirm_seconds": 3}}))  # fmt: skip
-    study_name = "digits-behaviour-lock"
-    process = start_cli("search", str(config), "--no-sensitivity", "--trials", "20", "--seed", str(SEED),
-                        "--study", study_name)  # fmt: skip
+def test_a_seeded_search_draws_the_same_first_trials():
+    study_name = "tiny-behaviour-lock"
+    process = start_cli("search", str(user_config()), "--granularity", "layer", "--no-sensitivity", "--trials", "20",
+                        "--seed", str(SEED), "--study", study_name, "--confirm", "0")  # fmt: skip
     try:
-        deadline = time.monotonic() + 2400  # ten trials took 10 minutes on 2 loaded cores
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 trials = load_study(study_name).get_trials(deepcopy=False)
@@ -77,14 +72,15 @@ def test_digits_search_first_trials_are_unchanged(digits_task, tmp_path):
                 trials = []
             if len([t for t in trials if t.state.is_finished()]) >= TRIALS:
                 break
-            time.sleep(1.0)
+            time.sleep(0.5)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)  # what follows those trials is not locked
         _, stderr = process.communicate(timeout=300)
     trials = sorted(load_study(study_name).trials, key=lambda t: t.number)[:TRIALS]
     assert len(trials) == TRIALS and all(t.state == TrialState.COMPLETE for t in trials), stderr[-2000:]
-    _locked("digits_cli_first_ten.json", [t.params for t in trials])
+    assert len({repr(sorted(t.params.items())) for t in trials}) == TRIALS  # five different candidates
+    _locked("tiny_cli_first_five.json", [t.params for t in trials])
 
 
 def _table(space: SearchSpace) -> Sensitivity:

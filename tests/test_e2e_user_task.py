@@ -81,10 +81,10 @@ def _wait_for_a_running_trial(name: str, completed: int, deadline: float) -> Non
 
 
 def _search_inside_a_trial(name: str, completed: int) -> subprocess.Popen:
-    """A search whose metric takes 2 s, returned once `completed` trials are done and the next is running (the
+    """A search whose metric takes 1 s, returned once `completed` trials are done and the next is running (the
     tiny config queues four warm starts; an interrupted trial is queued again after them)."""
     process = start_cli("search", "--no-sensitivity", str(user_config()), "--study", name, "--trials", "40",
-                        env={"TINY_METRIC_SECONDS": "2"})  # fmt: skip
+                        env={"TINY_METRIC_SECONDS": "1"})  # fmt: skip
     _wait_for_a_running_trial(name, completed, deadline=time.monotonic() + 300)
     return process
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from autocompress.search.sensitivity import SENSITIVITY_ATTR, Choice, Row, Sensi
 from autocompress.spaces.added import added_step
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import load_study, run_cli
+from tests.helpers import invoke_cli, load_study
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA = Path(__file__).parent / "extra_knob"
@@ -95,10 +94,11 @@ def test_the_extra_knob_is_shown_and_applied(space_and_task, cpu_profile, tmp_pa
 def test_a_search_with_an_extra_knob_from_the_tests_folder(tmp_path):
     """Three trials of the CLI with the step's config, the sensitivity stage included. The bound is loose
     (0.1): every stage, confirmation included, must run, and the config's 0.02 can leave no trial feasible (the
-    three warm starts measured drops of 0, 0.026 and 0.041), which skips confirmation and export."""
+    three warm starts measured drops of 0, 0.026 and 0.041), which skips confirmation and export. Run in this
+    process, where the config's `tests.user_task` is importable."""
     name = "tiny-extra-knob"
-    result = run_cli("search", str(EXTRA / "tiny-sparsity.yaml"), "--trials", "3", "--study", name, "--max-drop", "0.1",
-                     env={"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})  # fmt: skip
+    result = invoke_cli("search", str(EXTRA / "tiny-sparsity.yaml"), "--trials", "3", "--study", name,
+                        "--max-drop", "0.1")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     study = load_study(name)
     trials = [t for t in study.trials if t.state.is_finished()]

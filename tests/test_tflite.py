@@ -19,7 +19,7 @@ from autocompress.evaluators.measure import measure_artifact
 from autocompress.hardware import get_profile
 from autocompress.spaces.graph import layer_names
 from autocompress.spaces.strategy import Strategy
-from tests.helpers import digits_config, invoke_cli
+from tests.helpers import invoke_cli, user_config
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 SESSION = str(get_profile("tflite-cpu").record.session_file)
@@ -208,13 +208,13 @@ def test_the_same_weights_are_converted_once_and_changed_weights_again(digits_ta
     assert (tmp_path / "c.tflite").read_bytes() != (tmp_path / "a.tflite").read_bytes()
 
 
-def test_search_on_tflite_exports_the_artifact(digits_task, tmp_path):
-    study = f"digits-tflite-{uuid.uuid4().hex[:8]}"
-    # sampled trials only (the warm starts are exercised on ONNX Runtime); seed 2 draws a mix of int8 / dynamic int8 /
-    # fp16 / fp32 layers whose 25 distillation steps fall short and whose promotion to 50 passes: two trials (test time)
-    config = digits_config(tmp_path, "tflite-cpu", [0, 25, 50])
-    result = invoke_cli("search", "--no-sensitivity", "--no-warm-starts", str(config), "--trials", "2", "--study",
-                        study, "--seed", "2", "--out", str(tmp_path), "--confirm-windows", "1")  # fmt: skip
+def test_search_on_tflite_exports_the_artifact(tmp_path):
+    study = f"tiny-tflite-{uuid.uuid4().hex[:8]}"
+    # the tests' tiny user task (the built-in example on LiteRT is the benchmark's; test time): sampled trials at
+    # layer granularity, so precisions mix per layer; a loose bound, so the winner is exported
+    result = invoke_cli("search", "--no-sensitivity", "--no-warm-starts", str(user_config()), "--device",
+                        "tflite-cpu", "--granularity", "layer", "--trials", "3", "--max-drop", "0.3", "--study",
+                        study, "--seed", "2", "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     device_dir = tmp_path / "tflite-cpu"
     report = json.loads((device_dir / "report.json").read_text())
