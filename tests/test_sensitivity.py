@@ -302,6 +302,31 @@ def test_the_depth_step_bisects_over_the_count_of_blocks(digits_untrained, cpu_p
     assert tried == [list(space.prune.blocks), ["stage1.1", "stage3.1"], ["stage1.0", "stage1.1", "stage3.1"]]
 
 
+def test_an_interrupted_depth_trial_leaves_the_decision_to_its_retry(digits_untrained, cpu_profile):
+    """Interrupted and queued again: the retry carries the count and decides; a depth trial that failed for
+    good counts as not holding."""
+    from autocompress.search.recovery import requeue
+    from autocompress.search.refine import DEPTH_ATTR, SkipFromIncumbent
+
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile)
+    rows = [_row("skip", block, True, 0.01, 1.2) for block in ("stage1.0", "stage1.1")]
+    refine = SkipFromIncumbent(space, Sensitivity(rows, 0.99, 1.0, 30), left=lambda: None)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _incumbent(study, space, (), speedup=2.0, ratios={"stem.0": 0.5})
+    refine(study, study.trials[-1])
+    interrupted = study.ask()
+    space.sample(interrupted, seed=0)  # the queued parameters, as the objective takes them
+    requeue(study, interrupted)
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    refine(study, study.trials[interrupted.number])
+    assert study.user_attrs[DEPTH_ATTR]["fails"] == 3  # undecided
+    assert _waiting_skips(study, space) == [["stage1.0", "stage1.1"]]  # the retry, with the depth trial's count
+    broken = study.ask()
+    study.tell(broken, state=optuna.trial.TrialState.FAIL)
+    refine(study, study.trials[broken.number])
+    assert study.user_attrs[DEPTH_ATTR]["fails"] == 2 and _waiting_skips(study, space) == [["stage1.0"]]
+
+
 def test_a_narrow_pruning_range_gets_its_middle_measured(digits_untrained, cpu_profile):
     """Where the space stops below the table's second ratio (MiniLM's 0.25), its middle is measured too: the
     accuracy bound's edge may lie there, and the solver can only pick ratios the table has."""

@@ -11,6 +11,7 @@ import optuna
 
 from autocompress.config import SearchSettings
 from autocompress.search.candidates import SEEDED_ATTR
+from autocompress.search.recovery import RETRY_ATTR
 from autocompress.search.results import DEPTH_COUNT_ATTR, METRICS_ATTR, REFINED_ATTR, fastest_feasible
 from autocompress.search.sensitivity import Sensitivity
 from autocompress.spaces.space import SearchSpace
@@ -91,10 +92,13 @@ class SkipFromIncumbent:
             return  # not a finished depth trial
         if trial.user_attrs.get(REFINED_ATTR) != depth["from"]:
             return
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if any(queued.user_attrs.get(RETRY_ATTR) == trial.number for queued in waiting):
+            return  # interrupted and queued again: the retry, which carries the count, decides
         metrics = trial.user_attrs.get(METRICS_ATTR)
         if trial.state == optuna.trial.TrialState.COMPLETE and metrics is not None and metrics["feasible"]:
             depth["holds"] = max(depth["holds"], count)
-        else:  # past the bound, or failed (a retried trial carries the count and decides again)
+        else:  # past the bound, or failed for good (e.g. a runtime refusing the candidate)
             depth["fails"] = min(depth["fails"], count)
         study.set_user_attr(DEPTH_ATTR, depth)
         if depth["fails"] - depth["holds"] <= 1:
