@@ -9,7 +9,6 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
 
 import optuna
 import yaml
@@ -104,12 +103,12 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def digits_config(folder: Path, device: str, distill_steps: list[int], **space: Any) -> Path:
-    """The built-in example through a config, as a user narrows it: shorter distillation (and whatever else of the
-    space a test narrows), and confirmation does not wait up to three 20 s gaps for the machine's faster state (test
-    time; the tiny config does the same); where a test asks for more windows, they are 1 s apart."""
+def digits_config(folder: Path, device: str, distill_steps: list[int]) -> Path:
+    """The built-in example through a config, as a user narrows it: shorter distillation, and confirmation does
+    not wait up to three 20 s gaps for the machine's faster state (test time; the tiny config does the same);
+    where a test asks for more windows, they are 1 s apart."""
     path = folder / f"digits-{device}.yaml"
-    settings = {"example": "digits", "device": device, "space": {"distill_steps": distill_steps, **space}}
+    settings = {"example": "digits", "device": device, "space": {"distill_steps": distill_steps}}
     confirm = {"confirm_windows": 1, "confirm_seconds": 4, "confirm_gap_seconds": 1}
     path.write_text(yaml.safe_dump(settings | {"search": confirm}))
     return path
