@@ -205,6 +205,7 @@ def run_search_method(
 
     from autocompress.config import SearchSettings
     from autocompress.search.driver import run_search
+    from autocompress.search.elastic_stage import ELASTIC_ATTR
 
     study_name = f"bench-{args.example}-{profile.name}-{name}-s{seed}-{stamp}"
     if "elastic" in extra:  # trained per seed (its key has the seed): every run pays its own training
@@ -232,6 +233,7 @@ def run_search_method(
         "settings": extra,
         "trials_run": len(outcome.trials),
         "search_wall_s": outcome.wall_s,
+        "elastic_train_s": (study.user_attrs.get(ELASTIC_ATTR) or {}).get("train_s"),  # the one-off training
         "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
         "_study": study,
     }

@@ -117,6 +117,7 @@ def across_seeds(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "test": [(run.get("final") or {}).get("test_accuracy") for run in runs],
             "hypervolumes": [run.get("hypervolume") for run in runs],
             "trials_run": [run.get("trials_run") for run in runs],
+            "elastic_train_s": [run.get("elastic_train_s") for run in runs],
         }
     return summary
 
@@ -331,7 +332,10 @@ def seeds_table(results: dict[str, Any]) -> str:
         tests = sorted(value for value in item.get("test", []) if value is not None)
         test = "—" if not tests else f"{statistics.median(tests):.4f}" + (
             f" [{tests[0]:.4f}, {tests[-1]:.4f}]" if len(tests) > 1 else "")  # fmt: skip
-        trials = "—" if kinds[name] not in SEARCH_KINDS else " / ".join(str(n) for n in item["trials_run"])
+        trainings = item.get("elastic_train_s") or [None] * item["seeds"]  # the one-off training, where any
+        trials = "—" if kinds[name] not in SEARCH_KINDS else " / ".join(
+            str(n) + (f" (+ {train:.0f} s training)" if train else "")
+            for n, train in zip(item["trials_run"], trainings, strict=True))
         spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
         speedup = _times(item["median"]) + spread if item["median"] is not None else "— (fp32 here)"
         lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {speedup} | {test} | {item['noisy']} "
