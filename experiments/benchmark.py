@@ -13,7 +13,8 @@ Measured, all with `measure_artifact` on the device's profile, every speedup a p
 Finally the best feasible point of every method and fp32 are timed together in the same interleaved rounds:
 the headline compares those `final` speedups, measured in one window.
 
-Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report. Studies go to a
+Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report, the search methods in
+benchmark_search, the machine record in machine. Studies go to a
 separate home (--home), each under a unique name, so they never mix with the user's or resume each other.
 
     python -m experiments.benchmark --retime <out>/<example>-<device>.json --home <the run's home>
@@ -28,19 +29,18 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from experiments.benchmark_methods import LABELS, one_click_methods
 from experiments.benchmark_report import headline, markdown, plot, score_method, write_json
+from experiments.benchmark_search import run_search_method, search_points
+from experiments.machine import git_commit, machine_info
 
 # method name -> (sampler, settings): the product's search and its ablations, each its own study
 SEARCH_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -50,7 +50,6 @@ SEARCH_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "autocompress-no-sensitivity": ("tpe", {"sensitivity": False}),
     "autocompress-elastic": ("tpe", {"elastic": {}}),  # its training's length: --elastic-share of the budget
 }
-PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "optuna")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,39 +83,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # what decides whether int8 is a win here: results from machines that differ in these are not comparable
-INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = _read("/proc/cpuinfo").splitlines()
-    with_model = [line for line in cpuinfo if line.startswith("model name")]
-    if with_model:
-        cpu = with_model[0].split(":", 1)[1].strip()
-    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "cpu": cpu,
-        "isa": [flag for flag in INT8_FLAGS if flag in flags],
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def _quiet() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("torch.onnx", "torch._dynamo", "onnxscript", "mlflow", "alembic", "nncf", "root", "absl"):
@@ -127,18 +93,6 @@ def _quiet() -> None:
 def one_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-def git_commit() -> str:
-    """The commit the benchmark ran on, marked +dirty when the working tree had changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, check=True)  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def measured_point(path: Path, task, profile, label: str, fp32: Path | None = None) -> dict[str, Any]:
@@ -162,81 +116,6 @@ def measured_point(path: Path, task, profile, label: str, fp32: Path | None = No
             "fp32_latency_ms": m.baseline_latency.median_ms,
         }
     return point
-
-
-def search_points(study, only_sampled: bool = False) -> list[dict[str, Any]]:
-    """Every COMPLETE trial of a study with its paired speedup over the study's fp32 baseline (the same model,
-    exported the same way); `only_sampled` leaves out the trials the search enqueued by hand."""
-    from optuna.trial import TrialState
-
-    from autocompress.search.artifacts import trial_dir
-    from autocompress.search.results import METRICS_ATTR, is_compressed
-
-    points = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        m = trial.user_attrs.get(METRICS_ATTR)
-        enqueued = trial.user_attrs.get("enqueued")
-        if m is None or (only_sampled and enqueued):
-            continue
-        points.append(
-            {
-                "label": f"trial {trial.number}" + (f" ({enqueued})" if enqueued else ""),
-                "trial": trial.number,
-                "enqueued": bool(enqueued),
-                "uncompressed": not is_compressed(trial),
-                "accuracy": m["metric"],
-                "speedup_vs_fp32": m["speedup"],
-                "speedup_ci": [m["speedup_ci_low"], m["speedup_ci_high"]],
-                "latency_ms": m["latency_ms"],
-                "fp32_latency_ms": m["baseline_latency_ms"],
-                "size_bytes": int(m["size_bytes"]),
-                "latency_noisy": bool(m["latency_noisy"]),
-                "artifact_dir": str(trial_dir(study.study_name, trial.number)),
-            }
-        )
-    return points
-
-
-def run_search_method(
-    name: str, sampler: str, extra: dict[str, Any], task, profile, args, stamp: str, seed: int
-) -> dict[str, Any]:
-    from optuna.trial import TrialState
-    from rich.console import Console
-
-    from autocompress.config import SearchSettings
-    from autocompress.search.driver import run_search
-    from autocompress.search.elastic_stage import ELASTIC_ATTR
-
-    study_name = f"bench-{args.example}-{profile.name}-{name}-s{seed}-{stamp}"
-    if "elastic" in extra:  # trained per seed (its key has the seed): every run pays its own training
-        length = {"budget_s": args.elastic_share * args.budget_s} if args.budget_s else {"steps": args.elastic_steps}
-        extra = extra | {"elastic": extra["elastic"] | length | {"seed": seed}}
-    budget = {"trials": None, "timeout": args.budget_s} if args.budget_s else {"trials": args.trials}
-    settings = SearchSettings(
-        **budget,
-        sampler=sampler,
-        seed=seed,
-        max_drop=args.max_drop,
-        study=study_name,
-        polish_steps=args.polish_steps if sampler == "tpe" else 0,
-        **extra,
-    )
-    outcome = run_search(task, profile, settings, study_name, console=Console(stderr=True))
-    study = outcome.study
-    return {
-        "points": search_points(study),
-        "confirmed": {str(item.trial): item.speedup for item in outcome.confirmed},
-        "winner": next((str(item.trial) for item in outcome.confirmed if item.final is not None), None),
-        "study": study_name,
-        "sampler": sampler,
-        "seed": seed,
-        "settings": extra,
-        "trials_run": len(outcome.trials),
-        "search_wall_s": outcome.wall_s,
-        "elastic_train_s": (study.user_attrs.get(ELASTIC_ATTR) or {}).get("train_s"),  # the one-off training
-        "failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
-        "_study": study,
-    }
 
 
 def runtime_default(fp32: Path, task, profile) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from autocompress.hardware.availability import usable_profile
     from autocompress.runtimes.onnxruntime_options import has_vnni
     from autocompress.tasks import load_task
-    from experiments.benchmark import machine_info
+    from experiments.machine import machine_info
 
     task = load_task(ExperimentConfig(example="minilm", device="cpu"))
     threads = usable_profile("cpu").threads

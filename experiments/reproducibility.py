@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from autocompress.hardware.locks import timing_lock
-from experiments.benchmark import git_commit, machine_info
+from experiments.machine import git_commit, machine_info
 
 CONFIRMATION = re.compile(r"confirmation took (\d+) s of this search's (\d+) s")
 

@@ -29,7 +29,7 @@ import yaml
 
 from autocompress.hardware.profile import BUILTIN_DIR
 from autocompress.search.results import METRICS_ATTR
-from experiments.benchmark import git_commit, machine_info
+from experiments.machine import git_commit, machine_info
 from tests.services import postgres_cluster
 from tests.sshd import running_sshd
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from experiments.benchmark import INT8_FLAGS, machine_info, main, measured_point, run_method
+from experiments.benchmark import main, measured_point, run_method
 from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
 from experiments.benchmark_report import (
     headline,
@@ -21,6 +21,7 @@ from experiments.benchmark_report import (
     summary,
     write_json,
 )
+from experiments.machine import INT8_FLAGS, machine_info
 from experiments.minilm_ceiling import _bounds, _target
 
 USER_TASK_DIR = Path(__file__).parent / "user_task"
@@ -347,6 +348,10 @@ def test_seeds_of_a_method_are_summarised_by_median_and_spread() -> None:
     assert "| random | random | 2 | 1.30x [1.20x, 1.40x] | 0.9456 [0.9400, 0.9512] | 0 |" in table  # median of two
     assert "| autocompress | autocompress | 3 | 2.00x [1.50x, 3.00x] | — |" in table  # no test score: none claimed
     assert "| fp32 |" not in table and "search-only" not in table
+    results["methods"]["random"]["trials_run"], results["methods"]["random#s1"]["trials_run"] = 9, 11
+    results["methods"]["random#s1"]["elastic_train_s"] = 225.4  # a one-off training is shown beside its trials
+    table = seeds_table(results | {"headline": headline(results)})
+    assert "| 0 | 9 / 11 (+ 225 s training) |" in table
 
 
 def test_the_readme_benchmark_table_is_generated_from_the_committed_results() -> None:
