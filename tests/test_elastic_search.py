@@ -21,6 +21,8 @@ from autocompress.compress.pipeline import build
 from autocompress.compress.prune import parameter_count
 from autocompress.errors import ConfigError
 from autocompress.home import default_tracking_uri
+from autocompress.search.seeds import seeds
+from autocompress.search.sensitivity import Row, Sensitivity
 from autocompress.spaces.sections import ElasticSettings, PruneSettings
 from autocompress.spaces.space import SearchSpace
 from autocompress.spaces.strategy import Strategy
@@ -57,6 +59,10 @@ def test_the_space_follows_the_elastic_model(tiny_task, cpu_profile):
     pruned_starts = [space.strategy(params) for _, params in space.warm_starts()]
     pruned_starts = [strategy for strategy in pruned_starts if strategy.prune.any]
     assert pruned_starts and all(strategy.distill.steps == 0 for strategy in pruned_starts)  # extracted as trained
+    rows = [Row("prune", unit, 0.5, 0.9, 0.002, 1.3, (1.28, 1.32), 1000) for unit in space.prune.ratio_units()]
+    planted = [space.strategy(seed.params) for seed in seeds(space, Sensitivity(rows, 0.9, 1.0, 10), 0.01)]
+    assert any(strategy.prune.any for strategy in planted)  # the table's sub-networks were measured untrained
+    assert all(strategy.distill.steps == 0 for strategy in planted), [s.distill.steps for s in planted]
     assert "elastic" not in Strategy().to_yaml()  # strategies without it are written as before
 
 

@@ -72,7 +72,7 @@ def _kinds(knobs: list[Knob]) -> set[str]:
 def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[Seed]:
     """A spread of candidates: the best combination within 1, 2 and 4 times the allowed drop, the best
     precisions alone within it, and the best recipe with the pruning that fits half of it; duplicates dropped."""
-    most = max(space.distill.distill_steps)
+    most = space.hand_made_steps  # the most, or an elastic model's least (spaces/space.py)
     plans = [(f"sensitivity x{budget:g}", solve(table, budget * allowed_drop)) for budget in BUDGETS]
     precisions = _kinds(space.quantize.knobs())
     plans.append(("sensitivity, precisions only", solve(table, allowed_drop, kinds=precisions)))

@@ -258,13 +258,20 @@ class SearchSpace:
         neutral = {key: value for added in self.added for key, value in added.params_for({}).items()}
         return {**self.prune.uniform(prune), **quantize, **neutral, **distill}
 
+    @property
+    def hand_made_steps(self) -> int:
+        """The distillation of a pruned candidate the search plants (warm starts, sensitivity seeds): the most
+        the space offers, or, extracted from an elastic model's trained weights, the least. Its point is to need
+        none, and the sensitivity table it is planted from measured its sub-networks untrained: at 400 steps
+        each, digits' two pruned warm starts took 90 s of a 5-minute search, and its near-full-width seeds 46 to
+        64 s each of a 15-minute one."""
+        return max(self.distill.distill_steps) if self.elastic is None else min(self.distill.distill_steps)
+
     def warm_starts(self) -> list[tuple[str, dict[str, Any]]]:
         """The first candidates of a search: what a user would try by hand, and each of the runtime's documented
         one-click recipes. The sampler starts from their measurements, so the search never ends below these, and
-        the budget goes to improving on them. Pruned warm starts take the most distillation the space offers, or,
-        extracted from an elastic model's trained weights, the least (its point is to need none: at 400 steps
-        each, digits' two pruned warm starts took 90 s of a 5-minute search)."""
-        most = max(self.distill.distill_steps) if self.elastic is None else min(self.distill.distill_steps)
+        the budget goes to improving on them. Pruned ones take `hand_made_steps`."""
+        most = self.hand_made_steps
         recipes = [(recipe.label, self.quantize.recipe(recipe)) for recipe in self.quantize.recipes]
         if not recipes:
             recipes = [("uniform int8", self.quantize.uniform("int8"))]
