@@ -19,8 +19,10 @@ from mlflow import MlflowClient
 from autocompress.compress import elastic_store
 from autocompress.compress.pipeline import build
 from autocompress.compress.prune import parameter_count
+from autocompress.config import SearchSettings
 from autocompress.errors import ConfigError
 from autocompress.home import default_tracking_uri
+from autocompress.search.refine import PromoteProbes, SkipFromIncumbent
 from autocompress.search.seeds import seeds
 from autocompress.search.sensitivity import Row, Sensitivity
 from autocompress.spaces.sections import ElasticSettings, PruneSettings
@@ -73,6 +75,17 @@ def test_a_strategy_snaps_to_trained_widths_and_refuses_what_was_not_trained(tra
     assert config.width(dim) == dim.nearest(0.7) and config.width(dim) in dim.widths
     with pytest.raises(ConfigError, match="not trained to skip"):
         elastic_store.config_for(elastic.space, PruneSettings(skip=["no.such.block"]))
+
+
+def test_the_depth_step_and_promotion_fine_tune_an_elastic_candidate(tiny_task, cpu_profile):
+    """They queue a candidate again with the most steps: in an elastic space that is `distill/steps` (0 allowed),
+    not the after-pruning knob a plain space asks, which an elastic candidate would ignore (trained 0 steps)."""
+    space = SearchSpace.for_task(tiny_task, cpu_profile, "layer", SETTINGS)
+    _, pruned = next((label, params) for label, params in space.warm_starts() if space.strategy(params).prune.any)
+    losses = {k: v for k, v in space.distill.uniform(400, True, True).items() if "steps" not in k}  # what TPE adds
+    for step in (SkipFromIncumbent(space, None, lambda: None), PromoteProbes(space, SearchSettings(trials=1))):
+        strategy = space.strategy(pruned | losses | step.steps.param(step.most))
+        assert strategy.elastic == SETTINGS and strategy.distill.steps == step.most == 400
 
 
 def test_a_trial_extracts_its_sub_network_without_distilling(tiny_task, cpu_profile, trained, tmp_path):

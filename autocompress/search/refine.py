@@ -29,7 +29,7 @@ class PromoteProbes:
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, margin: float = 3.0) -> None:
         self.most = max(space.distill.distill_steps)
-        self.steps = space.distill.after_pruning
+        self.steps = space.distill.steps_knob(recover=True)  # an elastic space's pruned candidates: distill/steps
         self.limit = settings.max_drop * margin
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -58,7 +58,7 @@ class SkipFromIncumbent:
 
     def __init__(self, space: SearchSpace, table: Sensitivity | None, left: Callable[[], int | None]) -> None:
         self.most = max(space.distill.distill_steps)
-        self.steps = space.distill.after_pruning
+        self.steps = space.distill.steps_knob(recover=True)  # an elastic space's pruned candidates: distill/steps
         self.left = left
         self.knobs = {knob.unit: knob for knob in space.prune.skip_knobs()}
         faster = [row for row in (table.rows if table else []) if row.kind == "skip" and row.unit in self.knobs
