@@ -379,9 +379,16 @@ def rescore(path: Path) -> dict[str, Any]:
     return results
 
 
-if __name__ == "__main__":  # python -m experiments.benchmark_report [--rescore] results/*.json: cross-pair summary
+USAGE = ("usage: python -m experiments.benchmark_report [--rescore] RESULTS.json ... (a summary across runs) | "
+         "--readme README.md (regenerate its tables from the committed results)")
+
+if __name__ == "__main__":
     import sys
 
+    missing = [name for name in sys.argv[1:] if not name.startswith("--") and not Path(name).is_file()]
+    if not sys.argv[1:] or {"-h", "--help"} & set(sys.argv[1:]) or missing:
+        print(f"no such file: {missing[0]}" if missing else USAGE, file=sys.stderr)
+        sys.exit(0 if {"-h", "--help"} & set(sys.argv[1:]) else 2)
     if sys.argv[1:2] == ["--readme"]:  # python -m experiments.benchmark_report --readme README.md
         readme_path = Path(sys.argv[2])
         readme_path.write_text(readme_table(readme_path.read_text(), readme_path.resolve().parent))
