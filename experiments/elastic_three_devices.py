@@ -40,16 +40,17 @@ def count_elastic_runs(tracking_uri: str) -> list[dict[str, Any]]:
 def search(device: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """One device's search (the CLI in its own process, as a user runs it); its wall time and its report."""
     out = args.out / device
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # an earlier invocation's export of this device is replaced
     command = [sys.executable, "-m", "autocompress", "search", "--example", args.example, "--device", device,
                "--elastic-budget", args.elastic_budget, "--timeout", args.timeout, "--seed", str(args.seed),
                "--out", str(out)]  # fmt: skip
     started = time.monotonic()
     log = args.out / f"{device}.log"
-    with log.open("w") as stream:
+    before = len(log.read_text().splitlines()) if log.exists() else 0  # an earlier invocation's lines
+    with log.open("a") as stream:
         code = subprocess.run(command, env=env, stdout=stream, stderr=subprocess.STDOUT, check=False).returncode
     wall = time.monotonic() - started
-    lines = log.read_text().splitlines()
+    lines = log.read_text().splitlines()[before:]
     elastic_lines = [line.strip() for line in lines if "elastic model" in line and ("trained" in line)]
     report_path = out / device / "report.json"
     if not report_path.exists():
@@ -82,6 +83,9 @@ def markdown(results: dict[str, Any]) -> str:
         fp32 = f"{report['speedup_over_fp32']:.2f}x" if report.get("speedup_over_fp32") else "—"
         elastic = "; ".join(line.split("elastic model", 1)[1].strip() for line in item["elastic_log"]) or "—"
         acc = lambda part: f"{part['metric']:.4f} ({part['drop']:+.4f})" if part else "—"  # noqa: E731
+        invocation = item.get("invocation", results["command"])
+        if invocation != results["command"]:
+            item = item | {"device": f"{item['device']} (again: `{invocation.split(' ', 3)[-1]}`)"}
         lines.append(f"| {item['device']} | {item['exit_code']} | {item['wall_s']:.0f} | {elastic[:90]} "
                      f"| {report.get('trial_number', '—')} | {speed} | {fp32} | {report.get('noisy', '—')} "
                      f"| {acc(validation)} | {acc(test)} |")  # fmt: skip
@@ -100,16 +104,22 @@ def main() -> None:
     parser.add_argument("--elastic-budget", default="2m")
     parser.add_argument("--timeout", default="5m", help="each device's search")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated; a device run again (its "
+                        "study resumed) is added to <out>/results.json as one more invocation")
     parser.add_argument("--home", type=Path, default=None, help="AUTOCOMPRESS_HOME (default: <out>/home)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/elastic-three-devices"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     home = (args.home or args.out / "home").resolve()
     env = os.environ | {"AUTOCOMPRESS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    searches = [search(device, args, env) for device in DEVICES]
-    results = {"command": "python -m experiments.elastic_three_devices " + " ".join(sys.argv[1:]),
-               "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info(),
-               "searches": searches, "elastic_runs": count_elastic_runs(f"sqlite:///{home / 'mlflow.db'}")}  # fmt: skip
+    earlier_path = args.out / "results.json"
+    earlier = json.loads(earlier_path.read_text()) if earlier_path.exists() else {}
+    command = "python -m experiments.elastic_three_devices " + " ".join(sys.argv[1:])
+    searches = earlier.get("searches", []) + [search(device, args, env) | {"invocation": command}
+                                              for device in args.devices.split(",")]  # fmt: skip
+    results = {"command": earlier.get("command", command), "commit": git_commit(),
+               "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info(), "searches": searches,
+               "elastic_runs": count_elastic_runs(f"sqlite:///{home / 'mlflow.db'}")}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     (args.out / "README.md").write_text(markdown(results))
     print(markdown(results))
