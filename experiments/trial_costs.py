@@ -49,6 +49,9 @@ def markdown(rows: list[dict[str, Any]], source: str) -> str:
               "| distillation / search after training | one-off training s |")  # fmt: skip
     lines = [f"# Trial costs of `{source}`", "", header, "|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        if not row["trials"]:  # nothing finished in that study: no costs to show
+            lines.append(f"| {row['method']} | {row['seed']} | 0 | — | — | — | — | {row['elastic_train_s'] or 0:.0f} |")
+            continue
         stages = row["stage_medians_s"]
         share = row["distill_share_after_training"]
         lines.append(
