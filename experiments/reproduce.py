@@ -15,7 +15,8 @@ own 10th percentile. That is the statistic autocompress reports; it is computed 
 from this loop's own rounds. Windows are `--gap` s apart; after `--windows`, more follow (up to
 `--max-windows`) while the baseline's fastest rounds are still 7% slower than the report's baseline latency,
 i.e. while the machine has not been seen in its undisturbed state. Settings
-are those of the device's profile (threads; OpenVINO's latency hint and f32 precision; LiteRT's XNNPACK).
+are those of the device's profile (threads; OpenVINO's latency hint and f32 precision, or the precision an
+artifact built for bf16 compute carries in its IR; LiteRT's XNNPACK).
 ONNX Runtime sessions share one global intra-op pool (its documented process-wide setting), as a deployment
 of one model has one pool; a pool per session would have the idle model's spinning threads slow the other.
 """
@@ -62,7 +63,11 @@ def plain_call(
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if forced_fp32:
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        request = ov.Core().compile_model(str(artifact), "CPU", config).create_infer_request()
+        model = ov.Core().read_model(str(artifact))
+        own = ["autocompress", "inference_precision_hint"]  # an artifact built for bf16 compute says so in its IR
+        if model.has_rt_info(own):
+            config["INFERENCE_PRECISION_HINT"] = model.get_rt_info(own).astype(str)
+        request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
         return lambda: request.infer({0: sample}, share_inputs=True, share_outputs=True)
     from ai_edge_litert.interpreter import Interpreter
 

@@ -26,7 +26,7 @@ from autocompress.search.refine import PromoteProbes, SkipFromIncumbent
 from autocompress.search.seeds import seeds
 from autocompress.search.sensitivity import Row, Sensitivity
 from autocompress.spaces.sections import ElasticSettings, PruneSettings
-from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.space import SearchSpace, finetune_steps
 from autocompress.spaces.strategy import Strategy
 from tests.helpers import invoke_cli, load_study, mlflow_runs, start_cli, user_config
 
@@ -46,6 +46,8 @@ def test_the_space_follows_the_elastic_model(tiny_task, cpu_profile):
     assert {group.name for group in space.prune.groups} == {dim.name for dim in trained_space.dims}
     assert set(space.prune.blocks) <= set(trained_space.blocks)
     assert not space.distill.finetune_after_pruning and space.signature() != plain.signature()  # 0 steps allowed
+    most = max(plain.distill.distill_steps)  # a short fine-tune: up to a quarter of the task's most steps
+    assert space.distill.distill_steps == tuple(s for s in plain.distill.distill_steps if s <= most // 4), most
     for knob in space.prune.ratio_knobs():  # the ratios of the trained widths, nothing between
         assert (knob.low, knob.high, knob.step) == (0.0, 0.75, 0.25)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
@@ -68,6 +70,12 @@ def test_the_space_follows_the_elastic_model(tiny_task, cpu_profile):
     assert "elastic" not in Strategy().to_yaml()  # strategies without it are written as before
 
 
+def test_an_extracted_candidate_fine_tunes_a_quarter_of_the_task_s_most_steps_or_its_least():
+    assert finetune_steps((0, 25, 50, 100, 200, 400)) == (0, 25, 50, 100)
+    assert finetune_steps((50, 100)) == (0, 50)  # MiniLM's: a quarter of 100 is below its least, which stays
+    assert finetune_steps((0,)) == (0,)
+
+
 def test_a_strategy_snaps_to_trained_widths_and_refuses_what_was_not_trained(trained):
     elastic, _ = trained
     dim = elastic.space.dims[0]
@@ -82,10 +90,10 @@ def test_the_depth_step_and_promotion_fine_tune_an_elastic_candidate(tiny_task, 
     not the after-pruning knob a plain space asks, which an elastic candidate would ignore (trained 0 steps)."""
     space = SearchSpace.for_task(tiny_task, cpu_profile, "layer", SETTINGS)
     _, pruned = next((label, params) for label, params in space.warm_starts() if space.strategy(params).prune.any)
-    losses = {k: v for k, v in space.distill.uniform(400, True, True).items() if "steps" not in k}  # what TPE adds
+    losses = {k: v for k, v in space.distill.uniform(100, True, True).items() if "steps" not in k}  # what TPE adds
     for step in (SkipFromIncumbent(space, None, lambda: None), PromoteProbes(space, SearchSettings(trials=1))):
         strategy = space.strategy(pruned | losses | step.steps.param(step.most))
-        assert strategy.elastic == SETTINGS and strategy.distill.steps == step.most == 400
+        assert strategy.elastic == SETTINGS and strategy.distill.steps == step.most == 100  # the capped fine-tune
 
 
 def test_a_trial_extracts_its_sub_network_without_distilling(tiny_task, cpu_profile, trained, tmp_path):

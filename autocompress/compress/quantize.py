@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from autocompress.spaces.strategy import Strategy
 
 PRECISION = "precision"  # the kind of its knobs in the sensitivity table
+RUNTIME_UNIT = "(runtime compute)"  # the unit of the runtime's precision knob: the whole model, no one layer
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class QuantizeKnobs:
     calibrations: Annotated[tuple[Calibration, ...], Field(min_length=1)] = ("minmax", "entropy", "percentile")
     runtime_knobs: tuple[QuantizerKnob, ...] = ()
     recipes: tuple[Recipe, ...] = ()
+    runtime_precisions: tuple[str, ...] = ("fp32",)  # what the runtime can compute the rest with, here (fp32 first)
 
     @classmethod
     def for_model(
@@ -54,7 +56,8 @@ class QuantizeKnobs:
         kinds = {layer.kind for layer in layers}
         runtime = profile.record
         recipes = tuple(r for r in runtime.recipes(profile) if not r.kinds or kinds & set(r.kinds))
-        return cls(layers, choices, runtime_knobs=runtime.knobs, recipes=recipes, **ranges)
+        return cls(layers, choices, runtime_knobs=runtime.knobs, recipes=recipes,
+                   runtime_precisions=runtime.runtime_precisions(profile), **ranges)  # fmt: skip
 
     def units(self) -> dict[str, list[str]]:
         """Each shared precision knob with the choices every layer in it supports (knobs with one choice drop)."""
@@ -90,8 +93,19 @@ class QuantizeKnobs:
             for knob in self.runtime_knobs
         ]
 
+    def runtime_precision_knob(self) -> Categorical | None:
+        """`quantize/runtime_precision`: what the runtime computes everything left in fp32 with, for the whole
+        model (asked whatever the layers' precisions; measured alone like a layer's precision); None where the
+        runtime offers only fp32 here."""
+        if len(self.runtime_precisions) < 2:
+            return None
+        return Categorical(name="quantize/runtime_precision", kind=PRECISION, unit=RUNTIME_UNIT,
+                           choices=self.runtime_precisions, neutral="fp32",
+                           probes=tuple(p for p in self.runtime_precisions if p != "fp32"))  # fmt: skip
+
     def knobs(self) -> list[Knob]:
-        return [*self.precision_knobs(), self.calibration_knob(), *self.option_knobs()]
+        runtime = self.runtime_precision_knob()
+        return [*self.precision_knobs(), self.calibration_knob(), *self.option_knobs(), *([runtime] if runtime else [])]
 
     def suggest(self, trial: optuna.Trial) -> QuantizeSettings:
         chosen = {knob.unit: knob.suggest(trial) for knob in self.precision_knobs()}
@@ -102,15 +116,20 @@ class QuantizeKnobs:
         if settings.any and self.runtime_knobs:
             options = {knob.unit: knob.suggest(trial) for knob in self.option_knobs()}
             settings = settings.model_copy(update={"options": options})
+        if runtime := self.runtime_precision_knob():
+            settings = settings.model_copy(update={"runtime_precision": runtime.suggest(trial)})
         return settings
 
     def quantizes(self, params: Mapping[str, Any]) -> bool:
         """Whether these Optuna parameters put any unit in another precision than fp32."""
         return any(knob.read(params, "fp32") != "fp32" for knob in self.precision_knobs())
 
-    def _params(self, precision_of: dict[str, str], options: dict[str, Any], calibration: str) -> dict[str, Any]:
+    def _params(
+        self, precision_of: dict[str, str], options: dict[str, Any], calibration: str, runtime_precision: str = "fp32"
+    ) -> dict[str, Any]:
         """Parameters that `suggest` maps back to these precisions (a unit whose layers disagree, or that cannot
-        take the precision, stays fp32), the calibration if anything is static int, and the knobs if quantized."""
+        take the precision, stays fp32), the calibration if anything is static int, the knobs if quantized, and
+        the runtime's precision where it offers a choice."""
         params: dict[str, Any] = {}
         for knob in self.precision_knobs():
             wanted = {
@@ -123,6 +142,8 @@ class QuantizeKnobs:
         if chosen - {"fp32"}:
             for knob in self.option_knobs():
                 params |= knob.param(options.get(knob.unit, knob.neutral))
+        if runtime := self.runtime_precision_knob():
+            params |= runtime.param(runtime_precision)
         return params
 
     def unit_params(self, per_unit: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -142,13 +163,18 @@ class QuantizeKnobs:
     def _per_unit(self, chosen: Mapping[Knob, Any]) -> dict[str, str]:
         return {knob.unit: value for knob, value in chosen.items() if knob in set(self.precision_knobs())}
 
+    def _runtime_precision(self, chosen: Mapping[Knob, Any]) -> str:
+        return next((value for knob, value in chosen.items() if knob == self.runtime_precision_knob()), "fp32")
+
     def settings_for(self, chosen: Mapping[Knob, Any]) -> QuantizeSettings:
         """The section with these precision knobs set, every other unit fp32 (a sensitivity row's candidate)."""
-        return self.settings(self._per_unit(chosen))
+        settings = self.settings(self._per_unit(chosen))
+        return settings.model_copy(update={"runtime_precision": self._runtime_precision(chosen)})
 
     def params_for(self, chosen: Mapping[Knob, Any]) -> dict[str, Any]:
         """Optuna parameters with these precision knobs set, every other unit fp32 (a seed)."""
-        return self.unit_params(self._per_unit(chosen))
+        per_layer = self._per_layer(self._per_unit(chosen))
+        return self._params(per_layer, {}, "minmax", self._runtime_precision(chosen))
 
     def terms(self, strategy: Strategy) -> list[Term]:
         """Each layer's precision as its share of its unit (layers inside a skipped block are gone)."""
@@ -160,21 +186,30 @@ class QuantizeKnobs:
             unit = unit_of(layer, self.granularity)
             share = 1.0 / sum(1 for name in precisions if unit_of(name, self.granularity) == unit)
             terms.append(Term(PRECISION, unit, precision, share))
+        if self.runtime_precision_knob():
+            terms.append(Term(PRECISION, RUNTIME_UNIT, strategy.quantize.runtime_precision))
         return terms
 
-    def uniform(self, precision: str, calibration: str = "minmax") -> dict[str, Any]:
+    def uniform(self, precision: str, calibration: str = "minmax", runtime_precision: str = "fp32") -> dict[str, Any]:
         """Every layer at `precision` where the device allows it (fp32 elsewhere), the knobs at their defaults."""
-        return self._params({layer.name: precision for layer in self.layers}, {}, calibration)
+        return self._params({layer.name: precision for layer in self.layers}, {}, calibration, runtime_precision)
 
-    def recipe(self, recipe: Recipe) -> dict[str, Any]:
+    def recipe(self, recipe: Recipe, runtime_precision: str = "fp32") -> dict[str, Any]:
         """A runtime's one-click recipe as parameters: each layer at its kind's precision where allowed."""
         precision_of = {layer.name: recipe.precisions.get(layer.kind, "fp32") for layer in self.layers}
-        return self._params(precision_of, dict(recipe.options), "minmax")
+        return self._params(precision_of, dict(recipe.options), "minmax", runtime_precision)
+
+    @property
+    def runtime_default(self) -> str | None:
+        """The runtime's own choice of precision for the rest, where it differs from fp32 (OpenVINO on a CPU with
+        bf16): what a user who sets nothing gets, so each recipe is also tried that way."""
+        return self.runtime_precisions[-1] if len(self.runtime_precisions) > 1 else None
 
     def signature(self) -> str:
         units = ",".join(f"{unit}:{'/'.join(choices)}" for unit, choices in self.units().items())
         options = ",".join(f"{k.name}:{'/'.join(map(str, k.choices))}" for k in self.runtime_knobs)
-        return f"precisions={units};knobs={options}"
+        runtime = f";runtime_precisions={'/'.join(self.runtime_precisions)}" if self.runtime_default else ""
+        return f"precisions={units};knobs={options}{runtime}"
 
 
 def check_precisions(settings: QuantizeSettings, layers: list[QuantLayer], profile: HardwareProfile) -> None:
@@ -183,6 +218,12 @@ def check_precisions(settings: QuantizeSettings, layers: list[QuantLayer], profi
     unknown = sorted(set(settings.precisions) - set(kinds))
     if unknown:
         raise ConfigError(f"strategy sets precisions of layers this model does not have: {', '.join(unknown[:3])}")
+    offered = profile.record.runtime_precisions(profile)
+    if settings.runtime_precision not in offered:
+        raise ConfigError(
+            f"strategy asks the runtime to compute in {settings.runtime_precision}, which device '{profile.name}' "
+            f"does not here (it offers {', '.join(offered)}); apply it where it does, or set runtime_precision: fp32"
+        )
     for layer, precision in sorted(settings.precisions.items()):
         allowed = profile.precision_choices(kinds[layer])
         if precision not in allowed:

@@ -42,6 +42,7 @@ from torch import nn
 from autocompress.bugs import raised_in_our_code
 from autocompress.compress.export import export_onnx
 from autocompress.errors import CandidateRefused
+from autocompress.evaluators.device.openvino_session import HINTS, PRECISION_RT_INFO
 from autocompress.runtimes.base import DeviceProfile
 from autocompress.spaces.graph import quant_layers
 from autocompress.spaces.sections import QuantizeSettings
@@ -133,6 +134,8 @@ def build_artifact(
     if int8_layers:
         transformer = any(layer.kind == "MatMul" for layer in quant_layers(model, example_input))
         ov_model = quantize(ov_model, int8_layers, settings, calibration, transformer)
+    if settings.runtime_precision != "fp32":  # the session (and a user's plain compile_model) reads it back
+        ov_model.set_rt_info(HINTS[settings.runtime_precision], PRECISION_RT_INFO)
     target = workdir / "model.xml"
     ov.save_model(ov_model, target, compress_to_fp16=False)  # fp32 weights stay fp32 (compare like with like)
     return target

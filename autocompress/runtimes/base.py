@@ -137,6 +137,9 @@ class Runtime:
     # the input shapes it will be scored at and the shape it is timed at (e.g. TensorRT's per-artifact settings);
     # None: the options as they are
     artifact_options: ArtifactOptions | None = None
+    # what it can compute the layers a strategy leaves in fp32 with, for the whole model, on this profile's device
+    # (fp32 first, the runtime's own default last), e.g. OpenVINO's bf16 on CPUs that have it
+    runtime_precisions: Callable[[DeviceProfile], tuple[str, ...]] = lambda profile: ("fp32",)
 
     def artifact_files(self, main: Path) -> list[Path]:
         """The files of a built artifact that exist (the main file first)."""

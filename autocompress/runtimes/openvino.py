@@ -42,6 +42,18 @@ def probe(profile: DeviceProfile) -> str | None:
     return None
 
 
+def runtime_precisions(profile: DeviceProfile) -> tuple[str, ...]:
+    """fp32, and bf16 where the plugin runs it on this machine's CPU (its default there: what a user who sets
+    nothing gets). A remote device's capabilities are not this machine's: fp32 only."""
+    device = profile.runtime_options.get("device", "CPU")
+    if profile.is_remote or device.split(".")[0] != "CPU":
+        return ("fp32",)
+    import openvino
+
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return ("fp32", "bf16") if "BF16" in capabilities else ("fp32",)
+
+
 def build(*args: Any, **kwargs: Any) -> Path:
     from autocompress.compress.quantize_openvino import build_artifact  # openvino and nncf, on use
 
@@ -63,4 +75,5 @@ RUNTIME = Runtime(
     recipes=recipes,
     description="OpenVINO (CPU plugin; NNCF int8)",
     forced_options=("inference_precision_hint",),
+    runtime_precisions=runtime_precisions,
 )

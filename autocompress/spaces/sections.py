@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from autocompress.spaces.vocabulary import PRECISIONS, STATIC_INT, Precision, Ratio, Section
+from autocompress.spaces.vocabulary import PRECISIONS, STATIC_INT, Precision, Ratio, RuntimePrecision, Section
 
 Importance = Literal["l1", "l2", "fpgm", "bn_scale", "obs"]
 Calibration = Literal["minmax", "entropy", "percentile"]
@@ -64,12 +64,15 @@ class PruneSettings(Section):
 
 
 class QuantizeSettings(Section):
-    """Per-layer precision (layer = torch module name of a Conv/Linear), the calibration method, and the values of
-    the runtime's own quantizer knobs (e.g. OpenVINO's SmoothQuant alpha); unset knobs take the runtime's default."""
+    """Per-layer precision (layer = torch module name of a Conv/Linear), the calibration method, the values of
+    the runtime's own quantizer knobs (e.g. OpenVINO's SmoothQuant alpha; unset knobs take the runtime's default),
+    and `runtime_precision`, what the runtime computes the layers left in fp32 (and the rest of the graph) with:
+    bf16 on OpenVINO where the CPU has it, written into the artifact so it runs as measured."""
 
     calibration: Calibration = "minmax"
     precisions: dict[str, Precision] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    runtime_precision: RuntimePrecision = "fp32"
 
     def layers_at(self, precision: str) -> list[str]:
         return sorted(name for name, value in self.precisions.items() if value == precision)
@@ -86,13 +89,15 @@ class QuantizeSettings(Section):
     def describe(self) -> list[str]:
         """Its words in a run's name: the layers per non-fp32 precision."""
         counts = Counter(self.precisions.values())
-        return [f"{precision} {count}/{len(self.precisions)}" for precision, count in sorted(counts.items())
-                if precision != "fp32"]  # fmt: skip
+        words = [f"{precision} {count}/{len(self.precisions)}" for precision, count in sorted(counts.items())
+                 if precision != "fp32"]  # fmt: skip
+        return words + ([f"{self.runtime_precision} compute"] if self.runtime_precision != "fp32" else [])
 
     def summary(self) -> dict[str, int | str]:
         counts = {f"quantize.{p}_layers": len(self.layers_at(p)) for p in PRECISIONS}
         options = {f"quantize.{name}": str(value) for name, value in sorted(self.options.items())}
-        return counts | {"quantize.calibration": self.calibration} | options
+        runtime = {"quantize.runtime_precision": self.runtime_precision}
+        return counts | {"quantize.calibration": self.calibration} | options | runtime
 
 
 class DistillSettings(Section):

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 STEPS = {"prune": PruneKnobs, "quantize": QuantizeKnobs, "distill": DistillKnobs}
 # knob fields that come from the model and the runtime, not from options
-DERIVED = {"groups", "blocks", "layers", "choices", "granularity", "runtime_knobs", "recipes"}
+DERIVED = {"groups", "blocks", "layers", "choices", "granularity", "runtime_knobs", "recipes", "runtime_precisions"}
 GRANULARITIES: tuple[str, ...] = get_args(Granularity)
 
 
@@ -107,6 +107,16 @@ def check_options(options: Mapping[str, Any]) -> None:
     _ranges(options)
 
 
+def finetune_steps(distill_steps: tuple[int, ...]) -> tuple[int, ...]:
+    """The fine-tune choices of an extracted candidate: none, or up to a quarter of the task's most steps (at
+    least its least positive choice, so a task with only long ones keeps one)."""
+    positive = [steps for steps in distill_steps if steps > 0]
+    if not positive:
+        return (0,)
+    cap = max(max(positive) // 4, min(positive))
+    return (0, *sorted({steps for steps in positive if steps <= cap}))
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Derived from one model and one device; `sample` maps an Optuna trial to a Strategy."""
@@ -151,9 +161,11 @@ class SearchSpace:
     def following(self, trained: Mapping[str, Any], elastic: ElasticSettings) -> SearchSpace:
         """The space of a search whose pruned candidates are extracted from an elastic model (`trained`: its
         space, described): only its dimensions and the blocks it trained skipping, ratios on its trained widths
-        (each snaps to the nearest), no re-fitting, and the distillation steps a fine-tune from the extracted
-        weights, 0 included (not forced as after pruning alone: extracted + 50 steps reached what pruned + 200 did,
-        experiments/results/elastic-finetune-probe-digits.md)."""
+        (each snaps to the nearest), no re-fitting, and the distillation steps a short fine-tune from the extracted
+        weights: 0 included (not forced as after pruning alone) and capped at a quarter of the task's most
+        (`finetune_steps`), since extracted + 50 steps reached what pruned + 200 did
+        (experiments/results/elastic-finetune-probe-digits.md); with the task's full range, TPE chose long
+        fine-tunes and an elastic trial cost as much as a per-candidate one (benchmark-elastic-seeds)."""
         removed = sorted({round(1.0 - fraction, 6) for fraction in elastic.fractions})
         step = min(later - earlier for earlier, later in zip(removed, removed[1:], strict=False))
         heads = elastic.head_fractions or elastic.fractions
@@ -167,7 +179,8 @@ class SearchSpace:
             max_head_ratio=min(1.0 - min(heads), self.prune.max_head_ratio),
             importances=(importance,), reconstruct=False,
         )  # fmt: skip
-        distill = dataclasses.replace(self.distill, finetune_after_pruning=False)
+        distill = dataclasses.replace(self.distill, finetune_after_pruning=False,
+                                      distill_steps=finetune_steps(self.distill.distill_steps))  # fmt: skip
         return dataclasses.replace(self, prune=prune, distill=distill, elastic=elastic)
 
     @classmethod
@@ -277,6 +290,12 @@ class SearchSpace:
             recipes = [("uniform int8", self.quantize.uniform("int8"))]
         starts = [("no compression", self.uniform())]
         starts += [(label, self.combine(0.0, params, 0)) for label, params in recipes]
+        if default := self.quantize.runtime_default:  # what a user who sets nothing runs: nothing, each recipe
+            nothing = self.quantize.uniform("fp32", runtime_precision=default)
+            starts.append((f"the runtime's default ({default} compute)", self.combine(0.0, nothing, 0)))
+            for recipe in self.quantize.recipes:
+                starts.append((f"{recipe.label}, {default} compute",
+                               self.combine(0.0, self.quantize.recipe(recipe, default), 0)))  # fmt: skip
         if self.prune.groups:
             label, params = recipes[0]
             starts += [

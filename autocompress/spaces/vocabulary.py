@@ -16,6 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 # quantized at run time per call (no calibration; the fast int8 path for Linear layers on CPUs without VNNI);
 # int4: int4 weights (activations at run time where the runtime does it); fp16/fp32: float.
 Precision = Literal["fp32", "fp16", "int8", "int8-dynamic", "int16", "int4"]
+# The precision a runtime computes what a strategy leaves in fp32 with, for the whole model (OpenVINO's inference
+# precision hint: its CPU plugin runs fp32 layers in bf16 by default on CPUs that have it, and cannot mix bf16 and
+# fp32 layers in one compiled model)
+RuntimePrecision = Literal["fp32", "bf16"]
 STATIC_INT = ("int8", "int16")  # precisions whose activation ranges come from calibration
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 # A layer is a module with weights, named by the ONNX op it exports to: convolutions, Linear on 2-D inputs (Gemm),

@@ -2,7 +2,8 @@
 
 INFERENCE_PRECISION_HINT is set only where the options name it: the built-in profiles force f32 (the CPU plugin
 otherwise runs fp32 layers in bf16 on CPUs that have it, which would change the accuracy the search measures),
-and the runtime-default baseline leaves it out, as a user's plain `compile_model` does.
+and the runtime-default baseline leaves it out, as a user's plain `compile_model` does; an artifact built for
+another precision (a strategy's `runtime_precision: bf16`) carries its hint in the IR, and that one wins.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ import numpy as np
 import openvino as ov
 
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+# Where an artifact carries the inference precision it was built for and measured with (a strategy's
+# `runtime_precision`, in the IR's rt_info); it overrides the profile's forced f32. Absent: the options decide.
+PRECISION_RT_INFO = ["autocompress", "inference_precision_hint"]
+HINTS = {"fp32": "f32", "bf16": "bf16"}  # a strategy's runtime precision -> OpenVINO's hint
+
+
+def own_precision(model: ov.Model) -> str | None:
+    """The inference precision hint an artifact carries (None: it carries none)."""
+    return model.get_rt_info(PRECISION_RT_INFO).astype(str) if model.has_rt_info(PRECISION_RT_INFO) else None
 
 
 def _check_device(core: ov.Core, device: str) -> None:
@@ -47,7 +57,10 @@ class Session:
         if options.get("inference_precision_hint"):
             config["INFERENCE_PRECISION_HINT"] = options["inference_precision_hint"]
         try:
-            self._compiled = core.compile_model(artifact, device, config)
+            model = core.read_model(artifact)
+            if own := own_precision(model):
+                config["INFERENCE_PRECISION_HINT"] = own
+            self._compiled = core.compile_model(model, device, config)
         except RuntimeError as error:
             raise RuntimeError(f"OpenVINO cannot compile {artifact} for {device}: {reason(error)}") from error
         self._request = self._compiled.create_infer_request()
