@@ -12,7 +12,8 @@ these points are what the runtime's own documentation gives a user in one call.
   calibrated with one feed per calibration batch.
 - openvino: `nncf-int8` (convert_model of the fp32 ONNX, nncf.quantize with defaults, IR kept at fp32); for
   transformers `nncf-transformer` (model_type=TRANSFORMER on the ov.Model) and `nncf-transformer-sq` (plus
-  SmoothQuant alpha 0.5 on MatMul), the recipes NNCF documents for BERT-like models.
+  SmoothQuant alpha 0.5 on MatMul), the recipes NNCF documents for BERT-like models; on a CPU with bf16 each
+  also as `<name>-bf16`, the same IR computing what it leaves in float in bf16, as OpenVINO runs it by default.
 - tflite: ai-edge-quantizer's stock recipes on the litert-torch conversion: `aeq-dynamic-wi8`
   (dynamic_wi8_afp32) and `aeq-static-wi8-ai8` (static_wi8_ai8, calibrated on the calibration split, with the
   model's input and output left float32: the stock recipe makes them int8, which the evaluator does not feed).
@@ -136,6 +137,26 @@ def nncf_int8(
     return target
 
 
+def under_bf16_compute(quantizer: Quantizer) -> Quantizer:
+    """The same recipe as a user who sets nothing runs it on a CPU with bf16: OpenVINO computes what the recipe
+    leaves in float in bf16 there (the IR says so, as autocompress's artifacts do, so the timing compiles it so)."""
+
+    def build(model: nn.Module, task: Task, workdir: Path) -> Path:
+        import openvino as ov
+
+        from autocompress.evaluators.device.openvino_session import HINTS, PRECISION_RT_INFO
+
+        target = quantizer(model, task, workdir)
+        ir = ov.Core().read_model(str(target))
+        ir.set_rt_info(HINTS["bf16"], PRECISION_RT_INFO)
+        stamped = workdir / "bf16" / target.name
+        stamped.parent.mkdir(exist_ok=True)
+        ov.save_model(ir, stamped, compress_to_fp16=False)
+        return stamped
+
+    return build
+
+
 def nncf_transformer(model: nn.Module, task: Task, workdir: Path) -> Path:
     """NNCF's preset for BERT-like models, on the ov.Model (so SmoothQuant applies)."""
     return nncf_int8(model, task, workdir, transformer=True)
@@ -256,6 +277,8 @@ LABELS = {
     "prune-50": "uniform structured pruning 50% (l2), fp32, distilled",
     "prune-50-int8": "uniform structured pruning 50% (l2), distilled, then the runtime's best int8 recipe",
 }
+LABELS |= {f"{name}-bf16": f"{LABELS[name]}; bf16 compute (OpenVINO's default on this CPU)"
+           for name in RUNTIME_QUANTIZERS["openvino"]}  # fmt: skip
 
 
 def one_click_methods(profile: HardwareProfile, task: Task) -> dict[str, Builder]:
@@ -277,6 +300,8 @@ def one_click_methods(profile: HardwareProfile, task: Task) -> dict[str, Builder
         for name, (quantizer, for_transformers) in RUNTIME_QUANTIZERS.get(profile.record.name, {}).items()
         if transformer or not for_transformers
     }
+    if "bf16" in profile.record.runtime_precisions(profile):  # each recipe also as it runs by default here
+        quantizers |= {f"{name}-bf16": under_bf16_compute(quantizer) for name, quantizer in quantizers.items()}
     methods: dict[str, Builder] = {name: guarded(on_original(q)) for name, q in quantizers.items()}
     methods |= {"prune-30": pruned(0.3), "prune-50": pruned(0.5)}
     if quantizers:

@@ -105,3 +105,13 @@ print(json.dumps({{"hints": {{name: str(one._compiled.get_property("INFERENCE_PR
     outputs = {name: np.array(values) for name, values in found["outputs"].items()}
     assert not np.array_equal(outputs["bf16"], outputs["fp32"])  # really computed in bf16: rounded differently
     np.testing.assert_allclose(outputs["bf16"], outputs["fp32"], rtol=0.1, atol=0.1)
+
+
+def test_the_benchmark_times_each_nncf_recipe_as_it_runs_by_default_here(tiny_task, openvino_profile, tmp_path):
+    from experiments.benchmark_methods import one_click_methods
+
+    methods = one_click_methods(openvino_profile, tiny_task)
+    assert ("nncf-int8-bf16" in methods) == HAS_BF16 and "nncf-int8" in methods
+    if HAS_BF16:
+        artifact = methods["nncf-int8-bf16"](tiny_task, openvino_profile, tmp_path, 0)
+        assert own_precision(ov.Core().read_model(artifact)) == "bf16"
