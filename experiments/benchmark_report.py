@@ -22,7 +22,6 @@ allowed drop), and uncapped, that luck outweighed every difference in speed betw
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -182,8 +181,12 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"- command: `{results['command']}`",
         f"- commit: {results.get('commit', 'unknown')}",
-        f"- date: {results['date']}; " + (f"wall-clock budget per search: {results['budget_s']:.0f} s (every build "
-        "counted)" if results.get("budget_s") else f"trials per search: {results['trials']}")
+        f"- date: {results['date']}; "
+        + (
+            f"wall-clock budget per search: {results['budget_s']:.0f} s (every build counted)"
+            if results.get("budget_s")
+            else f"trials per search: {results['trials']}"
+        )
         + f"; seeds {results.get('seeds', [results['seed']])}"
         + (f"; final round timed again {results['retimed']} (`--retime`)" if results.get("retimed") else ""),
         f"- machine: {machine.get('cpu')} ({' '.join(machine.get('isa', ['ISA not recorded']))}), "
@@ -280,8 +283,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("speedup over fp32 (paired ratio, log scale; right is faster)")
     ax.set_ylabel(metric)
     note = f"; {below} point(s) below {floor:.2f} drawn at the bottom edge" if below else ""
+    budget = f"{results['budget_s']:.0f} s" if results.get("budget_s") else f"{results['trials']} trials"
     ax.set_title(
-        f"{results['example']} on {results['device']}, {results['trials']} trials per search\nfilled = feasible{note}",
+        f"{results['example']} on {results['device']}, {budget} per search\nfilled = feasible{note}",
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="lower left")
@@ -290,81 +294,6 @@ def plot(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) -> str:
-    """One row per (example, device): best one-click, random and search (with and without warm starts); `labels`
-    name each results file's row beside its device (e.g. the CPU it ran on)."""
-    lines = [
-        "| example | device | budget | best one-click (final) | random (final) | search (final) "
-        "| search w/o warm starts (final) | search / one-click (target >= 1.25) "
-        "| HV search / w/o warm starts / random |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for index, results in enumerate(all_results):
-        head, methods = results["headline"], results["methods"]
-        one_click, one_click_speedup = best_of(results, "one-click")
-        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
-        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
-        lines.append(
-            f"| {results['example']} | {device} | {budget} "
-            f"| {one_click or '—'} ({_times(one_click_speedup)}) "
-            f"| {_times(final_of(methods.get('random', {})))} "
-            f"| {_times(final_of(methods.get('autocompress', {})))} "
-            f"| {_times(final_of(methods.get('autocompress-search-only', {})))} "
-            f"| {_times(head['search_vs_best_one_click'])} "
-            f"| {_fmt(head['search_hypervolume'], '.4f')} / {_fmt(head['search_only_hypervolume'], '.4f')} / "
-            f"{_fmt(head['random_hypervolume'], '.4f')} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def seeds_table(results: dict[str, Any]) -> str:
-    """One row per method of a multi-seed run: its final speedup's median and range over the seeds, and its final
-    artifacts' metric on the held-out test split (what README quotes; fp32 and search-only left out)."""
-    metric = results.get("metric_name", "accuracy")
-    lines = [f"| method | kind | seeds | final speedup, median [min, max] | test {metric}, median [min, max] "
-             "| noisy finals | trials run |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    kinds = {base_name(name): method["kind"] for name, method in results["methods"].items()}
-    for name, item in results["headline"]["seeds"].items():
-        if kinds[name] in ("baseline", "search-only"):
-            continue
-        tests = sorted(value for value in item.get("test", []) if value is not None)
-        test = "—" if not tests else f"{statistics.median(tests):.4f}" + (
-            f" [{tests[0]:.4f}, {tests[-1]:.4f}]" if len(tests) > 1 else "")  # fmt: skip
-        trainings = item.get("elastic_train_s") or [None] * item["seeds"]  # the one-off training, where any
-        trials = "—" if kinds[name] not in SEARCH_KINDS else " / ".join(
-            str(n) + (f" (+ {train:.0f} s training)" if train else "")
-            for n, train in zip(item["trials_run"], trainings, strict=True))
-        spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
-        speedup = _times(item["median"]) + spread if item["median"] is not None else "— (fp32 here)"
-        lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {speedup} | {test} | {item['noisy']} "
-                     f"| {trials} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-SEEDS_TABLE = re.compile(
-    r"<!-- seeds table from: (?P<file>\S+) -->\n(?P<table>.*?)<!-- end of seeds table -->", re.DOTALL
-)
-README_TABLE = re.compile(
-    r"<!-- benchmark table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of benchmark table -->", re.DOTALL
-)
-
-
-def readme_table(readme: str, root: Path) -> str:
-    """README with its benchmark table generated again from the results files its marker names (`path` or
-    `path=label`, paths relative to `root`): no figure in that table is typed by hand."""
-    match = README_TABLE.search(readme)
-    if match is None:
-        raise ValueError("README has no '<!-- benchmark table from: ... -->' marker")
-    entries = [entry.partition("=") for entry in match["files"].split()]
-    loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
-    table = summary(loaded, [label.replace("_", " ") for _, _, label in entries])
-    readme = readme[: match.start("table")] + table + readme[match.end("table") :]
-    for found in reversed(list(SEEDS_TABLE.finditer(readme))):  # multi-seed runs: a table per results file
-        table = seeds_table(json.loads((root / found["file"]).read_text()))
-        readme = readme[: found.start("table")] + table + readme[found.end("table") :]
-    return readme
 
 
 def rescore(path: Path) -> dict[str, Any]:
@@ -379,8 +308,10 @@ def rescore(path: Path) -> dict[str, Any]:
     return results
 
 
-USAGE = ("usage: python -m experiments.benchmark_report [--rescore] RESULTS.json ... (a summary across runs) | "
-         "--readme README.md (regenerate its tables from the committed results)")
+USAGE = (
+    "usage: python -m experiments.benchmark_report [--rescore] RESULTS.json ... (a summary across runs) | "
+    "--readme README.md (regenerate its tables from the committed results)"
+)
 
 if __name__ == "__main__":
     import sys
@@ -389,6 +320,8 @@ if __name__ == "__main__":
     if not sys.argv[1:] or {"-h", "--help"} & set(sys.argv[1:]) or missing:
         print(f"no such file: {missing[0]}" if missing else USAGE, file=sys.stderr)
         sys.exit(0 if {"-h", "--help"} & set(sys.argv[1:]) else 2)
+    from experiments.benchmark_readme import readme_table, summary
+
     if sys.argv[1:2] == ["--readme"]:  # python -m experiments.benchmark_report --readme README.md
         readme_path = Path(sys.argv[2])
         readme_path.write_text(readme_table(readme_path.read_text(), readme_path.resolve().parent))

@@ -11,14 +11,13 @@ import pytest
 
 from experiments.benchmark import main, measured_point, run_method
 from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
+from experiments.benchmark_readme import seeds_table, summary
 from experiments.benchmark_report import (
     headline,
     hypervolume,
     markdown,
     plot,
     score_method,
-    seeds_table,
-    summary,
     write_json,
 )
 from experiments.machine import INT8_FLAGS, machine_info
@@ -171,11 +170,26 @@ def test_summary_has_one_row_per_pair_with_both_checks() -> None:
     text = summary([synthetic_results(), synthetic_results() | {"device": "openvino-cpu"}])
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
     assert len(rows) == 2 and "| cpu |" in rows[0] and "| openvino-cpu |" in rows[1]
-    assert "ort-dynamic-int8 (1.25x)" in rows[0] and "| 1.60x |" in rows[0] and "| 1.55x |" in rows[0]
+    # search 2.0x, the best one-click 1.25x, random 1.4x; the runtime's default is fp32 itself here
+    assert "ort-dynamic-int8 (1.25x) | = fp32 here | 1.40x | 2.00x | 1.60x | 1.43x | 2.00x |" in rows[0]
     without_random = synthetic_results()
     del without_random["methods"]["random"]
     (row,) = [line for line in summary([without_random]).splitlines() if line.startswith("| digits |")]
     assert "| — |" in row and "—x" not in row  # a method not run is a dash, not a dash with a unit
+
+
+def test_summary_takes_the_median_over_seeds_and_the_runtime_default() -> None:
+    """Three seeds of the search (2.0x, 3.0x, 2.6x): the row quotes their median and range, and divides the median
+    by the runtime's default where it differs from fp32 (1.2x: e.g. OpenVINO computing in bf16)."""
+    results = synthetic_results()
+    results["fp32"]["test_accuracy"] = 0.95
+    results["methods"]["autocompress"]["final"] = _final(2.0, test_accuracy=0.946)
+    results["methods"]["autocompress#s1"] = {"kind": "autocompress", "points": [], "final": _final(3.0, 0.94)}
+    results["methods"]["autocompress#s2"] = {"kind": "autocompress", "points": [], "final": _final(2.6, 0.948)}
+    results["methods"]["runtime-default"] = {"kind": "one-click", "points": [], "final": _final(1.2)}
+    (row,) = [line for line in summary([results]).splitlines() if line.startswith("| digits |")]
+    assert "| 3 | ort-dynamic-int8 (1.25x) | 1.20x | 1.40x | 2.60x [2.00x, 3.00x] | 2.08x | 1.86x | 2.17x |" in row
+    assert row.endswith("| +0.0040 |")  # fp32's 0.95 against the seeds' median test accuracy, 0.946
 
 
 def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
@@ -356,7 +370,7 @@ def test_seeds_of_a_method_are_summarised_by_median_and_spread() -> None:
 
 def test_the_readme_benchmark_table_is_generated_from_the_committed_results() -> None:
     """Every figure in README's benchmark table comes from the results files its marker names."""
-    from experiments.benchmark_report import README_TABLE, readme_table
+    from experiments.benchmark_readme import README_TABLE, readme_table
 
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()

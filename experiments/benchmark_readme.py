@@ -1,0 +1,115 @@
+"""README's benchmark tables, generated from the committed results files so that no figure there is typed by hand.
+
+    python -m experiments.benchmark_report --readme README.md
+
+A `<!-- benchmark table from: PATH[=LABEL] ... -->` marker gets one row per results file (the search against the
+best one-click recipe, random search and the runtime's default, medians over the seeds); a
+`<!-- seeds table from: PATH -->` marker gets one row per method of that multi-seed run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from experiments.benchmark_report import SEARCH_KINDS, _times, across_seeds, base_name, best_of, final_of
+
+
+def _spread(item: dict[str, Any] | None) -> str:
+    """A method's median final speedup over its seeds, with the range where there are several."""
+    if not item or item["median"] is None:
+        return "—"
+    spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
+    return _times(item["median"]) + spread
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    return _times(numerator / denominator) if numerator is not None and denominator else "—"
+
+
+def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) -> str:
+    """One row per results file: the search's median final speedup over its seeds against the best one-click
+    recipe (the target), random search and the uncompressed model under the runtime's default settings (what a
+    user who does nothing runs); the search's median drop on the held-out test split. `labels` name each file's
+    row beside its device (e.g. the CPU it ran on)."""
+    lines = [
+        "| example | device | budget per search | seeds | best one-click (final) | runtime default (final) "
+        "| random, median [min, max] | autocompress, median [min, max] | autocompress / best one-click "
+        "(target >= 1.25) | autocompress / random | autocompress / runtime default | autocompress test drop "
+        "(median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, results in enumerate(all_results):
+        seeds = across_seeds(results)
+        search, random = seeds.get("autocompress"), seeds.get("random")
+        search_median = search["median"] if search else None
+        one_click, one_click_speedup = best_of(results, "one-click")
+        default = final_of(results["methods"].get("runtime-default", {}))
+        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
+        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
+        fp32_test = (results.get("fp32") or {}).get("test_accuracy")
+        tests = [value for value in (search or {}).get("test", []) if value is not None]
+        drop = f"{fp32_test - statistics.median(tests):+.4f}" if tests and fp32_test is not None else "—"
+        lines.append(
+            f"| {results['example']} | {device} | {budget} | {search['seeds'] if search else 0} "
+            f"| {one_click or '—'} ({_times(one_click_speedup)}) "
+            f"| {_times(default) if default is not None else '= fp32 here'} | {_spread(random)} | {_spread(search)} "
+            f"| {_ratio(search_median, one_click_speedup)} | {_ratio(search_median, random and random['median'])} "
+            f"| {_ratio(search_median, default or 1.0)} | {drop} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def seeds_table(results: dict[str, Any]) -> str:
+    """One row per method of a multi-seed run: its final speedup's median and range over the seeds, and its final
+    artifacts' metric on the held-out test split (what README quotes; fp32 and search-only left out)."""
+    metric = results.get("metric_name", "accuracy")
+    lines = [f"| method | kind | seeds | final speedup, median [min, max] | test {metric}, median [min, max] "
+             "| noisy finals | trials run |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    kinds = {base_name(name): method["kind"] for name, method in results["methods"].items()}
+    for name, item in results["headline"]["seeds"].items():
+        if kinds[name] in ("baseline", "search-only"):
+            continue
+        tests = sorted(value for value in item.get("test", []) if value is not None)
+        test = "—" if not tests else f"{statistics.median(tests):.4f}" + (
+            f" [{tests[0]:.4f}, {tests[-1]:.4f}]" if len(tests) > 1 else "")  # fmt: skip
+        trainings = item.get("elastic_train_s") or [None] * item["seeds"]  # the one-off training, where any
+        trials = (
+            "—"
+            if kinds[name] not in SEARCH_KINDS
+            else " / ".join(
+                str(n) + (f" (+ {train:.0f} s training)" if train else "")
+                for n, train in zip(item["trials_run"], trainings, strict=True)
+            )
+        )
+        speedup = _spread(item) if item["median"] is not None else "— (fp32 here)"
+        lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {speedup} | {test} | {item['noisy']} "
+                     f"| {trials} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+SEEDS_TABLE = re.compile(
+    r"<!-- seeds table from: (?P<file>\S+) -->\n(?P<table>.*?)<!-- end of seeds table -->", re.DOTALL
+)
+README_TABLE = re.compile(
+    r"<!-- benchmark table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of benchmark table -->", re.DOTALL
+)
+
+
+def readme_table(readme: str, root: Path) -> str:
+    """README with its benchmark tables generated again from the results files their markers name (`path` or
+    `path=label`, paths relative to `root`)."""
+    match = README_TABLE.search(readme)
+    if match is None:
+        raise ValueError("README has no '<!-- benchmark table from: ... -->' marker")
+    entries = [entry.partition("=") for entry in match["files"].split()]
+    loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
+    table = summary(loaded, [label.replace("_", " ") for _, _, label in entries])
+    readme = readme[: match.start("table")] + table + readme[match.end("table") :]
+    for found in reversed(list(SEEDS_TABLE.finditer(readme))):  # multi-seed runs: a table per results file
+        table = seeds_table(json.loads((root / found["file"]).read_text()))
+        readme = readme[: found.start("table")] + table + readme[found.end("table") :]
+    return readme
