@@ -63,6 +63,14 @@ def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) 
     return "\n".join(lines) + "\n"
 
 
+def _why_none(name: str, method: dict[str, Any]) -> str:
+    """Why a method has no final speedup: the runtime's default is fp32 itself here, it failed, or nothing it
+    built held the bound."""
+    if name == "runtime-default":
+        return "— (fp32 here)"
+    return "— (failed)" if method.get("error") else "— (past the bound)"
+
+
 def seeds_table(results: dict[str, Any]) -> str:
     """One row per method of a multi-seed run: its final speedup's median and range over the seeds, and its final
     artifacts' metric on the held-out test split (what README quotes; fp32 and search-only left out)."""
@@ -85,7 +93,7 @@ def seeds_table(results: dict[str, Any]) -> str:
                 for n, train in zip(item["trials_run"], trainings, strict=True)
             )
         )
-        speedup = _spread(item) if item["median"] is not None else "— (fp32 here)"
+        speedup = _spread(item) if item["median"] is not None else _why_none(name, results["methods"][name])
         lines.append(f"| {name} | {kinds[name]} | {item['seeds']} | {speedup} | {test} | {item['noisy']} "
                      f"| {trials} |")  # fmt: skip
     return "\n".join(lines) + "\n"
