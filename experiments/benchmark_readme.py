@@ -19,11 +19,14 @@ from experiments.benchmark_report import SEARCH_KINDS, _times, across_seeds, bas
 
 
 def _spread(item: dict[str, Any] | None) -> str:
-    """A method's median final speedup over its seeds, with the range where there are several."""
+    """A method's median final speedup over its seeds, with the range where there are several, and how many seeds
+    had one at all (a seed whose search found nothing within the bound has no final)."""
     if not item or item["median"] is None:
         return "—"
     spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
-    return _times(item["median"]) + spread
+    known = sum(value is not None for value in item.get("finals", []))
+    short = f" ({known} of {item['seeds']} seeds within the bound)" if known < item["seeds"] else ""
+    return _times(item["median"]) + spread + short
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> str:

@@ -368,6 +368,9 @@ def test_seeds_of_a_method_are_summarised_by_median_and_spread() -> None:
     assert "| 0 | 9 / 11 (+ 225 s training) |" in table
     # no final: ort-static-int8's one point is past the bound, nncf-int8 failed; neither is "fp32 here"
     assert "| ort-static-int8 | one-click | 1 | — (past the bound) |" in table
+    results["methods"]["random#s2"] = dict(results["methods"]["random"], final=None)  # nothing within the bound
+    table = seeds_table(results | {"headline": headline(results)})
+    assert "| random | random | 3 | 1.30x [1.20x, 1.40x] (2 of 3 seeds within the bound) |" in table
     assert "| nncf-int8 | one-click | 1 | — (failed) |" in table
 
 

@@ -72,9 +72,9 @@ def solve_alternatives(table: Sensitivity, budget: float, kinds: Collection[str]
     runtime = [row for row in table.rows if row.unit == RUNTIME_UNIT]
     if not runtime:
         return solve(table, budget, kinds)
-    per_layer = {row.kind for row in runtime}
+    shared_kinds = {row.kind for row in runtime}  # precision: the per-layer rows it overlaps
     without_runtime = replace(table, rows=[row for row in table.rows if row.unit != RUNTIME_UNIT])
-    runtime_only = replace(table, rows=[row for row in table.rows if row.kind not in per_layer or row in runtime])
+    runtime_only = replace(table, rows=[row for row in table.rows if row.kind not in shared_kinds or row in runtime])
     plans = [solve(without_runtime, budget, kinds), solve(runtime_only, budget, kinds)]
     return max(plans, key=lambda rows: sum(row.saving for row in rows))
 
