@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,22 @@ def setup(command: str, verbose: bool) -> Path:
     warnings.simplefilter("ignore", ResourceWarning)  # files the libraries leave to the garbage collector
     logging.captureWarnings(False)  # a second command in one process (tests) captures them afresh
     logging.captureWarnings(True)
+    warnings.showwarning = _once_per_place(warnings.showwarning)
     return path
+
+
+def _once_per_place(show: Callable[..., None]) -> Callable[..., None]:
+    """Python forgets which warnings it showed whenever a library enters `warnings.catch_warnings()` (mlflow does
+    once per trial, so its pandas FutureWarning filled the log once per trial): remember them here instead."""
+    shown: set[tuple[type[Warning], str, str, int]] = set()
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        place = (category, str(message), filename, lineno)
+        if place not in shown:
+            shown.add(place)
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 def library_loggers_to_root() -> list[str]:

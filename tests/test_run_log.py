@@ -52,6 +52,17 @@ def test_the_screen_gets_autocompress_warnings_and_the_file_the_rest(restored_lo
     assert path.parent.name == "logs" and path.name.startswith("search-")
 
 
+def test_a_library_warning_repeated_between_filter_changes_is_logged_once(restored_logging):
+    """Libraries enter `warnings.catch_warnings()` between calls (mlflow, once per trial); each exit resets
+    Python's record of which warnings were shown."""
+    path = run_log.setup("search", verbose=False)
+    for _ in range(3):
+        with warnings.catch_warnings():
+            pass
+        warnings.warn("select_dtypes will change", FutureWarning, stacklevel=1)
+    assert path.read_text().count("FutureWarning: select_dtypes will change") == 1
+
+
 def test_verbose_shows_the_libraries_warnings_and_autocompress_progress(restored_logging, capsys):
     run_log.setup("search", verbose=True)
     _speak()
