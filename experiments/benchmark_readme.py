@@ -3,7 +3,8 @@
     python -m experiments.benchmark_report --readme README.md
 
 A `<!-- benchmark table from: PATH[=LABEL] ... -->` marker gets one row per results file (the search against the
-best one-click recipe, random search and the runtime's default, medians over the seeds); a
+best one-click recipe, random search and the runtime's default, medians over the seeds); an
+`<!-- ablation table from: ... -->` marker one row per file against the search's ablations; a
 `<!-- seeds table from: PATH -->` marker gets one row per method of that multi-seed run.
 """
 
@@ -23,8 +24,8 @@ def _spread(item: dict[str, Any] | None) -> str:
     had one at all (a seed whose search found nothing within the bound has no final)."""
     if not item or item["median"] is None:
         return "—"
-    spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if item["seeds"] > 1 else ""
-    known = sum(value is not None for value in item.get("finals", []))
+    known = sum(value is not None for value in item.get("finals", [])) if "finals" in item else item["seeds"]
+    spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if known > 1 else ""
     short = f" ({known} of {item['seeds']} seeds within the bound)" if known < item["seeds"] else ""
     return _times(item["median"]) + spread + short
 
@@ -63,6 +64,33 @@ def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) 
             f"| {_ratio(search_median, one_click_speedup)} | {_ratio(search_median, random and random['median'])} "
             f"| {_ratio(search_median, default or 1.0)} | {drop} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+ABLATIONS = (("autocompress-no-warm-starts", "without warm starts"), ("autocompress-no-sensitivity",
+              "without the sensitivity stage"))  # fmt: skip
+
+
+def ablations(all_results: list[dict[str, Any]], labels: list[str] | None = None) -> str:
+    """One row per results file: the search against its ablations, each its own study at the same budget and
+    seeds (medians over the seeds; the ratio is the search's median over the ablation's: above 1, the part
+    removed paid)."""
+    header = "| example | device | budget per search | seeds | autocompress, median [min, max] "
+    rule = "|---|---|---|---|---|"
+    for _, label in ABLATIONS:
+        header += f"| {label}, median [min, max] | autocompress / {label} "
+        rule += "---|---|"
+    lines = [header + "|", rule]
+    for index, results in enumerate(all_results):
+        seeds = across_seeds(results)
+        search = seeds.get("autocompress")
+        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
+        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
+        row = f"| {results['example']} | {device} | {budget} | {search['seeds'] if search else 0} | {_spread(search)} "
+        for name, _ in ABLATIONS:
+            ablated = seeds.get(name)
+            row += f"| {_spread(ablated)} | {_ratio(search and search['median'], ablated and ablated['median'])} "
+        lines.append(row + "|")
     return "\n".join(lines) + "\n"
 
 
@@ -108,6 +136,16 @@ SEEDS_TABLE = re.compile(
 README_TABLE = re.compile(
     r"<!-- benchmark table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of benchmark table -->", re.DOTALL
 )
+ABLATION_TABLE = re.compile(
+    r"<!-- ablation table from: (?P<files>[^>]*?) -->\n(?P<table>.*?)<!-- end of ablation table -->", re.DOTALL
+)
+
+
+def _files(found: re.Match[str], root: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The results files a marker names (`path` or `path=label`, relative to `root`) and their labels."""
+    entries = [entry.partition("=") for entry in found["files"].split()]
+    loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
+    return loaded, [label.replace("_", " ") for _, _, label in entries]
 
 
 def readme_table(readme: str, root: Path) -> str:
@@ -116,10 +154,9 @@ def readme_table(readme: str, root: Path) -> str:
     match = README_TABLE.search(readme)
     if match is None:
         raise ValueError("README has no '<!-- benchmark table from: ... -->' marker")
-    entries = [entry.partition("=") for entry in match["files"].split()]
-    loaded = [json.loads((root / path).read_text()) for path, _, _ in entries]
-    table = summary(loaded, [label.replace("_", " ") for _, _, label in entries])
-    readme = readme[: match.start("table")] + table + readme[match.end("table") :]
+    readme = readme[: match.start("table")] + summary(*_files(match, root)) + readme[match.end("table") :]
+    if found := ABLATION_TABLE.search(readme):
+        readme = readme[: found.start("table")] + ablations(*_files(found, root)) + readme[found.end("table") :]
     for found in reversed(list(SEEDS_TABLE.finditer(readme))):  # multi-seed runs: a table per results file
         table = seeds_table(json.loads((root / found["file"]).read_text()))
         readme = readme[: found.start("table")] + table + readme[found.end("table") :]

@@ -11,7 +11,7 @@ import pytest
 
 from experiments.benchmark import main, measured_point, run_method
 from experiments.benchmark_methods import export_float_onnx, one_click_methods, ort_dynamic_int8, uniform_prune_strategy
-from experiments.benchmark_readme import seeds_table, summary
+from experiments.benchmark_readme import ablations, seeds_table, summary
 from experiments.benchmark_report import (
     headline,
     hypervolume,
@@ -190,6 +190,23 @@ def test_summary_takes_the_median_over_seeds_and_the_runtime_default() -> None:
     (row,) = [line for line in summary([results]).splitlines() if line.startswith("| digits |")]
     assert "| 3 | ort-dynamic-int8 (1.25x) | 1.20x | 1.40x | 2.60x [2.00x, 3.00x] | 2.08x | 1.86x | 2.17x |" in row
     assert row.endswith("| +0.0040 |")  # fp32's 0.95 against the seeds' median test accuracy, 0.946
+
+
+def test_the_ablation_table_divides_the_search_by_each_ablation_s_median() -> None:
+    """Search 2.0x and 3.0x over two seeds (median 2.5x); without warm starts 2.0x and 2.4x (median 2.2x); without
+    the sensitivity stage one seed found nothing within the bound: its median is the other seed's."""
+    results = synthetic_results()
+    results["methods"]["autocompress#s1"] = {"kind": "autocompress", "points": [], "final": _final(3.0)}
+    results["methods"]["autocompress-no-warm-starts"] = {"kind": "autocompress", "points": [], "final": _final(2.0)}
+    results["methods"]["autocompress-no-warm-starts#s1"] = {"kind": "autocompress", "points": [], "final": _final(2.4)}
+    results["methods"]["autocompress-no-sensitivity"] = {"kind": "autocompress", "points": [], "final": _final(1.25)}
+    results["methods"]["autocompress-no-sensitivity#s1"] = {"kind": "autocompress", "points": []}
+    (row,) = [line for line in ablations([results], ["a CPU"]).splitlines() if line.startswith("| digits |")]
+    assert "| cpu, a CPU |" in row and "| 2 | 2.50x [2.00x, 3.00x] | 2.20x [2.00x, 2.40x] | 1.14x |" in row
+    assert row.endswith("| 1.25x (1 of 2 seeds within the bound) | 2.00x |")
+    del results["methods"]["autocompress-no-sensitivity"], results["methods"]["autocompress-no-sensitivity#s1"]
+    (row,) = [line for line in ablations([results]).splitlines() if line.startswith("| digits |")]
+    assert row.endswith("| — | — |")  # an ablation not run is a dash
 
 
 def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
