@@ -34,6 +34,12 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
     return _times(numerator / denominator) if numerator is not None and denominator else "—"
 
 
+def _where(results: dict[str, Any], label: str) -> tuple[str, str]:
+    """A row's device (with its label, e.g. the CPU) and its budget per search."""
+    device = results["device"] + (f", {label}" if label else "")
+    return device, f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
+
+
 def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) -> str:
     """One row per results file: the search's median final speedup over its seeds against the best one-click
     recipe (the target), random search and the uncompressed model under the runtime's default settings (what a
@@ -52,8 +58,7 @@ def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) 
         search_median = search["median"] if search else None
         one_click, one_click_speedup = best_of(results, "one-click")
         default = final_of(results["methods"].get("runtime-default", {}))
-        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
-        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
+        device, budget = _where(results, labels[index] if labels else "")
         fp32_test = (results.get("fp32") or {}).get("test_accuracy")
         tests = [value for value in (search or {}).get("test", []) if value is not None]
         drop = f"{fp32_test - statistics.median(tests):+.4f}" if tests and fp32_test is not None else "—"
@@ -84,8 +89,7 @@ def ablations(all_results: list[dict[str, Any]], labels: list[str] | None = None
     for index, results in enumerate(all_results):
         seeds = across_seeds(results)
         search = seeds.get("autocompress")
-        device = results["device"] + (f", {labels[index]}" if labels and labels[index] else "")
-        budget = f"{results['budget_s'] / 60:.0f} min" if results.get("budget_s") else f"{results['trials']} trials"
+        device, budget = _where(results, labels[index] if labels else "")
         row = f"| {results['example']} | {device} | {budget} | {search['seeds'] if search else 0} | {_spread(search)} "
         for name, _ in ABLATIONS:
             ablated = seeds.get(name)
