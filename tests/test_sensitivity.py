@@ -14,7 +14,9 @@ from torch import nn
 
 from autocompress.compress.pipeline import build
 from autocompress.compress.quantize import RUNTIME_UNIT
+from autocompress.config import SearchSettings
 from autocompress.evaluators.measure import measure_artifact
+from autocompress.search.candidates import first_candidates
 from autocompress.search.seeds import estimate, params_of, recipe_with_pruning, seeds, solve
 from autocompress.search.sensitivity import Row, Sensitivity, analyse, choices, in_turns
 from autocompress.search.sensitivity_report import write
@@ -358,6 +360,28 @@ def test_the_best_recipe_is_seeded_with_the_pruning_that_fits_half_the_bound(dig
     assert strategy == space.strategy(on_recipe.params | space.quantize.recipe(recipe))  # the recipe's precisions
     assert strategy.quantize.any and strategy.distill.steps == 0  # re-fitted: not distilled
     assert not recipe_with_pruning(space, Sensitivity([_row("prune", "all", 0.25, 0.02, 1.3)], 0.99, 1.0, 30), 0.01, 0)
+
+
+def test_the_recipe_seed_is_queued_before_the_pruned_warm_starts(digits_untrained, cpu_profile):
+    """A time budget may end inside the first candidates: the recipe with the table's pruning runs after the
+    unpruned warm starts and before the pruned ones, which cost most (MiniLM: 35-44 s each, past the bound)."""
+    space = SearchSpace.from_model(digits_untrained.model, digits_untrained.example_input, cpu_profile,
+                                   {"granularity": "global"})  # fmt: skip
+    table = Sensitivity([_row("prune", "all", 0.25, 0.004, 1.3), _row("prune", "all", 0.5, 0.03, 1.8)], 0.99, 1.0, 30)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    queued = first_candidates(study, space, SearchSettings(trials=30), table, baseline_metric=0.99)
+    trials = study.get_trials(deepcopy=False)
+    labels = [t.user_attrs.get("enqueued") or t.user_attrs["seeded"] for t in trials]
+    fixed = [t.system_attrs["fixed_params"] for t in trials]  # waiting: not yet run
+    prunes = [space.strategy(params).prune.any for params in fixed]
+    warm, planted = space.warm_starts(), seeds(space, table, allowed_drop=0.01)
+    recipe_seed = f"{space.quantize.recipes[0].label} + sensitivity pruning"
+    unpruned = [label for label, params in warm if not space.strategy(params).prune.any]
+    assert queued == len(trials) == len({repr(sorted(params.items())) for params in fixed})
+    assert labels[: len(unpruned) + 1] == [*unpruned, recipe_seed] and not any(prunes[: len(unpruned)])
+    pruned_warm = [label for label, params in warm if space.strategy(params).prune.any]
+    assert pruned_warm and labels[len(unpruned) + 1 : len(unpruned) + 1 + len(pruned_warm)] == pruned_warm
+    assert {label for label, _ in warm} <= set(labels) <= {label for label, _ in warm} | {s.label for s in planted}
 
 
 @pytest.mark.parametrize("layers_saving", [0.6, 0.3])

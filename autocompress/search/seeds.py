@@ -38,6 +38,7 @@ class Seed:
     params: dict[str, Any]
     drop: float  # the additive estimate
     speedup: float
+    refines_recipe: bool = False  # the runtime's recipe with pruning: queued before the pruned warm starts
 
 
 def _options(table: Sensitivity) -> dict[tuple[str, str], list[Row]]:
@@ -92,19 +93,19 @@ def _kinds(knobs: list[Knob]) -> set[str]:
 def seeds(space: SearchSpace, table: Sensitivity, allowed_drop: float) -> list[Seed]:
     """A spread of candidates: the best recipe with the pruning that fits half the allowed drop, then the best
     combination within 1, 2 and 4 times it, and the best precisions alone within it; duplicates dropped.
-    The recipe's seed runs first: it won all three MiniLM/openvino-cpu searches at equal budget, and a 5-minute
-    MiniLM/cpu search ran out after x1 and x2 (1.34-1.81x), four seeds before it, while the recipe alone measured
-    2.14x there."""
+    The recipe's seed comes first, and is queued before the pruned warm starts (search/candidates.py): it won all
+    three MiniLM/openvino-cpu searches at equal budget, and a 5-minute MiniLM/cpu search ran out after x1 and x2
+    (1.34-1.81x), four seeds before it, while the recipe alone measured 2.14x there."""
     most = space.hand_made_steps  # the most, or an elastic model's least (spaces/space.py)
     plans = [(f"sensitivity x{budget:g}", solve_alternatives(table, budget * allowed_drop)) for budget in BUDGETS]
     precisions = _kinds(space.quantize.knobs())
     plans.append(("sensitivity, precisions only", solve_alternatives(table, allowed_drop, kinds=precisions)))
-    candidates = recipe_with_pruning(space, table, allowed_drop, most)
-    candidates += [(label, params_of(space, rows, most)) for label, rows in plans if rows]
+    candidates = [(label, params, True) for label, params in recipe_with_pruning(space, table, allowed_drop, most)]
+    candidates += [(label, params_of(space, rows, most), False) for label, rows in plans if rows]
     found: dict[str, Seed] = {}
-    for label, params in candidates:
+    for label, params, refines in candidates:
         drop, speedup = estimate(space, table, space.strategy(params))  # a skipped block takes its layers' rows
-        found.setdefault(repr(sorted(params.items())), Seed(label, params, drop, speedup))
+        found.setdefault(repr(sorted(params.items())), Seed(label, params, drop, speedup, refines))
     return list(found.values())
 
 
