@@ -27,7 +27,19 @@ def _spread(item: dict[str, Any] | None) -> str:
     known = sum(value is not None for value in item.get("finals", [])) if "finals" in item else item["seeds"]
     spread = f" [{_times(item['min'])}, {_times(item['max'])}]" if known > 1 else ""
     short = f" ({known} of {item['seeds']} seeds within the bound)" if known < item["seeds"] else ""
-    return _times(item["median"]) + spread + short
+    return _times(item["median"]) + spread + short + _noisy(item.get("noisy", 0), known)
+
+
+def _noisy(count: int, of: int) -> str:
+    """Figures timed in too few settled rounds are marked wherever they are quoted (issue 26): never a headline
+    without it."""
+    return "" if not count else " (noisy)" if of == 1 else f" ({count} of {of} noisy)"
+
+
+def _noisy_final(results: dict[str, Any], name: str | None) -> str:
+    """' (noisy)' where one method's final figure was timed in too few settled rounds."""
+    final = (results["methods"].get(name) or {}).get("final") or {} if name else {}
+    return _noisy(bool(final.get("noisy")), 1)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> str:
@@ -64,8 +76,9 @@ def summary(all_results: list[dict[str, Any]], labels: list[str] | None = None) 
         drop = f"{fp32_test - statistics.median(tests):+.4f}" if tests and fp32_test is not None else "—"
         lines.append(
             f"| {results['example']} | {device} | {budget} | {search['seeds'] if search else 0} "
-            f"| {one_click or '—'} ({_times(one_click_speedup)}) "
-            f"| {_times(default) if default is not None else '= fp32 here'} | {_spread(random)} | {_spread(search)} "
+            f"| {one_click or '—'} ({_times(one_click_speedup)}){_noisy_final(results, one_click)} "
+            f"| {_times(default) + _noisy_final(results, 'runtime-default') if default is not None else '= fp32 here'} "
+            f"| {_spread(random)} | {_spread(search)} "
             f"| {_ratio(search_median, one_click_speedup)} | {_ratio(search_median, random and random['median'])} "
             f"| {_ratio(search_median, default or 1.0)} | {drop} |"
         )

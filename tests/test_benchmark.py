@@ -209,6 +209,23 @@ def test_the_ablation_table_divides_the_search_by_each_ablation_s_median() -> No
     assert row.endswith("| — | — |")  # an ablation not run is a dash
 
 
+def test_noisy_finals_are_marked_in_every_generated_table() -> None:
+    """A final timed in too few settled rounds is never quoted bare: the one-click, the runtime's default and each
+    seed's search figure say so, in the summary, the ablation and the seeds tables."""
+    results = synthetic_results()
+    results["methods"]["autocompress#s1"] = {"kind": "autocompress", "points": [], "final": _final(3.0)}
+    results["methods"]["autocompress"]["final"] |= {"noisy": True}
+    results["methods"]["ort-dynamic-int8"]["final"] |= {"noisy": True}
+    results["methods"]["runtime-default"] = {"kind": "one-click", "points": [], "final": _final(1.2) | {"noisy": True}}
+    (row,) = [line for line in summary([results]).splitlines() if line.startswith("| digits |")]
+    assert "| ort-dynamic-int8 (1.25x) (noisy) | 1.20x (noisy) | 1.40x | 2.50x [2.00x, 3.00x] (1 of 2 noisy) |" in row
+    (row,) = [line for line in ablations([results]).splitlines() if line.startswith("| digits |")]
+    assert "| 2.50x [2.00x, 3.00x] (1 of 2 noisy) |" in row
+    del results["methods"]["autocompress"]["final"]["noisy"], results["methods"]["ort-dynamic-int8"]["final"]["noisy"]
+    (row,) = [line for line in summary([results]).splitlines() if line.startswith("| digits |")]
+    assert "noisy" not in row.replace("1.20x (noisy)", "")
+
+
 def test_without_a_feasible_one_click_point_the_search_is_compared_with_fp32() -> None:
     results = synthetic_results()
     del results["methods"]["ort-dynamic-int8"]["final"]
