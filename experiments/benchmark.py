@@ -10,8 +10,9 @@ Measured, all with `measure_artifact` on the device's profile, every speedup a p
   random        (random)       the search space sampled at random, N trials (each trial paired with fp32)
   autocompress  (autocompress) the product's search (TPE from its warm starts), same N and seed; reported again
                                as autocompress-search-only, without the trials it enqueued by hand
-Finally the best feasible point of every method and fp32 are timed together in the same interleaved rounds:
-the headline compares those `final` speedups, measured in one window.
+Finally the best feasible point of every method and fp32 are timed together in the same interleaved rounds, in
+windows spread in time: the headline compares those `final` speedups (each from the rounds in which it and fp32
+ran undisturbed; `final_round`).
 
 Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report, the search methods in
 benchmark_search, the machine record in machine. Studies go to a
@@ -177,9 +178,11 @@ FINAL_GAP_S = 10.0
 def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds, in
     `FINAL_WINDOWS` windows `FINAL_GAP_S` apart (each figure: geometric mean of the window medians, a t-interval
-    over the windows), and scored once on the held-out test split, which no method's choice saw."""
+    over the windows), and scored once on the held-out test split, which no method's choice saw. Each figure
+    comes from the rounds in which the two artifacts it compares ran undisturbed: with a dozen artifacts in the
+    loop, rounds with every one of them calm at once are too rare to give a figure."""
     from autocompress.evaluators.measure import CONFIRM_POLICY, score_artifacts, time_together
-    from autocompress.search.headline import Figure, windows_in_calm
+    from autocompress.search.headline import Figure, calm_windows, windows_in_calm
 
     names: dict[str, tuple[Path, str]] = {}
     options: dict[str, dict | None] = {}
@@ -194,23 +197,28 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
         return 0
     paths = [path for path, _ in keys]
     runtime_options = [None, *(options[setting] for _, setting in keys)]
-    timed = windows_in_calm(lambda: time_together(fp32, paths, task, profile, CONFIRM_POLICY, options=runtime_options,
-                                                  fresh=True), FINAL_WINDOWS, FINAL_GAP_S,
-                            CONFIRM_POLICY.settle_tolerance)  # fmt: skip
+    pairs = [[0, index] for index in range(1, len(keys) + 1)]
+    tolerance = CONFIRM_POLICY.settle_tolerance
+
+    def window():
+        return time_together(fp32, paths, task, profile, CONFIRM_POLICY, options=runtime_options, fresh=True)
+
+    timed = windows_in_calm(window, FINAL_WINDOWS, FINAL_GAP_S, tolerance, pairs)
     test = score_artifacts([fp32, *paths], task, profile, "test", runtime_options)
     for method in methods.values():
         if method["kind"] == "baseline":
             method["test_accuracy"] = test[0]
     for name, key in names.items():
         index = keys.index(key) + 1
-        figure = Figure.across([timing.paired(0, index) for timing in timed.used])
+        pair = calm_windows(timed.measured, tolerance, [0, index])
+        figure = Figure.across([timing.paired(0, index) for timing in pair.used])
         methods[name]["final"] = {"speedup": figure.speedup, "ci_low": figure.ci_low, "ci_high": figure.ci_high,
-                                  "per_window": figure.per_window, "windows": len(timed.used),
-                                  "windows_timed": len(timed.measured), "noisy": timed.noisy_windows > 0,
-                                  "latency_ms": timed.used[-1].latencies[index].median_ms,
-                                  "settled_share": timed.settled_share, "test_accuracy": test[index],
-                                  "test_drop": test[0] - test[index]}  # fmt: skip
-    return sum(timing.rounds for timing in timed.used)
+                                  "per_window": figure.per_window, "windows": len(pair.used),
+                                  "windows_timed": len(pair.measured), "noisy": pair.noisy_windows > 0,
+                                  "latency_ms": pair.used[-1].latencies[index].median_ms,
+                                  "settled_share": pair.settled_share, "all_settled_share": timed.settled_share,
+                                  "test_accuracy": test[index], "test_drop": test[0] - test[index]}  # fmt: skip
+    return sum(timing.rounds for timing in timed.measured)
 
 
 def retime(results: dict[str, Any], task, profile) -> dict[str, Any]:

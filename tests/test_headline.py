@@ -11,7 +11,7 @@ import pytest
 from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
 from autocompress.evaluators.measure import CONFIRM_POLICY
 from autocompress.hardware import get_profile
-from autocompress.search.headline import time_headline
+from autocompress.search.headline import Figure, calm_windows, time_headline, windows_in_calm
 
 FAST, SLOW = (1.14e-3, 0.084e-3), (1.28e-3, 0.113e-3)
 ROUNDS = 40
@@ -84,6 +84,36 @@ def test_a_machine_in_one_state_throughout_gives_that_states_figure():
     headline = _headline(timer)
     assert calls == [0, 1, 2] and headline.windows == 3 and headline.left_out == 0 and not headline.noisy
     assert headline.default.speedup == pytest.approx(SLOW_RATIO, rel=0.01)
+
+
+def _crowded_window(artifacts: int, seed: int, slow_share: float = 0.25) -> Interleaved:
+    """A window of many artifacts on a quiet machine: each slot on its own has a `slow_share` chance of running
+    15% slow (a lone preemption), whatever the others do."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(1e-3, 4e-3, artifacts)[:, None]
+    slots = base * rng.normal(1.0, 0.005, (artifacts, ROUNDS)) * np.where(rng.random((artifacts, ROUNDS)) < slow_share,
+                                                                          1.15, 1.0)  # fmt: skip
+    latency = LatencyStats(1.0, 1.1, 1.0, 0.01, 0.99, 1.01, 100, False)
+    return Interleaved([latency] * artifacts, [None] * artifacts, ROUNDS, float(slots[0, 0]) * 1e3, None,
+                       slots.tolist(), [True] * ROUNDS)  # fmt: skip
+
+
+def test_a_figure_needs_calm_rounds_only_of_the_artifacts_it_compares():
+    """Ten artifacts, each slot slow by chance a quarter of the time: rounds with all ten calm are about 6%, too few
+    for a figure, so every figure would be noisy; each artifact against the baseline has about 56% calm rounds, and
+    its figure comes from them, free of the slow slots."""
+    artifacts = 10
+    played = iter(range(100))
+    timed = windows_in_calm(lambda: _crowded_window(artifacts, next(played)), 3, 0.0, 0.07,
+                            groups=[[0, index] for index in range(1, artifacts)])  # fmt: skip
+    assert len(timed.measured) == 3  # every pair had two undisturbed windows in the first three
+    assert not calm_windows(timed.measured, 0.07).from_calm  # all ten at once: noisy
+    base = np.linspace(1e-3, 4e-3, artifacts)
+    for index in range(1, artifacts):
+        pair = calm_windows(timed.measured, 0.07, [0, index])
+        assert pair.from_calm and pair.noisy_windows == 0 and 0.35 < pair.settled_share < 0.8
+        figure = Figure.across([timing.paired(0, index) for timing in pair.used])
+        assert figure.speedup == pytest.approx(base[0] / base[index], rel=0.01)
 
 
 def test_a_fresh_request_loads_the_reference_anew_where_others_reuse_it(tmp_path):

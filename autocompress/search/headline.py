@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -171,20 +171,38 @@ class Windows:
         return float(np.mean([timing.settled_share for timing in self.used]))
 
 
-def windows_in_calm(measure: Callable[[], Interleaved], windows: int, gap_s: float, tolerance: float) -> Windows:
+def calm_windows(
+    measured: list[Interleaved], tolerance: float, among: Sequence[int] | None = None, wanted: int = 2
+) -> Windows:
+    """Which of `measured` reached the undisturbed state (at least `UNDISTURBED_ROUNDS` settled rounds, judged
+    against floors pooled over all of them) for the artifacts `among` (every one by default), each with the
+    figure rounds set; fewer than `wanted` such windows: every window with its own figure (noisy)."""
+    needed = min(wanted, len(measured))
+    masks = settled_across(measured, tolerance, among)
+    undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
+                   if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip
+    from_calm = len(undisturbed) >= needed
+    return Windows(measured, undisturbed if from_calm else measured, len(undisturbed), from_calm)
+
+
+def windows_in_calm(
+    measure: Callable[[], Interleaved],
+    windows: int,
+    gap_s: float,
+    tolerance: float,
+    groups: Sequence[Sequence[int]] | None = None,
+) -> Windows:
     """`measure` in `windows` fresh windows, `gap_s` apart; rounds are judged settled against each artifact's
     floor over all the windows, so every window's figure is of the same (undisturbed) machine state. A window
     that never reached it is left out, and up to `windows` more are timed while fewer than two reached it; with
-    too few such windows, every window is used with its own figure (noisy)."""
+    too few such windows, every window is used with its own figure (noisy). `groups`: the artifacts each figure
+    compares, judged apart (`calm_windows(..., among=group)`); by default all of them together."""
     needed = min(2, windows)
     measured: list[Interleaved] = []
-    undisturbed: list[Interleaved] = []
-    while len(measured) < windows or (len(undisturbed) < needed and len(measured) < 2 * windows):
+    while True:
         if measured:
             time.sleep(gap_s)
         measured.append(measure())
-        masks = settled_across(measured, tolerance)
-        undisturbed = [timing.with_figure_mask(mask) for timing, mask in zip(measured, masks, strict=True)
-                       if int(mask.sum()) >= UNDISTURBED_ROUNDS]  # fmt: skip
-    from_calm = len(undisturbed) >= needed
-    return Windows(measured, undisturbed if from_calm else measured, len(undisturbed), from_calm)
+        calm = min(calm_windows(measured, tolerance, group).calm for group in (groups or [None]))
+        if len(measured) >= windows and (calm >= needed or len(measured) >= 2 * windows):
+            return calm_windows(measured, tolerance)

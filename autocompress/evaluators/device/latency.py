@@ -207,14 +207,19 @@ def settled(slot_medians: Sequence[Sequence[float]], tolerance: float) -> np.nda
     return (excess <= math.log1p(tolerance)) | (excess <= excess.min())  # never empty
 
 
-def settled_across(windows: Sequence[Interleaved], tolerance: float) -> list[np.ndarray]:
+def settled_across(
+    windows: Sequence[Interleaved], tolerance: float, among: Sequence[int] | None = None
+) -> list[np.ndarray]:
     """Per window, its settled rounds judged against each artifact's floor over *all* the windows. A window that
     spent all its time in the slow state has no rounds near those floors, where its own floor would have called
-    every round settled and put a slow-state ratio beside fast-state ones."""
-    pooled = np.concatenate([np.asarray(window.slot_medians, dtype=float) for window in windows], axis=1)
+    every round settled and put a slow-state ratio beside fast-state ones. `among`: only these artifacts must be
+    calm (those a figure compares: with a dozen artifacts in a loop, every one calm at once is rare even on a
+    quiet machine, each slot having its own small chance of a slow run)."""
+    chosen = list(range(len(windows[0].slot_medians))) if among is None else list(among)
+    pooled = np.concatenate([np.asarray(window.slot_medians, dtype=float)[chosen] for window in windows], axis=1)
     log_floors = np.log(floors(pooled))[:, None]
     limit = math.log1p(tolerance)
-    return [(np.log(np.asarray(window.slot_medians, dtype=float)) - log_floors).max(axis=0) <= limit
+    return [(np.log(np.asarray(window.slot_medians, dtype=float)[chosen]) - log_floors).max(axis=0) <= limit
             for window in windows]  # fmt: skip
 
 
