@@ -11,8 +11,8 @@ Measured, all with `measure_artifact` on the device's profile, every speedup a p
   autocompress  (autocompress) the product's search (TPE from its warm starts), same N and seed; reported again
                                as autocompress-search-only, without the trials it enqueued by hand
 Finally the best feasible point of every method and fp32 are timed together in the same interleaved rounds, in
-windows spread in time: the headline compares those `final` speedups (each from the rounds in which it and fp32
-ran undisturbed; `final_round`).
+windows spread in time: the headline compares those `final` speedups (each from the rounds in which the machine
+and the two artifacts it compares ran undisturbed; `final_round`).
 
 Writes <out>/<example>-<device>.{json,md,png}; scoring and formats are in benchmark_report, the search methods in
 benchmark_search, the machine record in machine. Studies go to a
@@ -179,8 +179,9 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     """Every method's best feasible artifact and fp32, timed together in the same interleaved rounds, in
     `FINAL_WINDOWS` windows `FINAL_GAP_S` apart (each figure: geometric mean of the window medians, a t-interval
     over the windows), and scored once on the held-out test split, which no method's choice saw. Each figure
-    comes from the rounds in which the two artifacts it compares ran undisturbed: with a dozen artifacts in the
-    loop, rounds with every one of them calm at once are too rare to give a figure."""
+    comes from the rounds in which the machine was in its undisturbed state (the median artifact calm) and the
+    two artifacts it compares were calm: with a dozen artifacts in the loop, rounds with every one of them calm
+    at once were too rare to give a figure (`settled_across`)."""
     from autocompress.evaluators.measure import CONFIRM_POLICY, score_artifacts, time_together
     from autocompress.search.headline import Figure, calm_windows, windows_in_calm
 

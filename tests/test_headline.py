@@ -3,12 +3,13 @@ digits CNN under ONNX Runtime, 2 threads — fast: baseline 1.14 ms, candidate 0
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats
+from autocompress.evaluators.device.latency import Interleaved, LatencyStats, SpeedupStats, settled_across
 from autocompress.evaluators.measure import CONFIRM_POLICY
 from autocompress.hardware import get_profile
 from autocompress.search.headline import Figure, calm_windows, time_headline, windows_in_calm
@@ -114,6 +115,17 @@ def test_a_figure_needs_calm_rounds_only_of_the_artifacts_it_compares():
         assert pair.from_calm and pair.noisy_windows == 0 and 0.35 < pair.settled_share < 0.8
         figure = Figure.across([timing.paired(0, index) for timing in pair.used])
         assert figure.speedup == pytest.approx(base[0] / base[index], rel=0.01)
+
+
+def test_a_round_with_most_artifacts_slow_is_left_out_even_where_the_figures_two_were_calm():
+    """The machine's state is judged by the median artifact: a round in which eight of ten ran 25% slow is in the
+    other state, and no figure of the loop takes it, though the baseline and artifact 1 were calm in it."""
+    window = _crowded_window(10, seed=3, slow_share=0.0)
+    slots = np.asarray(window.slot_medians)
+    slots[2:, :15] *= 1.25  # the first 15 rounds: every artifact but 0 and 1 slow
+    window = replace(window, slot_medians=slots.tolist())
+    (mask,) = settled_across([window], 0.07, among=[0, 1])
+    assert not mask[:15].any() and mask[15:].all()
 
 
 def test_a_fresh_request_loads_the_reference_anew_where_others_reuse_it(tmp_path):
