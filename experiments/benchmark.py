@@ -21,7 +21,8 @@ separate home (--home), each under a unique name, so they never mix with the use
     python -m experiments.benchmark --retime <out>/<example>-<device>.json --home <the run's home>
 
 times the final round again (a window disturbed throughout: `final noisy` in the table) from the run's artifacts
-and studies, and rewrites the three files.
+and studies, and rewrites the three files; `--add ort-static-u8s8,...` first builds and measures one-click methods
+the run did not have, so that they are timed in the same final round.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--budget its elastic model trains (inside the budget); with --trials, --elastic-steps")
     parser.add_argument("--elastic-steps", type=int, default=300, help="autocompress-elastic without --budget")
     parser.add_argument("--retime", type=Path, default=None, help="a results JSON: time its final round again")
+    parser.add_argument("--add", default=None, help="with --retime: comma-separated one-click methods to build and "
+                        "measure first, then time with the others (e.g. a recipe the run did not have)")
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -80,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     args.budget_s = parse_duration(args.budget) if args.budget else None
     args.seed_list = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+    if args.add and args.retime is None:
+        parser.error("--add needs --retime (a finished run's results JSON)")
+    args.add = args.add.split(",") if args.add else []
     return args
 
 
@@ -222,8 +228,32 @@ def final_round(methods: dict[str, Any], fp32: Path, task, profile) -> int:
     return sum(timing.rounds for timing in timed.measured)
 
 
-def retime(results: dict[str, Any], task, profile) -> dict[str, Any]:
-    """The final round of a finished run again, from its artifacts (one-click) and studies (searches)."""
+def add_one_click(results: dict[str, Any], names: list[str], fp32: Path, task, profile) -> None:
+    """One-click methods a finished run did not have (e.g. a recipe found missing later), built and measured
+    now into the run's work folder, so that the final round times them with everything else."""
+    from experiments.benchmark_methods import one_click_methods
+
+    builders = one_click_methods(profile, task)
+    unknown = sorted(set(names) - set(builders))
+    if unknown:
+        raise SystemExit(f"error: no one-click method {', '.join(unknown)} for this model and device: "
+                         f"choose from {', '.join(builders)}")  # fmt: skip
+    bound = results["accuracy_bound"]
+    for name in names:
+
+        def work(name=name) -> dict[str, Any]:
+            folder = fp32.parent.parent / name
+            folder.mkdir(parents=True, exist_ok=True)
+            path = builders[name](task, profile, folder, results["seed"])
+            return {"points": [measured_point(path, task, profile, LABELS[name], fp32=fp32)], "added": True}
+
+        method = run_method(name, "one-click", work, results["methods"])
+        score_method(method, bound, results["fp32"]["accuracy"])
+
+
+def retime(results: dict[str, Any], task, profile, add: list[str] | None = None) -> dict[str, Any]:
+    """The final round of a finished run again, from its artifacts (one-click) and studies (searches); `add`:
+    one-click methods built now and timed with them."""
     import optuna
 
     from autocompress.home import default_storage
@@ -237,10 +267,14 @@ def retime(results: dict[str, Any], task, profile) -> dict[str, Any]:
     bests = [method["best_feasible"] or {} for method in methods.values()]
     artifacts = [Path(best["artifact"]) for best in bests if "artifact" in best]
     fp32 = artifacts[0].parent.parent / "fp32" / artifacts[0].name  # the run's workroot/<method>/model.<format>
+    if add:
+        add_one_click(results, add, fp32, task, profile)
     results["final_rounds"] = final_round(methods, fp32, task, profile)
     for method in methods.values():
         method.pop("_study", None)
     results["retimed"] = datetime.now().isoformat(timespec="seconds")
+    results["retime_command"] = shlex.join(["python", "-m", "experiments.benchmark", *sys.argv[1:]])
+    results["retime_commit"] = git_commit()
     results["headline"] = headline(results)
     return results
 
@@ -339,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.retime is not None:
-        results = retime(json.loads(args.retime.read_text()), task, profile)
+        results = retime(json.loads(args.retime.read_text()), task, profile, args.add)
         stem = args.retime.with_suffix("")
     else:
         results = benchmark(args, task, profile)

@@ -29,6 +29,7 @@ import contextlib
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ class _Feeds(CalibrationDataReader):
         self._iterator = iter(self._feeds)
 
 
-def ort_static_int8(model: nn.Module, task: Task, workdir: Path, **options: bool) -> Path:
+def ort_static_int8(model: nn.Module, task: Task, workdir: Path, **options: Any) -> Path:
     import onnx
     from onnxruntime.quantization import quantize_static
 
@@ -108,6 +109,18 @@ def ort_static_int8(model: nn.Module, task: Task, workdir: Path, **options: bool
     with contextlib.redirect_stdout(io.StringIO()):
         quantize_static(str(source), str(target), reader, **options)
     return target
+
+
+def ort_static_u8s8(model: nn.Module, task: Task, workdir: Path) -> Path:
+    """ORT's data type for x86-64 CPUs: uint8 activations with int8 per-channel weights (U8S8, the kernels' fast
+    path), reduce_range where the CPU has no VNNI. quantize_static's default, S8S8, runs digits' CNN at 0.5-0.8x
+    fp32 on an AVX-512 EPYC against 2.2-2.6x for U8S8 (same rounds)."""
+    from onnxruntime.quantization import QuantType
+
+    from autocompress.runtimes.onnxruntime_options import has_vnni
+
+    return ort_static_int8(model, task, workdir, per_channel=True, reduce_range=not has_vnni(),
+                           activation_type=QuantType.QUInt8)  # fmt: skip
 
 
 def ort_static_recommended(model: nn.Module, task: Task, workdir: Path) -> Path:
@@ -251,6 +264,7 @@ RUNTIME_QUANTIZERS: dict[str, dict[str, tuple[Quantizer, bool]]] = {
     "onnxruntime": {
         "ort-dynamic-pc-rr": (ort_dynamic_recommended, True),
         "ort-dynamic-pc": (ort_dynamic_per_channel, True),
+        "ort-static-u8s8": (ort_static_u8s8, False),
         "ort-static-pc-rr": (ort_static_recommended, False),
         "ort-dynamic-int8": (ort_dynamic_int8, False),
         "ort-static-int8": (ort_static_int8, False),
@@ -267,6 +281,8 @@ LABELS = {
     "ort-dynamic-pc-rr": "onnxruntime quantize_dynamic, per-channel, reduce_range (ORT's advice without VNNI)",
     "ort-dynamic-pc": "onnxruntime quantize_dynamic, per-channel (with VNNI, reduce_range is not needed)",
     "ort-static-int8": "onnxruntime quantize_static, defaults (QDQ, int8, MinMax), calibration split",
+    "ort-static-u8s8": "onnxruntime quantize_static, uint8 activations, per-channel int8 weights (U8S8, ORT's x86-64 "
+    "choice), reduce_range without VNNI, calibration split",
     "ort-static-pc-rr": "onnxruntime quantize_static, per-channel, reduce_range, calibration split",
     "nncf-int8": "nncf.quantize, defaults, calibration split",
     "nncf-transformer": "nncf.quantize(ov_model, model_type=TRANSFORMER), calibration split",

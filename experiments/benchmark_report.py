@@ -188,7 +188,9 @@ def markdown(results: dict[str, Any]) -> str:
             else f"trials per search: {results['trials']}"
         )
         + f"; seeds {results.get('seeds', [results['seed']])}"
-        + (f"; final round timed again {results['retimed']} (`--retime`)" if results.get("retimed") else ""),
+        + (f"; final round timed again {results['retimed']} (`--retime`)" if results.get("retimed") else "")
+        + (f", commit {results['retime_commit'][:7]}: `{results['retime_command']}`"
+           if results.get("retime_command") else ""),
         f"- machine: {machine.get('cpu')} ({' '.join(machine.get('isa', ['ISA not recorded']))}), "
         f"{machine.get('cores')} cores, {machine.get('os')}, Python {machine.get('python')}",
         "- runtimes: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),

@@ -282,11 +282,23 @@ def test_pruned_then_default_int8_is_smaller_and_integer(tiny_task, cpu_profile,
     assert conv1.dims[0] == tiny_task.model.conv1.out_channels // 2  # half pruned
 
 
+def test_the_pruned_int8_baseline_uses_uint8_activations_and_int8_weights(tiny_task, cpu_profile, tmp_path) -> None:
+    """ORT's fast x86 path (U8S8): quantize_static's default (int8 activations) ran digits' CNN slower than fp32."""
+    path = one_click_methods(cpu_profile, tiny_task)["prune-50-int8"](tiny_task, cpu_profile, tmp_path, 0)
+    graph = onnx.load(str(path)).graph
+    zero_points = {init.name: init.data_type for init in graph.initializer if init.name.endswith("_zero_point")}
+    activations = [node.input[2] for node in graph.node if node.op_type == "QuantizeLinear"]
+    assert activations and {zero_points[name] for name in activations} == {onnx.TensorProto.UINT8}
+    weight = next(init for init in graph.initializer if init.name == "conv1.weight_quantized")
+    assert weight.data_type == onnx.TensorProto.INT8
+
+
 def test_methods_per_runtime_and_the_prune_baseline_strategy(tiny_task, cpu_profile) -> None:
     from autocompress.hardware import get_profile
 
     assert list(one_click_methods(cpu_profile, tiny_task)) == [
-        "ort-static-pc-rr", "ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50", "prune-50-int8"]  # fmt: skip
+        "ort-static-u8s8", "ort-static-pc-rr", "ort-dynamic-int8", "ort-static-int8", "prune-30", "prune-50",
+        "prune-50-int8"]  # fmt: skip
     assert list(one_click_methods(get_profile("openvino-cpu"), tiny_task))[0] == "nncf-int8"  # a CNN: no NNCF preset
     strategy = uniform_prune_strategy(tiny_task, cpu_profile, 0.5, seed=3)
     assert strategy.prune.ratios and set(strategy.prune.ratios.values()) == {0.5}
@@ -438,3 +450,12 @@ def test_the_final_round_times_in_windows_and_scores_on_test(tiny_task, cpu_prof
     assert final["speedup"] > 1.2  # half the channels of a convolution-bound model
     assert final["test_drop"] == pytest.approx(methods["fp32"]["test_accuracy"] - final["test_accuracy"])
     assert 0.5 < methods["fp32"]["test_accuracy"] <= 1.0 and final["test_accuracy"] <= 1.0
+
+
+def test_adding_methods_needs_a_finished_run(capsys) -> None:
+    import experiments.benchmark as benchmark
+
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--add", "ort-static-u8s8"])
+    assert "--add needs --retime" in capsys.readouterr().err
+    assert benchmark.parse_args(["--retime", "run.json", "--add", "a,b"]).add == ["a", "b"]
