@@ -66,8 +66,9 @@ class Task:
     sequence length, `prune_hints` prunes attention by whole heads, `distill_layers` names modules whose
     outputs the student matches (hidden states), `extra_metrics` are reported but not optimised, `space` narrows
     the search to what the model can afford (granularity and any step's ranges, e.g. {"max_prune_ratio": 0.25};
-    see spaces/space.py), `runtimes` restricts the runtimes it may be exported to, and `steps` names modules that add
-a compression step (spaces/added.py).
+    see spaces/space.py), `elastic` the elastic training settings measured to suit it (e.g. a pretrained
+    transformer's learning rate, for what a config leaves unset under `search.elastic`), `runtimes` restricts the
+    runtimes it may be exported to, and `steps` names modules that add a compression step (spaces/added.py).
     """
 
     name: str
@@ -81,6 +82,7 @@ a compression step (spaces/added.py).
     distill_layers: tuple[str, ...] = ()
     extra_metrics: Mapping[str, Metric] = field(default_factory=dict)
     space: Mapping[str, Any] = field(default_factory=dict)
+    elastic: Mapping[str, Any] = field(default_factory=dict)  # its elastic training's defaults (ElasticSettings.over)
     runtimes: tuple[str, ...] | None = None
     steps: tuple[str, ...] = ()  # modules of compression steps added from outside autocompress (spaces/added.py)
 

@@ -287,3 +287,26 @@ def test_the_cache_key_follows_what_the_weights_depend_on(tiny_task):
     assert len({key, *changed}) == len(changed) + 1
     with pytest.raises(ValueError, match="steps"):
         ElasticSettings()
+
+
+def test_a_models_own_elastic_settings_fill_what_the_user_left_unset() -> None:
+    """`--elastic-budget 2h` on MiniLM trains at its measured lr 5e-5 with warmup, not the generic 1e-3 that wrecks
+    a pretrained network; what the user sets still wins, and resolving twice changes nothing."""
+    from autocompress.examples.minilm_space import ELASTIC
+
+    resolved = ElasticSettings(budget_s=7200).over(ELASTIC)
+    assert (resolved.lr, resolved.warmup, resolved.importance, resolved.depth) == (5e-5, 0.1, "obs", False)
+    assert resolved.budget_s == 7200 and resolved.fractions == (1.0, 0.875, 0.75)
+    assert ElasticSettings(budget_s=60, lr=2e-4).over(ELASTIC).lr == 2e-4
+    assert resolved.over(ELASTIC) == resolved
+    assert ElasticSettings(steps=5).over({}) == ElasticSettings(steps=5)  # a model without its own: the defaults
+
+
+def test_the_search_resolves_the_models_elastic_settings_once(tiny_task) -> None:
+    from autocompress.config import SearchSettings
+    from autocompress.search.driver import with_model_elastic
+
+    task = dataclasses.replace(tiny_task, elastic={"lr": 2e-4, "warmup": 0.2})
+    settings = with_model_elastic(SearchSettings(elastic=ElasticSettings(steps=3, warmup=0.05)), task)
+    assert settings.elastic is not None and (settings.elastic.lr, settings.elastic.warmup) == (2e-4, 0.05)
+    assert with_model_elastic(SearchSettings(), task).elastic is None  # no elastic model asked for: none

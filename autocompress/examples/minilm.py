@@ -30,7 +30,7 @@ from autocompress.examples.minilm_data import (
     tokenize,
 )
 from autocompress.examples.minilm_model import EMBEDDING_DIM, SentenceEmbedder, embed, load_model, load_tokenizer
-from autocompress.examples.minilm_space import SPACE, TRAIN_BATCH_SIZE
+from autocompress.examples.minilm_space import ELASTIC, SPACE, TRAIN_BATCH_SIZE
 from autocompress.spaces.transformers import hf_attention_hints
 from autocompress.task import Task
 
@@ -80,4 +80,5 @@ def load_task() -> Task:
         distill_layers=tuple(layers),
         extra_metrics={"min_fidelity": min_fidelity},
         space=SPACE,
+        elastic=ELASTIC,
     )

@@ -29,3 +29,20 @@ SPACE = {
     "hidden_weight": (0.0, 1.0),
 }
 TRAIN_BATCH_SIZE = 8
+
+# The elastic model's training (`--elastic-budget`), as measured on MiniLM (experiments/results/elastic-minilm.md):
+# a pretrained network needs a gentle learning rate warmed up (Adam's first steps at the generic 1e-3, or even
+# 1e-4 without warmup, wreck it: the full network fell to fidelity 0.979 in 6 steps), the teacher's embedding by
+# cosine plus the six layers' hidden states, least-damage (OBS) channel order, and the widths the space allows
+# (at most 25% of the FFN, 2 of 12 heads, no depth).
+ELASTIC = {
+    "lr": 5e-5,
+    "warmup": 0.1,
+    "loss": "cosine",
+    "alpha": 1.0,
+    "hidden_weight": 1.0,
+    "importance": "obs",
+    "fractions": (1.0, 0.875, 0.75),
+    "head_fractions": (1.0, 11 / 12, 10 / 12),
+    "depth": False,
+}

@@ -52,6 +52,14 @@ class SearchOutcome:
         return trial_loop.all_failed(self.study, self.trials)
 
 
+def with_model_elastic(settings: SearchSettings, task: Task) -> SearchSettings:
+    """The elastic model's training settings under the model's own (`Task.elastic`): resolved once, here, so that
+    the training, its cache key, the space and every strategy see the same."""
+    if settings.elastic is None:
+        return settings
+    return settings.model_copy(update={"elastic": settings.elastic.over(task.elastic)})
+
+
 def run_search(
     task: Task,
     profile: HardwareProfile,
@@ -65,6 +73,7 @@ def run_search(
     """Run (or resume) a study: every stage of `plan` in order (set-up, `trials` more trials or `timeout`, polish,
     confirmation, and with `out` the export); Ctrl-C raises SearchInterrupted."""
     started = time.monotonic()
+    settings = with_model_elastic(settings, task)
     space = SearchSpace.for_task(task, profile, settings.granularity, settings.elastic)
     storage = open_storage(settings.storage)
     study = open_study(study_name, storage, settings, space)

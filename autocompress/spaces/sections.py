@@ -8,6 +8,7 @@ stack. Each step (compress/prune.py, quantize.py, distill.py) applies its sectio
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -162,3 +163,10 @@ class ElasticSettings(Section):
     def distill(self) -> DistillSettings:
         return DistillSettings(loss=self.loss, temperature=self.temperature, alpha=self.alpha, lr=self.lr,
                                hidden_weight=self.hidden_weight)  # fmt: skip
+
+    def over(self, defaults: Mapping[str, Any]) -> ElasticSettings:
+        """These settings over a model's own (`Task.elastic`, e.g. a pretrained transformer's gentle learning
+        rate): what the user set wins, the rest is the model's, then the generic defaults."""
+        if not defaults:
+            return self
+        return ElasticSettings.model_validate(dict(defaults) | self.model_dump(include=self.model_fields_set))
