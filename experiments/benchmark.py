@@ -236,8 +236,9 @@ def add_one_click(results: dict[str, Any], names: list[str], fp32: Path, task, p
     builders = one_click_methods(profile, task)
     unknown = sorted(set(names) - set(builders))
     if unknown:
-        raise SystemExit(f"error: no one-click method {', '.join(unknown)} for this model and device: "
-                         f"choose from {', '.join(builders)}")  # fmt: skip
+        print(f"error: no one-click method {', '.join(unknown)} for this model and device: choose from "
+              f"{', '.join(builders)}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     bound = results["accuracy_bound"]
     for name in names:
 
