@@ -160,7 +160,9 @@ def test_confirmation_on_real_onnxruntime_artifacts(tiny_task):
     assert [c.trial for c in confirmed] == [1, 0]
     final = confirmed[0].final  # the winner, timed again alone in two fresh windows (more on a busy machine)
     assert final is not None and final.default_is_fp32 and len(final.fp32.per_window) == final.windows
-    assert final.windows == 2 or final.noisy  # two undisturbed windows, or every window's own figure, flagged
+    # at least two undisturbed windows (a disturbed one left out, and more timed, on a busy machine: at most four
+    # in all), or every window's own figure, flagged noisy
+    assert (final.windows >= 2 and final.windows + final.left_out <= 4) or final.noisy
     assert final.default.speedup > 1.0
     assert confirmed[0].test_metric is not None and confirmed[0].metric is not None  # scored in ONNX Runtime
     assert confirmed[0].speedup > 1.0

@@ -50,7 +50,7 @@ def test_search_exports_strategy_artifact_and_reports(searched):
     assert report["validation"]["metric"] == report["accuracy"] and report["test"]["within_bound"] is True
     assert report["test"]["drop"] == pytest.approx(report["test"]["baseline"] - report["test"]["metric"])
     assert report["speedup_baseline"] == "runtime default (fp32 here)" and report["threads"] == 2
-    assert report["windows"] == 1 and isinstance(report["noisy"], bool)  # the test config's confirm_windows: 1
+    assert report["windows"] == 1 or report["noisy"]  # the test config's confirm_windows: 1 (a second if disturbed)
     assert (device_dir / "model.onnx").stat().st_size == report["size_bytes"]
     assert (device_dir / "baseline" / "model.onnx").stat().st_size == report["baseline_size_bytes"]
     pareto = json.loads((device_dir / "pareto.json").read_text())

@@ -72,6 +72,15 @@ def test_windows_are_added_until_two_reach_the_undisturbed_state():
     assert headline.default.speedup == pytest.approx(FAST_RATIO, rel=0.01) and not headline.noisy
 
 
+def test_one_window_asked_for_and_the_first_disturbed_gives_the_second_alone():
+    """With `windows=1` a second window is timed because the first spent all but five rounds in the slow state; the
+    figure is the calm window's, not both windows' own figures flagged noisy."""
+    timer, calls = _machine([[FAST] * 5 + [SLOW] * (ROUNDS - 5), [FAST] * ROUNDS])
+    headline = _headline(timer, windows=1)
+    assert calls == [0, 1] and headline.windows == 1 and headline.left_out == 1 and not headline.noisy
+    assert headline.default.speedup == pytest.approx(FAST_RATIO, rel=0.01)
+
+
 def test_a_machine_that_never_settles_gives_a_noisy_figure_from_every_window():
     """Six windows (the cap: twice those asked for), only the first with a dozen undisturbed rounds."""
     timer, calls = _machine([[FAST] * 12 + [SLOW] * 28] + [[SLOW] * 35 + [FAST] * 5] * 5)

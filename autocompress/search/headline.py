@@ -205,4 +205,4 @@ def windows_in_calm(
         measured.append(measure())
         calm = min(calm_windows(measured, tolerance, group).calm for group in (groups or [None]))
         if len(measured) >= windows and (calm >= needed or len(measured) >= 2 * windows):
-            return calm_windows(measured, tolerance)
+            return calm_windows(measured, tolerance, wanted=needed)
