@@ -3,6 +3,7 @@ precision a built-in profile offers really built into the artifact; strategies c
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -170,3 +171,39 @@ def test_onnxruntime_dynamic_int8_and_the_nncf_transformer_path(tmp_path):
     kinds = [op.get_type_name() for op in model.get_ordered_ops()]
     assert kinds.count("FakeQuantize") >= 2
     assert any("smooth_quant" in op.get_friendly_name() for op in model.get_ordered_ops())
+
+
+class _Embedder(torch.nn.Module):
+    """Token ids -> an embedding table -> a projection: a transformer's first and last steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table, self.head = torch.nn.Embedding(512, 64), torch.nn.Linear(64, 8)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.table(ids)).mean(dim=1)
+
+
+def test_onnxruntime_int8_dynamic_also_stores_the_embedding_table_in_int8(tmp_path):
+    """As quantize_dynamic's own defaults do: with any layer int8-dynamic, the table is stored in 8 bits (a
+    quarter of its 128 KB) and the lookup's output is float; the fp32 artifact keeps it in float."""
+    import onnx
+    from onnx import TensorProto
+
+    from autocompress.task import DataSplits, Task, accuracy
+
+    torch.manual_seed(0)
+    batches = [(torch.randint(0, 512, (4, 6)), torch.randint(0, 8, (4,))) for _ in range(4)]
+    task = Task("embedder", _Embedder().eval(), torch.zeros(1, 6, dtype=torch.long),
+                DataSplits(batches, batches, batches), accuracy)  # fmt: skip
+
+    def table_type(strategy: Strategy, name: str) -> int:
+        artifact = build(task, strategy, get_profile("cpu"), tmp_path / name).path
+        tables = [init for init in onnx.load(str(artifact)).graph.initializer if math.prod(init.dims) == 512 * 64]
+        assert len(tables) == 1, [init.name for init in tables]
+        return tables[0].data_type
+
+    assert table_type(Strategy(), "fp32") == TensorProto.FLOAT
+    dynamic = Strategy.model_validate({"quantize": {"precisions": {"head": "int8-dynamic"}}})
+    assert table_type(dynamic, "dynamic") in (TensorProto.INT8, TensorProto.UINT8)
+

@@ -51,6 +51,7 @@ CALIBRATION_METHODS = {
 }
 ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
+EMBEDDING_OPS = ("Gather",)
 FOLLOWER_OPS = ("Relu", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Concat")
 
 
@@ -77,6 +78,14 @@ class _Reader(CalibrationDataReader):
 
     def rewind(self) -> None:
         self._iterator = iter(self._chunks)
+
+
+def embedding_lookups(model: onnx.ModelProto) -> list[str]:
+    """Gathers from a weight table (word and position embeddings): quantized with the int8-dynamic layers, their
+    tables stored in int8 and their outputs float, as in the OpenVINO path (quantize_openvino.py)."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [node.name for node in model.graph.node
+            if node.op_type in EMBEDDING_OPS and node.name and node.input[0] in initializers]  # fmt: skip
 
 
 def nodes_to_quantize(model: onnx.ModelProto, int8_layers: set[str]) -> list[str]:
@@ -209,10 +218,12 @@ def quantize(
                  weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[settings.calibration],
                  extra_options={"CalibTensorRangeSymmetric": options.activation_symmetric,
                                 "ActivationSymmetric": options.activation_symmetric})  # fmt: skip
-        if dynamic:  # ORT's dynamic recipe on exactly these MatMul layers (int8 per-channel weights)
-            _run("dynamic quantization", quantize_dynamic, str(current), str(target), op_types_to_quantize=["MatMul"],
-                 nodes_to_quantize=sorted(dynamic), per_channel=options.per_channel, reduce_range=reduce_range,
-                 weight_type=QuantType.QInt8)  # fmt: skip
+        if dynamic:  # ORT's dynamic recipe on exactly these MatMul layers (int8 per-channel weights), and the
+            # embedding tables beside them, as quantize_dynamic's defaults do (MiniLM: 58 MB -> 23 MB)
+            _run("dynamic quantization", quantize_dynamic, str(current), str(target),
+                 op_types_to_quantize=["MatMul", *EMBEDDING_OPS],
+                 nodes_to_quantize=sorted(dynamic) + embedding_lookups(model), per_channel=options.per_channel,
+                 reduce_range=reduce_range, weight_type=QuantType.QInt8)  # fmt: skip
         else:
             shutil.copyfile(current, target)
 
