@@ -142,9 +142,11 @@ def test_space_has_head_and_ffn_groups_and_no_residual_stream(task: Task, cpu_pr
     assert {layer.kind for layer in space.quantize.layers} == {"MatMul"}  # Linear on [batch, tokens, 384]
     params = space.uniform(0.0, "int8", 0) | {f"heads/{heads[0].name}": 2}
     params = {key: value for key, value in params.items() if not key.startswith("distill/")}
-    strategy = space.strategy(params | space.distill.uniform(50, recover=False, pruned=True))  # re-fitted heads
+    strategy = space.strategy(params | space.distill.uniform(0, recover=False, pruned=True))  # re-fitted heads
     assert strategy.prune.ratios[heads[0].name] == pytest.approx(2 / 12)
-    assert strategy.distill.loss == "cosine" and strategy.distill.steps == 50
+    assert strategy.distill.steps == 0 and space.distill.plain_steps.choices == (0,)  # trials do not distil
+    with pytest.raises(ValueError):  # nor can a strategy ask the space for steps it does not offer
+        space.strategy(params | space.distill.uniform(50, recover=False, pruned=True))
 
 
 def _weight_shape(graph: onnx.GraphProto, layer: str) -> tuple[int, ...]:
